@@ -1,0 +1,285 @@
+//! The KV cache: for every layer, the keys and values of the tokens already
+//! seen, so that a new token costs one small forward pass instead of a re-run
+//! of the whole sequence.
+//!
+//! Three strategies, one small implementation each (see [`LayerCache::append`]):
+//! - `Concat` grows the buffers by concatenation on every step (the article's version);
+//! - `Prealloc` allocates `capacity` slots once and writes new entries in place;
+//! - `Window` keeps at most `size` entries, dropping the oldest.
+//!
+//! The position counter (how many tokens the model has consumed) is kept apart
+//! from the cache length: with a sliding window the two differ, and positions
+//! (RoPE angles, GPT-2's position table) must keep counting.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::{s, Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+
+/// How a layer's keys and values are stored as the sequence grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStrategy {
+    Concat,
+    Prealloc,
+    Window { size: usize },
+}
+
+impl CacheStrategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CacheStrategy::Concat => "concat",
+            CacheStrategy::Prealloc => "prealloc",
+            CacheStrategy::Window { .. } => "window",
+        }
+    }
+
+    /// Builds a strategy from its name, as the CLI and JS options spell it.
+    pub fn parse(name: &str, window: Option<usize>) -> Result<Self> {
+        match name {
+            "concat" => Ok(CacheStrategy::Concat),
+            "prealloc" => Ok(CacheStrategy::Prealloc),
+            "window" => {
+                let size = window.ok_or_else(|| {
+                    Error::invalid("the `window` cache strategy needs a window size")
+                })?;
+                Ok(CacheStrategy::Window { size })
+            }
+            other => Err(Error::invalid(format!(
+                "unknown cache strategy `{other}` (expected concat, prealloc or window)"
+            ))),
+        }
+    }
+
+    /// The attention span this strategy imposes, if any.
+    pub fn window(&self) -> Option<usize> {
+        match self {
+            CacheStrategy::Window { size } => Some(*size),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CacheStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheStrategy::Window { size } => write!(f, "window({size})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+impl FromStr for CacheStrategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s, None)
+    }
+}
+
+/// Keys and values of one layer, each `[kv_heads, len, head_dim]`.
+#[derive(Debug)]
+pub struct LayerCache {
+    strategy: CacheStrategy,
+    /// For `Prealloc`, the buffers are `[kv_heads, capacity, head_dim]` and only `..len` is filled.
+    keys: Option<Tensor<3>>,
+    values: Option<Tensor<3>>,
+    len: usize,
+    capacity: usize,
+}
+
+impl LayerCache {
+    fn new(strategy: CacheStrategy, capacity: usize) -> Self {
+        LayerCache {
+            strategy,
+            keys: None,
+            values: None,
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Number of tokens whose keys and values this layer holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Stores this step's keys and values (`[kv_heads, n, head_dim]`) and
+    /// returns what attention must see: the cached entries followed by the new ones.
+    ///
+    /// With `Window` the returned tensors may hold more than `size` entries
+    /// (the old window plus this chunk); the attention mask hides what falls
+    /// outside each query's window, and only the newest `size` are kept.
+    pub fn append(&mut self, k: Tensor<3>, v: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
+        let [heads, n, dim] = k.dims();
+        match self.strategy {
+            CacheStrategy::Concat => {
+                let keys = concat(self.keys.take(), k);
+                let values = concat(self.values.take(), v);
+                self.len += n;
+                self.keys = Some(keys.clone());
+                self.values = Some(values.clone());
+                (keys, values)
+            }
+            CacheStrategy::Prealloc => {
+                let device = k.device();
+                let zeros = || Tensor::<3>::zeros([heads, self.capacity, dim], &device);
+                let (start, end) = (self.len, self.len + n);
+                // Taking the buffer out leaves us its only owner, so the backend can write in place.
+                let keys = self
+                    .keys
+                    .take()
+                    .unwrap_or_else(zeros)
+                    .slice_assign(s![.., start..end, ..], k);
+                let values = self
+                    .values
+                    .take()
+                    .unwrap_or_else(zeros)
+                    .slice_assign(s![.., start..end, ..], v);
+                self.len = end;
+                let seen = (
+                    keys.clone().slice(s![.., 0..end, ..]),
+                    values.clone().slice(s![.., 0..end, ..]),
+                );
+                self.keys = Some(keys);
+                self.values = Some(values);
+                seen
+            }
+            CacheStrategy::Window { size } => {
+                let keys = concat(self.keys.take(), k);
+                let values = concat(self.values.take(), v);
+                let total = self.len + n;
+                let keep_from = total.saturating_sub(size);
+                self.len = total - keep_from;
+                self.keys = Some(keys.clone().slice(s![.., keep_from..total, ..]));
+                self.values = Some(values.clone().slice(s![.., keep_from..total, ..]));
+                (keys, values)
+            }
+        }
+    }
+
+    /// Bytes of the buffers this layer holds right now (for `Prealloc`, the whole allocation).
+    pub fn bytes(&self) -> usize {
+        let numel = |t: &Option<Tensor<3>>| t.as_ref().map_or(0, |t| t.shape().num_elements());
+        (numel(&self.keys) + numel(&self.values)) * std::mem::size_of::<f32>()
+    }
+}
+
+fn concat(old: Option<Tensor<3>>, new: Tensor<3>) -> Tensor<3> {
+    match old {
+        Some(old) => Tensor::cat(vec![old, new], 1),
+        None => new,
+    }
+}
+
+/// The whole model's cache: one [`LayerCache`] per layer plus the position counter.
+#[derive(Debug)]
+pub struct KvCache {
+    strategy: CacheStrategy,
+    layers: Vec<LayerCache>,
+    /// Tokens the model has consumed since the last reset (the next token's position).
+    position: usize,
+    capacity: usize,
+    bytes_per_token: usize,
+}
+
+impl KvCache {
+    /// `capacity` is the longest sequence the cache accepts (and what `Prealloc` allocates).
+    pub fn new(config: &ModelConfig, strategy: CacheStrategy, capacity: usize) -> Result<Self> {
+        if capacity == 0 {
+            return Err(Error::invalid(
+                "the cache capacity (maxSeqLen) must be at least 1",
+            ));
+        }
+        if let CacheStrategy::Window { size } = strategy {
+            if size == 0 || size > capacity {
+                return Err(Error::invalid(format!(
+                    "window size must be between 1 and maxSeqLen ({capacity}), got {size}"
+                )));
+            }
+        }
+        Ok(KvCache {
+            strategy,
+            layers: (0..config.num_layers)
+                .map(|_| LayerCache::new(strategy, capacity))
+                .collect(),
+            position: 0,
+            capacity,
+            bytes_per_token: config.kv_bytes_for(1),
+        })
+    }
+
+    pub fn strategy(&self) -> CacheStrategy {
+        self.strategy
+    }
+
+    /// Longest sequence accepted; a window cache accepts any length (only positions limit it).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Tokens whose keys and values are held (equal in every layer).
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, LayerCache::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held by all layers' buffers.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(LayerCache::bytes).sum()
+    }
+
+    /// What the textbook formula predicts for the current length:
+    /// 2 (K and V) × layers × kv_heads × head_dim × length × 4 bytes.
+    pub fn bytes_formula(&self) -> usize {
+        self.bytes_per_token * self.len()
+    }
+
+    /// Checks, before anything is computed, that `n` more tokens fit.
+    pub fn check_room(&self, n: usize) -> Result<()> {
+        if self.strategy.window().is_none() && self.position + n > self.capacity {
+            return Err(Error::ContextFull(format!(
+                "{} tokens in the cache plus {n} new would exceed maxSeqLen {} (reset, raise maxSeqLen, or use the window strategy)",
+                self.position, self.capacity
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn layer_mut(&mut self, index: usize) -> &mut LayerCache {
+        &mut self.layers[index]
+    }
+
+    /// Called by the model once all layers have taken `n` new tokens.
+    pub fn advance(&mut self, n: usize) {
+        self.position += n;
+    }
+
+    /// Empties every layer; position back to 0. Buffers are freed, not kept.
+    pub fn reset(&mut self) {
+        for layer in &mut self.layers {
+            *layer = LayerCache::new(self.strategy, self.capacity);
+        }
+        self.position = 0;
+    }
+
+    #[allow(dead_code)]
+    fn device(&self) -> Option<Device> {
+        self.layers
+            .first()
+            .and_then(|l| l.keys.as_ref())
+            .map(|k| k.device())
+    }
+}

@@ -1,0 +1,26 @@
+//! kvcache-wasm: a real decoder LLM (GPT-2, Llama) in Rust with burn, whose KV
+//! cache you can see and control, natively and in the browser.
+//!
+//! Follow one token: [`generate::Generator::step`] → [`model::Model::forward_last`]
+//! → `model::{gpt2, llama}` → [`attention::attend`] → [`cache::LayerCache::append`].
+
+pub mod attention;
+pub mod backend;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod load;
+pub mod model;
+pub mod sampling;
+pub mod tokenizer;
+pub mod weights;
+
+pub use backend::BackendKind;
+pub use cache::{CacheStrategy, KvCache};
+pub use config::{Architecture, ModelConfig};
+pub use error::{Error, Result};
+pub use generate::{
+    GenerateOptions, Generation, Generator, GeneratorOptions, StopReason, TokenEvent,
+};
+pub use sampling::SamplingParams;

@@ -1,0 +1,87 @@
+//! Turning what a user has (HF files, a GGUF, or nothing at all) into a model
+//! and its tokenizer. Bytes in, so the browser can call the same functions.
+
+use burn::tensor::Device;
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+use crate::weights::gguf::GgufFile;
+use crate::weights::safetensors::SafetensorsFile;
+
+/// The built-in model's name, usable wherever a model path is expected.
+pub const RANDOM_GPT2: &str = "gpt2-124m-random";
+
+/// GPT-2's real BPE tokenizer, converted from `encoder.json` + `vocab.bpe` by `scripts/make_gpt2_tokenizer.py`.
+pub const GPT2_TOKENIZER_JSON: &str = include_str!("../assets/gpt2/tokenizer.json");
+
+pub struct Loaded {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+}
+
+/// From HF `config.json`, `model.safetensors` bytes and `tokenizer.json`.
+pub fn from_hf_files(
+    config_json: &str,
+    weights: Vec<u8>,
+    tokenizer_json: &str,
+    device: &Device,
+) -> Result<Loaded> {
+    let config = ModelConfig::from_hf_json(config_json)?;
+    let tokenizer = Tokenizer::from_json(tokenizer_json)?;
+    tokenizer.check_fits(config.vocab_size)?;
+    let weights = SafetensorsFile::from_bytes(weights)?;
+    let model = Model::from_safetensors(config, &weights, device)?;
+    Ok(Loaded { model, tokenizer })
+}
+
+/// From the bytes of a GGUF file: weights, config and tokenizer all come from it.
+pub fn from_gguf_bytes(bytes: Vec<u8>, device: &Device) -> Result<Loaded> {
+    let gguf = GgufFile::from_bytes(bytes)?;
+    let config = ModelConfig::from_gguf(&gguf)?;
+    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+    tokenizer.check_fits(config.vocab_size)?;
+    let model = Model::from_gguf(&gguf, device)?;
+    Ok(Loaded { model, tokenizer })
+}
+
+/// The article's GPT-2 124M with seeded random weights and GPT-2's real tokenizer.
+pub fn random_gpt2(seed: u64, device: &Device) -> Result<Loaded> {
+    let tokenizer = Tokenizer::from_json(GPT2_TOKENIZER_JSON)?;
+    let model = Model::random_gpt2(seed, device)?;
+    Ok(Loaded { model, tokenizer })
+}
+
+/// `path` is a folder with `config.json`, `model.safetensors` and `tokenizer.json`,
+/// a `.gguf` file, or [`RANDOM_GPT2`].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn from_path(path: &str, seed: u64, device: &Device) -> Result<Loaded> {
+    use std::path::Path;
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| Error::Io {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    let read_text = |p: &Path| {
+        String::from_utf8(read(p)?)
+            .map_err(|_| Error::invalid(format!("{} is not UTF-8 text", p.display())))
+    };
+    if path == RANDOM_GPT2 {
+        return random_gpt2(seed, device);
+    }
+    let p = Path::new(path);
+    if p.is_dir() {
+        let config = read_text(&p.join("config.json"))?;
+        let tokenizer = read_text(&p.join("tokenizer.json"))?;
+        let weights = read(&p.join("model.safetensors"))?;
+        return from_hf_files(&config, weights, &tokenizer, device);
+    }
+    if p.is_file() {
+        return from_gguf_bytes(read(p)?, device);
+    }
+    Err(Error::invalid(format!(
+        "model `{path}` is neither a folder (config.json, model.safetensors, tokenizer.json), a .gguf file, nor `{RANDOM_GPT2}`"
+    )))
+}

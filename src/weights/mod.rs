@@ -1,0 +1,66 @@
+//! Reading pretrained weights into plain `f32` host tensors.
+//!
+//! Each format module turns bytes into [`HostTensor`]s by name; the model
+//! modules then check shapes against the config and move them to a burn
+//! device. Keeping this layer free of burn makes it testable on its own and
+//! lets the browser hand us bytes it downloaded.
+
+pub mod gguf;
+pub mod safetensors;
+
+use crate::error::{Error, Result};
+
+/// A dense row-major `f32` tensor in host memory, fresh from a weights file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Row-major shape, outermost dimension first (PyTorch order).
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Self { shape, data }
+    }
+
+    /// Fails with the tensor's name and both shapes when `expected` differs.
+    pub fn expect_shape(self, name: &str, expected: &[usize]) -> Result<Self> {
+        if self.shape == expected {
+            Ok(self)
+        } else {
+            Err(Error::tensor(
+                name,
+                format!(
+                    "shape {:?} does not match the config, which needs {:?}",
+                    self.shape, expected
+                ),
+            ))
+        }
+    }
+}
+
+/// Anything that hands out named tensors: a safetensors file, a GGUF file, a random initializer.
+pub trait TensorSource {
+    /// The tensor called `name`, or `Error::Tensor` saying it is missing.
+    fn tensor(&self, name: &str) -> Result<HostTensor>;
+    fn contains(&self, name: &str) -> bool;
+}
+
+impl TensorSource for safetensors::SafetensorsFile {
+    fn tensor(&self, name: &str) -> Result<HostTensor> {
+        safetensors::SafetensorsFile::tensor(self, name)
+    }
+    fn contains(&self, name: &str) -> bool {
+        safetensors::SafetensorsFile::contains(self, name)
+    }
+}
+
+impl TensorSource for gguf::GgufFile {
+    fn tensor(&self, name: &str) -> Result<HostTensor> {
+        gguf::GgufFile::tensor(self, name)
+    }
+    fn contains(&self, name: &str) -> bool {
+        gguf::GgufFile::contains(self, name)
+    }
+}

@@ -1,0 +1,83 @@
+//! Shared helpers for the integration tests: fixture paths, expected outputs
+//! written by `tests/fixtures/make_fixtures.py`, and tolerant comparisons.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use kvcache_wasm::load::{self, Loaded};
+use kvcache_wasm::{BackendKind, GenerateOptions, Generator, GeneratorOptions};
+
+pub fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+}
+
+pub fn read(path: &str) -> Vec<u8> {
+    std::fs::read(fixture(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn read_text(path: &str) -> String {
+    String::from_utf8(read(path)).unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Expected {
+    pub prompt: String,
+    pub prompt_ids: Vec<u32>,
+    pub prompt_logits_last: Vec<f32>,
+    pub greedy_ids: Vec<u32>,
+    pub step_logits: Vec<Vec<f32>>,
+    pub window: ExpectedWindow,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExpectedWindow {
+    pub size: usize,
+    pub greedy_ids: Vec<u32>,
+    pub step_logits: Vec<Vec<f32>>,
+}
+
+/// The three tiny reference models, by name.
+pub const TINY: [&str; 2] = ["tiny-llama", "tiny-gpt2"];
+
+pub fn expected(name: &str) -> Expected {
+    let path = if name.ends_with(".gguf") { format!("{name}.expected.json") } else { format!("{name}/expected.json") };
+    serde_json::from_str(&read_text(&path)).unwrap()
+}
+
+pub fn load_tiny(name: &str, backend: BackendKind) -> Loaded {
+    let device = backend.device();
+    let loaded = if name.ends_with(".gguf") {
+        load::from_gguf_bytes(read(name), &device)
+    } else {
+        load::from_hf_files(
+            &read_text(&format!("{name}/config.json")),
+            read(&format!("{name}/model.safetensors")),
+            &read_text(&format!("{name}/tokenizer.json")),
+            &device,
+        )
+    };
+    loaded.unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+pub fn generator(name: &str, backend: BackendKind, options: GeneratorOptions) -> Generator {
+    Generator::new(load_tiny(name, backend), options).unwrap()
+}
+
+/// Greedy, no stop ids: the reference runs ignore EOS.
+pub fn greedy(max_new_tokens: usize) -> GenerateOptions {
+    GenerateOptions { max_new_tokens, stop_ids: Some(vec![]), ..GenerateOptions::default() }
+}
+
+/// Largest absolute difference relative to the reference's largest magnitude.
+pub fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(ours.len(), reference.len(), "logit vectors differ in length");
+    let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+    ours.iter().zip(reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+}
+
+pub fn assert_close(ours: &[f32], reference: &[f32], tolerance: f32, what: &str) {
+    let err = relative_error(ours, reference);
+    assert!(err <= tolerance, "{what}: relative error {err:e} exceeds {tolerance:e}");
+}
