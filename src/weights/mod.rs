@@ -40,6 +40,22 @@ impl HostTensor {
     }
 }
 
+/// A missing-tensor error that names a few real tensors, so a user can tell
+/// a typo from a file of another model family.
+pub(crate) fn missing_tensor(name: &str, format: &str, names_in_file: &[String]) -> Error {
+    let examples: Vec<String> = names_in_file.iter().take(3).map(|n| format!("`{n}`")).collect();
+    let problem = if examples.is_empty() {
+        format!("not found: the {format} file contains no tensors")
+    } else {
+        format!(
+            "not found in the {format} file ({} tensors, e.g. {}); is this the right model?",
+            names_in_file.len(),
+            examples.join(", ")
+        )
+    };
+    Error::tensor(name, problem)
+}
+
 /// Anything that hands out named tensors: a safetensors file, a GGUF file, a random initializer.
 pub trait TensorSource {
     /// The tensor called `name`, or `Error::Tensor` saying it is missing.

@@ -50,11 +50,12 @@ impl SafetensorsFile {
         let data_start = LEN_PREFIX + header.len();
         let data_len = bytes.len() - data_start;
         let mut entries = parse_header(header)?;
+        // File order, so a truncated file reports the first tensor it cuts into.
+        entries
+            .sort_by(|(a, x), (b, y)| x.data_offsets.cmp(&y.data_offsets).then_with(|| a.cmp(b)));
         for (name, info) in &entries {
             check_tensor(name, info, data_start, data_len)?;
         }
-        entries
-            .sort_by(|(a, x), (b, y)| x.data_offsets.cmp(&y.data_offsets).then_with(|| a.cmp(b)));
         let order = entries.iter().map(|(name, _)| name.clone()).collect();
         Ok(Self {
             bytes,
@@ -100,22 +101,7 @@ impl SafetensorsFile {
 
     /// A few real names help the user tell a typo from a different model family.
     fn missing(&self, name: &str) -> Error {
-        let examples: Vec<String> = self
-            .order
-            .iter()
-            .take(3)
-            .map(|n| format!("`{n}`"))
-            .collect();
-        let problem = if examples.is_empty() {
-            "not found: the safetensors file contains no tensors".to_string()
-        } else {
-            format!(
-                "not found in the safetensors file ({} tensors, e.g. {}); is this the right model?",
-                self.order.len(),
-                examples.join(", ")
-            )
-        };
-        Error::tensor(name, problem)
+        super::missing_tensor(name, "safetensors", &self.order)
     }
 }
 

@@ -39,7 +39,7 @@ pub struct ExpectedWindow {
 }
 
 /// The three tiny reference models, by name.
-pub const TINY: [&str; 2] = ["tiny-llama", "tiny-gpt2"];
+pub const TINY: [&str; 3] = ["tiny-llama", "tiny-gpt2", "tiny-llama.gguf"];
 
 pub fn expected(name: &str) -> Expected {
     let path = if name.ends_with(".gguf") { format!("{name}.expected.json") } else { format!("{name}/expected.json") };

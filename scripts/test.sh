@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one command that runs every test from a fresh clone: installs what is
+# missing, then native tests (cargo), then the browser and npm-package tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== native tests (cargo test --release)"
+cargo test --release --locked
+if [ -f scripts/test-wasm.sh ]; then
+  echo "== wasm, npm package and page tests"
+  bash scripts/test-wasm.sh
+fi

@@ -1,0 +1,116 @@
+//! Generator behaviour: reset, seeds, streaming, cache figures.
+
+mod common;
+
+use common::*;
+use kvcache_wasm::{BackendKind, CacheStrategy, GenerateOptions, GeneratorOptions, SamplingParams};
+
+fn sampled(seed: u64) -> GenerateOptions {
+    GenerateOptions {
+        max_new_tokens: 12,
+        sampling: SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, seed },
+        stop_ids: Some(vec![]),
+        ..GenerateOptions::default()
+    }
+}
+
+#[test]
+fn reset_then_generate_again_gives_identical_output() {
+    for name in TINY {
+        for strategy in [CacheStrategy::Concat, CacheStrategy::Prealloc, CacheStrategy::Window { size: 6 }] {
+            let mut g = generator(name, BackendKind::default(), GeneratorOptions { strategy, ..GeneratorOptions::default() });
+            let first = g.generate("Once upon a time", &greedy(10), |_| {}).unwrap();
+            assert!(g.cache_len() > 0 && g.position() > 0);
+            g.reset();
+            assert_eq!((g.cache_len(), g.position(), g.cache_bytes()), (0, 0, 0), "{name} {strategy}");
+            let second = g.generate("Once upon a time", &greedy(10), |_| {}).unwrap();
+            assert_eq!(first.ids, second.ids, "{name} {strategy}");
+            assert_eq!(first.text, second.text);
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_tokens_other_seed_other_tokens() {
+    let mut g = generator("tiny-llama", BackendKind::default(), GeneratorOptions::default());
+    let mut run = |seed| {
+        g.reset();
+        g.generate("Once upon a time", &sampled(seed), |_| {}).unwrap().ids
+    };
+    let (a, b, c) = (run(1), run(1), run(2));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn streamed_pieces_add_up_to_the_text() {
+    let mut g = generator("tiny-llama", BackendKind::default(), GeneratorOptions::default());
+    let mut streamed = String::new();
+    let mut positions = Vec::new();
+    let out = g
+        .generate("Once upon a time", &greedy(16), |t| {
+            streamed.push_str(&t.text);
+            positions.push(t.position);
+        })
+        .unwrap();
+    assert_eq!(streamed, out.text);
+    assert_eq!(out.text, g.tokenizer().decode(&out.ids).unwrap());
+    assert_eq!(positions, (6..22).collect::<Vec<_>>());
+}
+
+#[test]
+fn cache_figures_follow_the_formula() {
+    let exp = expected("tiny-llama");
+    // 2 (K, V) × 2 layers × 2 kv heads × 16 head_dim × 4 bytes = 512 bytes per token.
+    for (strategy, held_per_token_cap) in
+        [(CacheStrategy::Concat, None), (CacheStrategy::Prealloc, Some(32)), (CacheStrategy::Window { size: 6 }, None)]
+    {
+        let options = GeneratorOptions { strategy, max_seq_len: Some(32), use_cache: true };
+        let mut g = generator("tiny-llama", BackendKind::default(), options);
+        g.generate(&exp.prompt, &greedy(10), |_| {}).unwrap();
+        let len = g.cache_len();
+        let want_len = match strategy {
+            CacheStrategy::Window { size } => size,
+            _ => exp.prompt_ids.len() + 9,
+        };
+        assert_eq!(len, want_len, "{strategy}");
+        assert_eq!(g.cache_bytes_formula(), 512 * len, "{strategy}");
+        let held = held_per_token_cap.map_or(512 * len, |cap| 512 * cap);
+        assert_eq!(g.cache_bytes(), held, "{strategy}: prealloc holds its whole buffer");
+    }
+}
+
+#[test]
+fn no_cache_holds_nothing_and_matches_cached_output() {
+    let exp = expected("tiny-gpt2");
+    let mut g = generator("tiny-gpt2", BackendKind::default(), GeneratorOptions::default());
+    let cached = g.generate(&exp.prompt, &greedy(12), |_| {}).unwrap();
+    g.set_use_cache(false);
+    let uncached = g.generate(&exp.prompt, &greedy(12), |_| {}).unwrap();
+    assert_eq!(cached.ids, uncached.ids);
+    assert_eq!((uncached.cache_len, uncached.cache_bytes), (0, 0));
+    assert_eq!(g.position(), exp.prompt_ids.len() + 11);
+}
+
+#[test]
+fn a_second_prompt_continues_the_sequence_until_reset() {
+    let mut g = generator("tiny-llama", BackendKind::default(), GeneratorOptions::default());
+    let first = g.generate("Once upon", &greedy(3), |_| {}).unwrap();
+    let before = g.position();
+    let second = g.generate(" a time", &greedy(3), |_| {}).unwrap();
+    // The last sampled token of the first run, the new prompt, then two decode steps.
+    assert_eq!(g.position(), before + 1 + second.prompt_ids.len() + 2);
+    assert_eq!(first.ids.len(), 3);
+}
+
+#[test]
+fn step_by_step_equals_generate() {
+    let exp = expected("tiny-llama.gguf");
+    let mut g = generator("tiny-llama.gguf", BackendKind::default(), GeneratorOptions::default());
+    let mut ids = vec![g.prefill(&exp.prompt, &greedy(16)).unwrap().unwrap().id];
+    while let Some(t) = g.step().unwrap() {
+        ids.push(t.id);
+    }
+    assert_eq!(ids, exp.greedy_ids);
+    assert!(g.step().unwrap().is_none(), "a finished run stays finished");
+}
