@@ -16,12 +16,13 @@ pub enum BackendKind {
 impl BackendKind {
     /// Every backend compiled into this build, default first.
     pub fn available() -> Vec<BackendKind> {
-        let mut all = Vec::new();
-        #[cfg(feature = "flex")]
-        all.push(BackendKind::Flex);
-        #[cfg(feature = "ndarray")]
-        all.push(BackendKind::NdArray);
-        all
+        [
+            #[cfg(feature = "flex")]
+            BackendKind::Flex,
+            #[cfg(feature = "ndarray")]
+            BackendKind::NdArray,
+        ]
+        .to_vec()
     }
 
     pub fn name(self) -> &'static str {

@@ -14,7 +14,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{s, Device, Tensor};
+use burn::tensor::{s, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -273,13 +273,5 @@ impl KvCache {
             *layer = LayerCache::new(self.strategy, self.capacity);
         }
         self.position = 0;
-    }
-
-    #[allow(dead_code)]
-    fn device(&self) -> Option<Device> {
-        self.layers
-            .first()
-            .and_then(|l| l.keys.as_ref())
-            .map(|k| k.device())
     }
 }

@@ -244,7 +244,7 @@ impl ModelConfig {
                 return Err(Error::config(format!("{name} must be positive")));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::config(format!(
                 "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
                 self.num_heads, self.num_kv_heads
@@ -258,7 +258,7 @@ impl ModelConfig {
                 self.hidden_size, self.num_heads
             )));
         }
-        if self.architecture == Architecture::Llama && self.head_dim % 2 != 0 {
+        if self.architecture == Architecture::Llama && !self.head_dim.is_multiple_of(2) {
             return Err(Error::config(format!(
                 "head_dim ({}) must be even for RoPE",
                 self.head_dim

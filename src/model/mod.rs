@@ -19,6 +19,7 @@ use gpt2::{Gpt2, RandomGpt2Weights};
 use llama::{Llama, LlamaLayout};
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per model, never moved around
 enum Decoder {
     Gpt2(Gpt2),
     Llama(Llama),
@@ -108,7 +109,7 @@ impl Model {
         self.check(ids, start, cache.as_deref())?;
         let hidden = match &self.decoder {
             Decoder::Gpt2(m) => m.forward(ids, start, cache.as_deref_mut(), window),
-            Decoder::Llama(m) => m.forward(ids, start, cache.as_deref_mut(), window),
+            Decoder::Llama(m) => m.forward(ids, start, cache, window),
         };
         let n = ids.len();
         // Only the last position's logits are needed to pick the next token.
