@@ -248,7 +248,7 @@ impl Generator {
         } else {
             prompt.to_string()
         };
-        let prompt_ids = self.tokenizer.encode(&text)?;
+        let prompt_ids = self.tokenizer.encode_prompt(&text, self.context.is_empty())?;
         if prompt_ids.is_empty() {
             return Err(Error::invalid(
                 "the prompt is empty: give at least one token of text",
@@ -317,12 +317,27 @@ impl Generator {
         options: &GenerateOptions,
         mut on_token: impl FnMut(&TokenEvent),
     ) -> Result<Generation> {
+        self.try_generate(prompt, options, |event| {
+            on_token(event);
+            Ok::<(), Error>(())
+        })
+    }
+
+    /// [`generate`](Self::generate) with a callback that may fail (a JS
+    /// `onToken` that throws): the run stops at the first error, which is
+    /// returned; the tokens produced until then stay in the sequence.
+    pub fn try_generate<E: From<Error>>(
+        &mut self,
+        prompt: &str,
+        options: &GenerateOptions,
+        mut on_token: impl FnMut(&TokenEvent) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Generation, E> {
         let mut next = self.prefill(prompt, options)?;
         while let Some(event) = next {
-            on_token(&event);
+            on_token(&event)?;
             next = self.step()?;
         }
-        self.finish()
+        Ok(self.finish()?)
     }
 
     /// The summary of the current run so far (complete once `step` returned `None`).

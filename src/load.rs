@@ -4,7 +4,7 @@
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::weights::gguf::GgufFile;
@@ -57,6 +57,7 @@ pub fn random_gpt2(seed: u64, device: &Device) -> Result<Loaded> {
 /// a `.gguf` file, or [`RANDOM_GPT2`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn from_path(path: &str, seed: u64, device: &Device) -> Result<Loaded> {
+    use crate::error::Error;
     use std::path::Path;
     let read = |p: &Path| {
         std::fs::read(p).map_err(|source| Error::Io {

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::weights::gguf::GgufFile;
+use crate::weights::gguf::{GgufFile, MetaValue};
 
 /// SmolLM2's default system prompt, used when a chat has none.
 pub const DEFAULT_SYSTEM_PROMPT: &str =
@@ -16,6 +16,9 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// One past the largest id the tokenizer can produce.
     id_limit: usize,
+    /// Prepended to a sequence's first prompt when the model expects it
+    /// (Llama 3 does; SmolLM2 and GPT-2 do not).
+    bos: Option<u32>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -40,7 +43,9 @@ impl Tokenizer {
             .values()
             .max()
             .map_or(0, |&m| m as usize + 1);
-        Ok(Tokenizer { inner, id_limit })
+        // The post-processor of a tokenizer.json says whether a BOS starts each sequence.
+        let bos = inner.encode("", true).ok().and_then(|e| e.get_ids().first().copied());
+        Ok(Tokenizer { inner, id_limit, bos })
     }
 
     /// Rebuilds the byte-level BPE tokenizer llama.cpp stores in GGUF metadata
@@ -70,7 +75,13 @@ impl Tokenizer {
             None => "default",
         };
         let json = bpe_tokenizer_json(&tokens, &merges, &types, pre)?;
-        Self::from_json(&json.to_string())
+        let mut tokenizer = Self::from_json(&json.to_string())?;
+        let add_bos = matches!(gguf.metadata("tokenizer.ggml.add_bos_token"), Some(MetaValue::Bool(true)));
+        tokenizer.bos = match gguf.metadata("tokenizer.ggml.bos_token_id") {
+            Some(_) if add_bos => Some(gguf.get_u32("tokenizer.ggml.bos_token_id")?),
+            _ => None,
+        };
+        Ok(tokenizer)
     }
 
     /// Fails when the tokenizer can produce ids the model has no embedding for.
@@ -104,6 +115,23 @@ impl Tokenizer {
         self.inner
             .decode(ids, false)
             .map_err(|e| tok_err("decoding failed", e))
+    }
+
+    /// The ids of a prompt: [`encode`](Self::encode), with the model's BOS in
+    /// front when the prompt starts a sequence and the model expects one.
+    pub fn encode_prompt(&self, text: &str, starts_sequence: bool) -> Result<Vec<u32>> {
+        let mut ids = self.encode(text)?;
+        if let (Some(bos), true) = (self.bos, starts_sequence) {
+            if !ids.is_empty() && ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The BOS id prepended to a sequence's first prompt, if the model wants one.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {

@@ -114,3 +114,26 @@ fn step_by_step_equals_generate() {
     assert_eq!(ids, exp.greedy_ids);
     assert!(g.step().unwrap().is_none(), "a finished run stays finished");
 }
+
+#[test]
+fn bos_is_added_only_where_the_model_asks_for_it() {
+    use kvcache_wasm::tokenizer::Tokenizer;
+    // SmolLM2-style tokenizers (the fixtures) add nothing.
+    let plain = load_tiny("tiny-llama", BackendKind::default()).tokenizer;
+    assert_eq!(plain.bos(), None);
+    assert_eq!(plain.encode_prompt("Once upon a time", true).unwrap(), expected("tiny-llama").prompt_ids);
+    // A Llama 3-style post-processor that puts <|im_start|> (id 1) first.
+    let mut json: serde_json::Value = serde_json::from_str(&read_text("tiny-tokenizer.json")).unwrap();
+    json["post_processor"] = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<|im_start|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<|im_start|>": {"id": "<|im_start|>", "ids": [1], "tokens": ["<|im_start|>"]}}
+    });
+    let with_bos = Tokenizer::from_json(&json.to_string()).unwrap();
+    assert_eq!(with_bos.bos(), Some(1));
+    let ids = with_bos.encode_prompt("Once upon a time", true).unwrap();
+    assert_eq!(ids[0], 1);
+    assert_eq!(&ids[1..], &expected("tiny-llama").prompt_ids[..]);
+    assert_eq!(with_bos.encode_prompt("Once upon a time", false).unwrap(), expected("tiny-llama").prompt_ids);
+}
