@@ -1,0 +1,700 @@
+// The page: controls, streaming text, the ms/token chart, stats and the KV cache panel.
+// The model itself runs in worker.js; this file only sends it messages and draws what comes back.
+
+import uPlot from "./vendor/uplot/uPlot.esm.js";
+
+const $ = (id) => document.getElementById(id);
+
+const SMOLLM2_URL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const CACHE_COLORS = ["#2563eb", "#059669", "#7c3aed", "#0891b2", "#4f46e5", "#65a30d"];
+const NOCACHE_COLORS = ["#dc2626", "#ea580c", "#db2777", "#b45309"];
+
+const app = {
+  worker: null,
+  ready: false,
+  outbox: [], // messages waiting for the worker to be ready
+  status: "starting", // starting | idle | loading | running
+  model: null, // { label, config } once loaded
+  loading: null, // { label, started }
+  cache: null, // the generator's last reported state
+  runs: [], // every run drawn on the chart
+  current: null, // the run in progress
+  queue: [], // runs still to start (Compare)
+  stopping: false,
+  nextRunId: 1,
+  lastError: null,
+  broken: null, // why the worker cannot start, if it cannot
+};
+
+// ---------------------------------------------------------------- formatting
+
+function fmtBytes(n) {
+  if (n == null || !Number.isFinite(n)) return "—";
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${i === 0 ? n : n.toFixed(n < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+function fmtMs(ms) {
+  if (ms == null || !Number.isFinite(ms)) return "—";
+  if (ms < 10) return `${ms.toFixed(2)} ms`;
+  if (ms < 1000) return `${ms.toFixed(1)} ms`;
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+
+// ---------------------------------------------------------------- the worker
+
+function startWorker() {
+  if (app.worker) app.worker.terminate();
+  app.ready = false;
+  app.outbox = [];
+  app.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  app.worker.onmessage = ({ data }) => onWorkerMessage(data);
+  app.worker.onerror = (event) => {
+    event.preventDefault?.();
+    showError(`The model worker failed: ${event.message || "see the browser console"}.`);
+    app.model = null;
+    app.current = null;
+    app.queue = [];
+    setStatus("idle");
+  };
+}
+
+function send(msg) {
+  if (app.ready) app.worker.postMessage(msg);
+  else app.outbox.push(msg);
+}
+
+function onWorkerMessage(msg) {
+  switch (msg.type) {
+    case "ready":
+      app.ready = true;
+      for (const queued of app.outbox.splice(0)) app.worker.postMessage(queued);
+      if (app.status === "starting") setStatus("idle");
+      break;
+    case "progress":
+      showProgress(msg.loaded, msg.total);
+      break;
+    case "loaded":
+      onLoaded(msg);
+      break;
+    case "token":
+      onToken(msg);
+      break;
+    case "done":
+      onDone(msg);
+      break;
+    case "state":
+      app.cache = msg.state;
+      renderCache();
+      break;
+    case "error":
+      onWorkerError(msg);
+      break;
+  }
+}
+
+function onWorkerError(msg) {
+  const where = {
+    init: "Could not start",
+    load: `Could not load ${app.loading?.label ?? "the model"}`,
+    generate: "Could not generate",
+    configure: "Could not change the cache",
+    reset: "Could not reset",
+  }[msg.during] ?? "Error";
+  let text = `${where}: ${msg.message}`;
+  if (msg.fatal && msg.during !== "init") {
+    text += " — the WebAssembly instance had to be restarted; load a model again (a smaller one, or a smaller maxSeqLen, if memory ran out).";
+  }
+  showError(text);
+  if (msg.during === "load") {
+    app.loading = null;
+    $("progress").value = 0;
+    $("progress-text").textContent = "no model loaded";
+    $("model-info").textContent = "";
+  }
+  if (msg.during === "generate" && app.current) {
+    const failed = app.current;
+    failed.stopReason = "error";
+    if (failed.tokens === 0) {
+      // Nothing to draw: forget the run and its output block.
+      app.runs = app.runs.filter((r) => r !== failed);
+      failed.el.closest(".run-block")?.remove();
+      scheduleRender(true);
+    }
+    app.current = null;
+    app.queue = [];
+    scheduleRender();
+  }
+  if (msg.state !== undefined && msg.state !== null) app.cache = msg.state;
+  if (msg.fatal) {
+    app.model = null;
+    app.cache = null;
+    app.loading = null;
+    if (msg.during === "init") {
+      app.broken = text;
+      setStatus("idle");
+      return;
+    }
+    startWorker();
+  }
+  renderCache();
+  setStatus(app.ready || !msg.fatal ? "idle" : "starting");
+}
+
+// ---------------------------------------------------------------- status and errors
+
+function setStatus(status) {
+  app.status = status;
+  document.body.dataset.status = status;
+  const loaded = Boolean(app.model);
+  const idle = status === "idle";
+  for (const id of ["run-cache", "run-nocache", "run-compare", "reset"]) $(id).disabled = !(idle && loaded);
+  $("stop").disabled = status !== "running";
+  for (const id of ["model-select", "load-url", "model-files", "strategy"]) $(id).disabled = !(idle || status === "starting");
+  $("window").disabled = $("strategy").value !== "window" || !(idle || status === "starting");
+}
+
+function showError(text) {
+  app.lastError = text;
+  $("error-text").textContent = text;
+  $("error").hidden = false;
+}
+
+function clearError() {
+  app.lastError = null;
+  $("error").hidden = true;
+  $("error-text").textContent = "";
+}
+
+// ---------------------------------------------------------------- loading a model
+
+const queryModel = new URLSearchParams(location.search).get("model");
+
+function modelSource(choice) {
+  const abs = (url) => new URL(url, location.href).href;
+  switch (choice) {
+    case "smollm2":
+      return { source: { kind: "url", url: abs(SMOLLM2_URL) }, label: "SmolLM2-135M-Instruct", chat: true };
+    case "gpt2-random":
+      return { source: { kind: "random-gpt2" }, label: "GPT-2 124M (random weights)", chat: false };
+    case "query":
+      return { source: { kind: "url", url: abs(queryModel) }, label: queryModel, chat: false };
+    default:
+      return null;
+  }
+}
+
+function cacheSettings() {
+  const cache = $("strategy").value;
+  return { cache, window: Math.max(1, Math.floor(Number($("window").value) || 1)) };
+}
+
+function loadModel({ source, label, chat }) {
+  if (app.broken) {
+    showError(app.broken);
+    return;
+  }
+  clearError();
+  app.model = null;
+  app.cache = null;
+  app.loading = { label, started: performance.now() };
+  if (chat !== undefined) $("chat").checked = chat;
+  $("progress").value = 0;
+  $("progress").max = 1;
+  $("progress-text").textContent =
+    source.kind === "random-gpt2" ? `building ${label} from seeded random weights…` : `loading ${label}…`;
+  $("model-info").textContent = "";
+  renderCache();
+  setStatus("loading");
+  send({ type: "load", source });
+}
+
+function showProgress(loaded, total) {
+  const bar = $("progress");
+  if (total) {
+    bar.max = total;
+    bar.value = Math.min(loaded, total);
+    $("progress-text").textContent = `${fmtBytes(loaded)} / ${fmtBytes(total)}`;
+  } else {
+    bar.removeAttribute("value"); // indeterminate
+    $("progress-text").textContent = `${fmtBytes(loaded)}`;
+  }
+}
+
+function describeConfig(config) {
+  const { architecture: arch, num_layers: layers, num_heads: heads, num_kv_heads: kvHeads } = config;
+  const { hidden_size: hidden, vocab_size: vocab } = config;
+  const parts = [];
+  if (arch) parts.push(arch === "gpt2" ? "GPT-2" : arch === "llama" ? "Llama" : String(arch));
+  if (layers != null) parts.push(`${layers} layers`);
+  if (heads != null) parts.push(`${heads} heads${kvHeads != null && kvHeads !== heads ? ` (${kvHeads} KV)` : ""}`);
+  if (hidden != null) parts.push(`width ${hidden}`);
+  if (vocab != null) parts.push(`vocabulary ${vocab}`);
+  const ctx = maxSeqLen();
+  if (ctx) parts.push(`max sequence ${ctx}`);
+  return parts.join(" · ");
+}
+
+function onLoaded(msg) {
+  const seconds = ((performance.now() - (app.loading?.started ?? performance.now())) / 1000).toFixed(1);
+  app.model = { label: app.loading?.label ?? "model", config: msg.info.config ?? {} };
+  app.loading = null;
+  app.cache = msg.state;
+  const bar = $("progress");
+  bar.max = 1;
+  bar.value = 1;
+  $("progress-text").textContent = `${app.model.label} ready (${seconds} s)`;
+  $("model-info").textContent = describeConfig(app.model.config) + (msg.info.backend ? ` · burn ${msg.info.backend} backend` : "");
+  const limit = maxSeqLen();
+  if (limit) {
+    $("window").max = limit;
+    if (Number($("window").value) > limit) $("window").value = Math.max(1, Math.floor(limit / 2));
+  }
+  renderCache();
+  setStatus("idle");
+  if ($("strategy").value !== "concat") send({ type: "configure", useCache: true, ...cacheSettings() });
+}
+
+function maxSeqLen() {
+  return app.cache?.maxSeqLen ?? null;
+}
+
+// ---------------------------------------------------------------- runs
+
+function runLabel(useCache, cache, window) {
+  if (!useCache) return "no cache";
+  return `cache ${cache === "window" ? `window(${window})` : cache}`;
+}
+
+function runOptions() {
+  const num = (id) => Number($(id).value);
+  return {
+    maxTokens: Math.floor(num("max-tokens")),
+    temperature: num("temperature"),
+    topK: Math.floor(num("top-k")),
+    topP: num("top-p"),
+    seed: Math.floor(num("seed")),
+    chat: $("chat").checked,
+  };
+}
+
+function checkInputs(run) {
+  if (!$("prompt").value.trim()) return "the prompt is empty: type something for the model to continue";
+  if (!Number.isInteger(run.maxTokens) || run.maxTokens < 1) return "max new tokens must be a whole number of at least 1";
+  if (!(run.temperature >= 0)) return "temperature must be 0 (greedy) or more";
+  if (!(run.topP > 0 && run.topP <= 1)) return "top-p must be in (0, 1]";
+  if (!(run.topK >= 0)) return "top-k must be 0 (off) or more";
+  if (!(run.seed >= 0)) return "the seed must be 0 or more";
+  const { cache, window } = cacheSettings();
+  const limit = maxSeqLen();
+  if (cache === "window" && limit && window > limit) return `the window W must be between 1 and maxSeqLen (${limit})`;
+  return null;
+}
+
+function startRuns(specs) {
+  clearError();
+  const problem = checkInputs(runOptions());
+  if (problem) {
+    showError(`Could not generate: ${problem}.`);
+    return;
+  }
+  $("output").replaceChildren();
+  app.queue = specs;
+  app.stopping = false;
+  setStatus("running");
+  nextRun();
+}
+
+function nextRun() {
+  const spec = app.queue.shift();
+  if (!spec || app.stopping) {
+    app.queue = [];
+    app.current = null;
+    setStatus("idle");
+    return;
+  }
+  const { cache, window } = cacheSettings();
+  const base = runLabel(spec.useCache, cache, window);
+  const same = app.runs.filter((r) => r.baseLabel === base).length;
+  const pool = spec.useCache ? CACHE_COLORS : NOCACHE_COLORS;
+  const used = app.runs.filter((r) => r.useCache === spec.useCache).length;
+  const prompt = $("prompt").value;
+  const run = {
+    id: app.nextRunId++,
+    baseLabel: base,
+    label: same ? `${base} #${same + 1}` : base,
+    useCache: spec.useCache,
+    color: pool[used % pool.length],
+    prompt,
+    points: [], // [position, ms] of every token after the first
+    ttft: null,
+    tokens: 0,
+    text: "",
+    stopReason: null,
+  };
+  app.runs.push(run);
+  app.current = run;
+  run.el = addOutputBlock(run);
+  scheduleRender(true);
+  send({ type: "generate", runId: run.id, prompt, run: runOptions(), useCache: spec.useCache, cache, window, reset: spec.reset });
+}
+
+function addOutputBlock(run) {
+  const block = document.createElement("div");
+  block.className = "run-block";
+  const head = document.createElement("div");
+  head.className = "run-label";
+  head.style.color = run.color;
+  head.textContent = run.label;
+  const body = document.createElement("div");
+  body.className = "run-text";
+  const prompt = document.createElement("span");
+  prompt.className = "prompt-echo";
+  prompt.textContent = run.prompt;
+  const gen = document.createElement("span");
+  gen.className = "gen";
+  body.append(prompt, gen);
+  block.append(head, body);
+  $("output").append(block);
+  return gen;
+}
+
+function onToken({ runId, event, state }) {
+  const run = app.runs.find((r) => r.id === runId);
+  if (!run) return;
+  run.tokens += 1;
+  if (run.ttft == null) run.ttft = event.ms;
+  else run.points.push([event.position, event.ms]);
+  run.text += event.text;
+  run.el.textContent = run.text;
+  app.cache = state;
+  scheduleRender();
+}
+
+function onDone({ runId, stopReason, state }) {
+  const run = app.runs.find((r) => r.id === runId);
+  if (run) run.stopReason = stopReason;
+  app.cache = state;
+  renderCache();
+  scheduleRender();
+  nextRun();
+}
+
+// ---------------------------------------------------------------- chart and stats
+
+let chart = null;
+let chartRuns = -1;
+let renderQueued = false;
+
+function scheduleRender(rebuild = false) {
+  if (rebuild) chartRuns = -1;
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderChart();
+    renderStats();
+    renderCache();
+  });
+}
+
+function chartData() {
+  const xs = [...new Set(app.runs.flatMap((r) => r.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const ys = app.runs.map((r) => {
+    const byX = new Map(r.points);
+    return xs.map((x) => (byX.has(x) ? byX.get(x) : null));
+  });
+  return [xs, ...ys];
+}
+
+function chartSize() {
+  const box = $("chart");
+  return { width: Math.max(280, box.clientWidth), height: 300 };
+}
+
+function renderChart() {
+  const box = $("chart");
+  const data = chartData();
+  box.classList.toggle("empty", !app.runs.length);
+  if (chart && chartRuns === app.runs.length) {
+    chart.setData(data);
+    return;
+  }
+  chart?.destroy();
+  chartRuns = app.runs.length;
+  const opts = {
+    ...chartSize(),
+    scales: { x: { time: false } },
+    cursor: { drag: { x: true, y: false } },
+    legend: { show: true },
+    axes: [
+      { label: "token position in the sequence", stroke: "#475569", grid: { stroke: "#e2e8f0" } },
+      {
+        label: "ms per token",
+        stroke: "#475569",
+        grid: { stroke: "#e2e8f0" },
+        size: 60,
+        values: (u, ticks) => ticks.map((t) => (t < 10 ? t.toFixed(1) : t.toFixed(0))),
+      },
+    ],
+    series: [
+      { label: "position" },
+      ...app.runs.map((r) => ({
+        label: r.label,
+        stroke: r.color,
+        width: 2,
+        spanGaps: true,
+        points: { show: true, size: 4, fill: r.color },
+        value: (u, v) => (v == null ? "—" : fmtMs(v)),
+      })),
+    ],
+  };
+  chart = new uPlot(opts, data, box);
+}
+
+function runStats(run) {
+  const decode = run.points.map((p) => p[1]);
+  const m = mean(decode);
+  return { meanDecode: m, tokensPerSec: m ? 1000 / m : null };
+}
+
+function speedup() {
+  const latest = (useCache) =>
+    [...app.runs].reverse().find((r) => r.useCache === useCache && r.points.length > 0);
+  const on = latest(true);
+  const off = latest(false);
+  if (!on || !off) return null;
+  const n = Math.min(on.points.length, off.points.length);
+  const onMs = mean(on.points.slice(0, n).map((p) => p[1]));
+  const offMs = mean(off.points.slice(0, n).map((p) => p[1]));
+  if (!onMs || !offMs) return null;
+  return { factor: offMs / onMs, on, off, onMs, offMs, n };
+}
+
+function renderStats() {
+  const body = $("stats-body");
+  if (!app.runs.length) {
+    body.innerHTML = `<tr class="empty"><td colspan="6" class="muted">No runs yet: press <em>Compare both</em>.</td></tr>`;
+  } else {
+    body.replaceChildren(
+      ...app.runs.map((run) => {
+        const s = runStats(run);
+        const tr = document.createElement("tr");
+        const cells = [
+          run.label,
+          String(run.tokens),
+          fmtMs(run.ttft),
+          s.meanDecode == null ? "—" : `${fmtMs(s.meanDecode)}/token`,
+          s.tokensPerSec == null ? "—" : s.tokensPerSec.toFixed(1),
+          run.stopReason ?? (run === app.current ? "running…" : "—"),
+        ];
+        for (const [i, text] of cells.entries()) {
+          const td = document.createElement("td");
+          if (i === 0) {
+            const sw = document.createElement("i");
+            sw.className = "swatch";
+            sw.style.background = run.color;
+            td.append(sw);
+          }
+          td.append(text);
+          tr.append(td);
+        }
+        return tr;
+      }),
+    );
+  }
+  const sp = speedup();
+  if (sp) {
+    $("speedup").textContent = `${sp.factor.toFixed(1)}×`;
+    $("speedup-detail").textContent =
+      `mean decode ${fmtMs(sp.offMs)}/token without the cache, ${fmtMs(sp.onMs)}/token with it ` +
+      `(first ${sp.n} decoded tokens of “${sp.off.label}” and “${sp.on.label}”)`;
+  } else {
+    $("speedup").textContent = "—";
+    $("speedup-detail").textContent = "run with and without the cache (Compare both) to see it";
+  }
+}
+
+// ---------------------------------------------------------------- the KV cache panel
+
+function bytesPerToken() {
+  const c = app.cache;
+  if (c?.cacheLen > 0 && c.cacheBytesFormula > 0) return c.cacheBytesFormula / c.cacheLen;
+  const f = kvShape();
+  return f ? 2 * f.layers * f.kvHeads * f.headDim * 4 : null;
+}
+
+function kvShape() {
+  const config = app.model?.config;
+  if (!config) return null;
+  const { num_layers: layers, num_kv_heads: kvHeads, head_dim: headDim } = config;
+  if (!layers || !kvHeads || !headDim) return null;
+  return { layers, kvHeads, headDim };
+}
+
+function renderCache() {
+  const c = app.cache;
+  const len = c?.cacheLen ?? 0;
+  const held = c?.cacheBytes ?? 0;
+  const formula = c?.cacheBytesFormula ?? 0;
+  $("cache-len").textContent = String(len);
+  $("position").textContent = String(c?.position ?? 0);
+  $("cache-bytes").textContent = `${fmtBytes(held)} held · ${fmtBytes(formula)} by the formula`;
+
+  const perToken = bytesPerToken();
+  const limit = maxSeqLen();
+  const capacity = perToken && limit ? perToken * limit : Math.max(held, formula);
+  const pct = (n) => (capacity > 0 ? `${Math.min(100, (100 * n) / capacity)}%` : "0%");
+  $("bar-alloc").style.width = pct(held);
+  $("bar-used").style.width = pct(formula);
+  $("bar-capacity").textContent = perToken && limit ? `full bar: ${limit} tokens = ${fmtBytes(capacity)}` : "";
+
+  const shape = kvShape();
+  $("formula").textContent = shape
+    ? `formula: 2 (K, V) × ${shape.layers} layers × ${shape.kvHeads} KV heads × ${shape.headDim} dims × ${len} tokens × 4 bytes = ${fmtBytes(formula)}`
+    : "";
+
+  let note = "";
+  if (!app.model) note = "";
+  else if (c && c.useCache === false) note = "The last run did not use the cache: nothing is stored.";
+  else if ((c?.position ?? 0) > 0) note = "The next run continues this sequence; Reset starts afresh.";
+  else note = "Empty: the next run starts from scratch.";
+  $("cache-note").textContent = note;
+}
+
+// ---------------------------------------------------------------- wiring
+
+function onModelSelect() {
+  const choice = $("model-select").value;
+  $("custom-model").hidden = choice !== "custom";
+  const picked = modelSource(choice);
+  if (picked) loadModel(picked);
+}
+
+function onModelFiles() {
+  const files = [...$("model-files").files];
+  if (!files.length) return;
+  const names = files.map((f) => f.name).join(" + ");
+  loadModel({ source: { kind: "files", files }, label: names });
+  $("model-files").value = "";
+}
+
+function onLoadUrl() {
+  const url = $("model-url").value.trim();
+  if (!url) {
+    showError("Could not load: type the URL of a .gguf file or of a model folder first.");
+    return;
+  }
+  let abs;
+  try {
+    abs = new URL(url, location.href).href;
+  } catch {
+    showError(`Could not load: “${url}” is not a URL.`);
+    return;
+  }
+  loadModel({ source: { kind: "url", url: abs }, label: url });
+}
+
+function onStrategy() {
+  setStatus(app.status); // enables or disables the window input
+  const { cache, window } = cacheSettings();
+  const limit = maxSeqLen();
+  if (cache === "window" && limit && window > limit) {
+    showError(`The window W must be between 1 and maxSeqLen (${limit}).`);
+    return;
+  }
+  clearError();
+  if (app.model && app.status === "idle") send({ type: "configure", useCache: true, cache, window });
+}
+
+function updateSamplingSummary() {
+  const r = runOptions();
+  const parts = [];
+  if (r.temperature > 0) {
+    parts.push(`temperature ${r.temperature}`);
+    if (r.topK > 0) parts.push(`top-k ${r.topK}`);
+    if (r.topP < 1) parts.push(`top-p ${r.topP}`);
+    parts.push(`seed ${r.seed}`);
+  }
+  $("sampling-summary").textContent = parts.length ? parts.join(", ") : "greedy";
+}
+
+function wire() {
+  $("model-select").addEventListener("change", onModelSelect);
+  $("load-url").addEventListener("click", onLoadUrl);
+  $("model-url").addEventListener("keydown", (e) => e.key === "Enter" && onLoadUrl());
+  $("model-files").addEventListener("change", onModelFiles);
+  $("run-cache").addEventListener("click", () => startRuns([{ useCache: true, reset: false }]));
+  $("run-nocache").addEventListener("click", () => startRuns([{ useCache: false, reset: false }]));
+  $("run-compare").addEventListener("click", () =>
+    startRuns([
+      { useCache: true, reset: true },
+      { useCache: false, reset: true },
+    ]),
+  );
+  $("stop").addEventListener("click", () => {
+    app.stopping = true;
+    app.queue = [];
+    if (app.worker) app.worker.postMessage({ type: "stop" });
+  });
+  $("reset").addEventListener("click", () => {
+    clearError();
+    send({ type: "reset" });
+  });
+  $("strategy").addEventListener("change", onStrategy);
+  $("window").addEventListener("change", onStrategy);
+  $("clear-runs").addEventListener("click", () => {
+    if (app.status === "running") return;
+    app.runs = [];
+    $("output").replaceChildren();
+    scheduleRender(true);
+  });
+  $("error-close").addEventListener("click", clearError);
+  for (const id of ["temperature", "top-k", "top-p", "seed"]) $(id).addEventListener("input", updateSamplingSummary);
+  new ResizeObserver(() => chart?.setSize(chartSize())).observe($("chart"));
+}
+
+// For the end-to-end test and the curious: the chart's data and the page's state.
+window.__kvcache = {
+  get series() {
+    return app.runs.map((r) => ({ label: r.label, useCache: r.useCache, points: r.points.map((p) => [...p]), ttft: r.ttft, tokens: r.tokens, stopReason: r.stopReason }));
+  },
+  get status() {
+    return app.status;
+  },
+  get model() {
+    return app.model && { label: app.model.label, config: app.model.config };
+  },
+  get cache() {
+    return app.cache && { ...app.cache };
+  },
+  get error() {
+    return app.lastError;
+  },
+};
+
+wire();
+startWorker();
+setStatus("starting");
+renderStats();
+renderChart();
+renderCache();
+
+if (queryModel) {
+  const known = ["smollm2", "gpt2-random"].includes(queryModel);
+  if (!known) {
+    const opt = document.createElement("option");
+    opt.value = "query";
+    opt.textContent = `From the address bar: ${queryModel}`;
+    $("model-select").append(opt);
+  }
+  $("model-select").value = known ? queryModel : "query";
+}
+onModelSelect();
