@@ -12,9 +12,14 @@ pub mod error;
 pub mod generate;
 pub mod load;
 pub mod model;
+pub mod options;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;
+
+/// The JS API (wasm-bindgen), only in WebAssembly builds.
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use backend::BackendKind;
 pub use cache::{CacheStrategy, KvCache};
@@ -23,4 +28,5 @@ pub use error::{Error, Result};
 pub use generate::{
     GenerateOptions, Generation, Generator, GeneratorOptions, StopReason, TokenEvent,
 };
+pub use options::{ModelOptions, RemoteModel, RunOptions};
 pub use sampling::SamplingParams;

@@ -4,7 +4,7 @@
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::weights::gguf::GgufFile;
@@ -54,10 +54,9 @@ pub fn random_gpt2(seed: u64, device: &Device) -> Result<Loaded> {
 }
 
 /// `path` is a folder with `config.json`, `model.safetensors` and `tokenizer.json`,
-/// a `.gguf` file, or [`RANDOM_GPT2`].
-#[cfg(not(target_arch = "wasm32"))]
+/// a `.gguf` file, or [`RANDOM_GPT2`]. (In a browser there is no file system:
+/// it fails there, except for [`RANDOM_GPT2`].)
 pub fn from_path(path: &str, seed: u64, device: &Device) -> Result<Loaded> {
-    use crate::error::Error;
     use std::path::Path;
     let read = |p: &Path| {
         std::fs::read(p).map_err(|source| Error::Io {

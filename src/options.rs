@@ -1,0 +1,345 @@
+//! Options as the JS API spells them: camelCase keys, every one optional,
+//! unknown keys refused. They deserialize from any serde format, so the wasm
+//! bindings read them from JS objects and native code and tests from JSON,
+//! and both get the same checks and the same error messages.
+
+use serde::Deserialize;
+
+use crate::backend::BackendKind;
+use crate::cache::CacheStrategy;
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, GeneratorOptions};
+use crate::sampling::SamplingParams;
+
+/// How to build a generator: `{ cache, window, maxSeqLen, seed, backend, useCache }`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelOptions {
+    /// `"concat"` (the default), `"prealloc"` or `"window"`.
+    pub cache: Option<String>,
+    /// Sliding-window size; only with `cache: "window"`, between 1 and `maxSeqLen`.
+    pub window: Option<usize>,
+    /// Longest sequence (and what `prealloc` allocates); default min(model context, 1024).
+    pub max_seq_len: Option<usize>,
+    /// Seed of `randomGpt2`'s weights (models from files bring their own weights).
+    pub seed: Option<u64>,
+    /// `"flex"` (the default) or `"ndarray"`.
+    pub backend: Option<String>,
+    /// `true` by default; `false` recomputes the whole sequence every step.
+    pub use_cache: Option<bool>,
+}
+
+impl ModelOptions {
+    /// Every key, as JS spells it.
+    pub const KEYS: &'static [&'static str] = &[
+        "cache",
+        "window",
+        "maxSeqLen",
+        "seed",
+        "backend",
+        "useCache",
+    ];
+
+    pub fn backend(&self) -> Result<BackendKind> {
+        self.backend
+            .as_deref()
+            .map_or_else(|| Ok(BackendKind::default()), BackendKind::parse)
+    }
+
+    /// The generator options, checked as far as they can be without a model
+    /// (the model's context is checked by [`crate::Generator::new`]).
+    pub fn generator_options(&self) -> Result<GeneratorOptions> {
+        let name = self.cache.as_deref().unwrap_or("concat");
+        let strategy = CacheStrategy::parse(name, self.window)?;
+        if strategy.window().is_none() && self.window.is_some() {
+            return Err(Error::invalid(format!(
+                "option `window` only applies with cache: \"window\" (cache is \"{name}\")"
+            )));
+        }
+        if self.max_seq_len == Some(0) {
+            return Err(Error::invalid("maxSeqLen must be at least 1, got 0"));
+        }
+        if let Some(size) = strategy.window() {
+            let most = self
+                .max_seq_len
+                .map_or(String::new(), |n| format!(" ({n})"));
+            if size == 0 || self.max_seq_len.is_some_and(|n| size > n) {
+                return Err(Error::invalid(format!(
+                    "window must be between 1 and maxSeqLen{most}, got {size}"
+                )));
+            }
+        }
+        Ok(GeneratorOptions {
+            strategy,
+            max_seq_len: self.max_seq_len,
+            use_cache: self.use_cache.unwrap_or(true),
+        })
+    }
+
+    /// Seed of the random weights (0 when not given).
+    pub fn weights_seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
+    }
+}
+
+/// How to run: `{ maxTokens, temperature, topK, topP, seed, stopIds, chat, systemPrompt }`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RunOptions {
+    /// New tokens at most (default 64).
+    pub max_tokens: Option<usize>,
+    /// 0 (the default) is greedy.
+    pub temperature: Option<f32>,
+    /// 0 (the default) keeps every token.
+    pub top_k: Option<usize>,
+    /// In (0, 1]; 1 (the default) keeps every token.
+    pub top_p: Option<f32>,
+    /// Sampling seed (default 0).
+    pub seed: Option<u64>,
+    /// Ids that stop the run; absent or `null` means the model's EOS ids, `[]` none.
+    pub stop_ids: Option<Vec<u32>>,
+    /// Wrap the prompt in the ChatML template.
+    pub chat: Option<bool>,
+    /// System message for `chat`.
+    pub system_prompt: Option<String>,
+}
+
+impl RunOptions {
+    /// Every key, as JS spells it.
+    pub const KEYS: &'static [&'static str] = &[
+        "maxTokens",
+        "temperature",
+        "topK",
+        "topP",
+        "seed",
+        "stopIds",
+        "chat",
+        "systemPrompt",
+    ];
+
+    /// The generate options, with the sampling parameters checked.
+    pub fn generate_options(&self) -> Result<GenerateOptions> {
+        let defaults = GenerateOptions::default();
+        let sampling = SamplingParams {
+            temperature: self.temperature.unwrap_or(defaults.sampling.temperature),
+            top_k: self.top_k.unwrap_or(defaults.sampling.top_k),
+            top_p: self.top_p.unwrap_or(defaults.sampling.top_p),
+            seed: self.seed.unwrap_or(defaults.sampling.seed),
+        };
+        sampling.validate()?;
+        if self.system_prompt.is_some() && self.chat != Some(true) {
+            return Err(Error::invalid(
+                "option `systemPrompt` only applies with chat: true",
+            ));
+        }
+        Ok(GenerateOptions {
+            max_new_tokens: self.max_tokens.unwrap_or(defaults.max_new_tokens),
+            sampling,
+            stop_ids: self.stop_ids.clone(),
+            chat: self.chat.unwrap_or(false),
+            system_prompt: self.system_prompt.clone(),
+        })
+    }
+}
+
+/// Refuses a key that no option has, naming the ones that exist. Serde's
+/// `deny_unknown_fields` does this for JSON, but JS objects are read field by
+/// field, so the bindings check the object's own keys with this first.
+/// `what` names the call, e.g. `"generate"`.
+pub fn check_keys<S: AsRef<str>>(what: &str, keys: &[S], allowed: &[&str]) -> Result<()> {
+    for key in keys {
+        let key = key.as_ref();
+        if !allowed.contains(&key) {
+            return Err(Error::invalid(format!(
+                "unknown {what} option `{key}` (expected one of: {})",
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where a model at a URL keeps its files: one `.gguf`, or a Hugging Face
+/// folder with `config.json`, `model.safetensors` and `tokenizer.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteModel {
+    Gguf(String),
+    HfFolder {
+        config: String,
+        weights: String,
+        tokenizer: String,
+    },
+}
+
+impl RemoteModel {
+    /// A URL whose path ends in `.gguf` is a GGUF file; anything else is a folder.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.trim().is_empty() {
+            return Err(Error::invalid(
+                "the model URL is empty: give a .gguf file or a folder holding config.json, model.safetensors and tokenizer.json",
+            ));
+        }
+        let cut = url.find(['?', '#']).unwrap_or(url.len());
+        let (path, suffix) = url.split_at(cut);
+        if path.to_ascii_lowercase().ends_with(".gguf") {
+            return Ok(RemoteModel::Gguf(url.to_string()));
+        }
+        let slash = if path.ends_with('/') { "" } else { "/" };
+        let file = |name: &str| format!("{path}{slash}{name}{suffix}");
+        Ok(RemoteModel::HfFolder {
+            config: file("config.json"),
+            weights: file("model.safetensors"),
+            tokenizer: file("tokenizer.json"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(json: &str) -> Result<GeneratorOptions> {
+        serde_json::from_str::<ModelOptions>(json)
+            .map_err(|e| Error::invalid(e.to_string()))?
+            .generator_options()
+    }
+
+    fn run(json: &str) -> Result<GenerateOptions> {
+        serde_json::from_str::<RunOptions>(json)
+            .map_err(|e| Error::invalid(e.to_string()))?
+            .generate_options()
+    }
+
+    #[test]
+    fn empty_options_are_the_defaults() {
+        assert_eq!(model("{}").unwrap(), GeneratorOptions::default());
+        assert_eq!(run("{}").unwrap(), GenerateOptions::default());
+    }
+
+    #[test]
+    fn model_options_are_read() {
+        let o = model(r#"{"cache":"window","window":8,"maxSeqLen":32,"useCache":false}"#).unwrap();
+        assert_eq!(o.strategy, CacheStrategy::Window { size: 8 });
+        assert_eq!(o.max_seq_len, Some(32));
+        assert!(!o.use_cache);
+        assert_eq!(
+            model(r#"{"cache":"prealloc"}"#).unwrap().strategy,
+            CacheStrategy::Prealloc
+        );
+    }
+
+    #[test]
+    fn run_options_are_read() {
+        let o = run(r#"{"maxTokens":5,"temperature":0.7,"topK":3,"topP":0.9,"seed":4,"stopIds":[],"chat":true,"systemPrompt":"hi"}"#).unwrap();
+        assert_eq!(o.max_new_tokens, 5);
+        assert_eq!(
+            o.sampling,
+            SamplingParams {
+                temperature: 0.7,
+                top_k: 3,
+                top_p: 0.9,
+                seed: 4
+            }
+        );
+        assert_eq!(o.stop_ids, Some(vec![]));
+        assert!(o.chat);
+        assert_eq!(run(r#"{"stopIds":null}"#).unwrap().stop_ids, None);
+    }
+
+    #[test]
+    fn bad_options_say_what_is_wrong() {
+        for (json, says) in [
+            (r#"{"cach":"concat"}"#, "unknown field `cach`"),
+            (r#"{"cache":"ring"}"#, "unknown cache strategy `ring`"),
+            (r#"{"cache":"window"}"#, "needs a window size"),
+            (
+                r#"{"cache":"window","window":0}"#,
+                "window must be between 1 and maxSeqLen",
+            ),
+            (
+                r#"{"cache":"window","window":9,"maxSeqLen":8}"#,
+                "between 1 and maxSeqLen (8), got 9",
+            ),
+            (r#"{"window":4}"#, "only applies with cache: \"window\""),
+            (r#"{"maxSeqLen":0}"#, "maxSeqLen must be at least 1"),
+        ] {
+            let err = model(json).unwrap_err().to_string();
+            assert!(err.contains(says), "{json}: {err}");
+        }
+        assert!(serde_json::from_str::<ModelOptions>(r#"{"backend":"gpu"}"#)
+            .unwrap()
+            .backend()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown backend `gpu`"));
+        for (json, says) in [
+            (r#"{"maxToken":3}"#, "unknown field `maxToken`"),
+            (
+                r#"{"temperature":-1}"#,
+                "temperature must be a finite number >= 0",
+            ),
+            (r#"{"topP":0}"#, "topP must be in (0, 1]"),
+            (r#"{"topP":1.5}"#, "topP must be in (0, 1]"),
+            (r#"{"systemPrompt":"x"}"#, "only applies with chat: true"),
+        ] {
+            let err = run(json).unwrap_err().to_string();
+            assert!(err.contains(says), "{json}: {err}");
+        }
+        let nan = RunOptions {
+            temperature: Some(f32::NAN),
+            ..RunOptions::default()
+        };
+        assert!(nan
+            .generate_options()
+            .unwrap_err()
+            .to_string()
+            .contains("temperature"));
+    }
+
+    #[test]
+    fn keys_are_the_fields() {
+        for key in ModelOptions::KEYS {
+            serde_json::from_str::<ModelOptions>(&format!("{{\"{key}\": null}}")).unwrap();
+        }
+        for key in RunOptions::KEYS {
+            serde_json::from_str::<RunOptions>(&format!("{{\"{key}\": null}}")).unwrap();
+        }
+        assert!(check_keys(
+            "generate",
+            &["maxTokens", "onToken"],
+            &[RunOptions::KEYS, &["onToken"]].concat()
+        )
+        .is_ok());
+        let err = check_keys("generate", &["maxTokens", "max_tokens"], RunOptions::KEYS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "unknown generate option `max_tokens` (expected one of: maxTokens, temperature"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn urls_name_a_gguf_or_a_folder() {
+        assert_eq!(
+            RemoteModel::from_url("https://x.test/m/tiny.GGUF?download=1").unwrap(),
+            RemoteModel::Gguf("https://x.test/m/tiny.GGUF?download=1".into())
+        );
+        let folder = RemoteModel::HfFolder {
+            config: "/models/tiny/config.json".into(),
+            weights: "/models/tiny/model.safetensors".into(),
+            tokenizer: "/models/tiny/tokenizer.json".into(),
+        };
+        assert_eq!(RemoteModel::from_url("/models/tiny").unwrap(), folder);
+        assert_eq!(RemoteModel::from_url("/models/tiny/").unwrap(), folder);
+        match RemoteModel::from_url("https://x.test/tiny/?v=2").unwrap() {
+            RemoteModel::HfFolder { config, .. } => {
+                assert_eq!(config, "https://x.test/tiny/config.json?v=2")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(RemoteModel::from_url(" ").is_err());
+    }
+}

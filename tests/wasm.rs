@@ -1,0 +1,788 @@
+//! The JS-facing `Generator` in a headless browser (`wasm-pack test --headless
+//! --chrome`): the exported wrapper methods JS calls, with options built as JS
+//! objects, against the numpy reference outputs of the tiny fixtures.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect, Uint8Array, JSON};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+use kvcache_wasm::wasm::{Generator, BROWSER_CACHE_NAME};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+struct Fixture {
+    config: &'static str,
+    weights: &'static [u8],
+    tokenizer: &'static str,
+    expected: &'static str,
+}
+
+const TINY_GPT2: Fixture = Fixture {
+    config: include_str!("fixtures/tiny-gpt2/config.json"),
+    weights: include_bytes!("fixtures/tiny-gpt2/model.safetensors"),
+    tokenizer: include_str!("fixtures/tiny-gpt2/tokenizer.json"),
+    expected: include_str!("fixtures/tiny-gpt2/expected.json"),
+};
+
+const TINY_LLAMA: Fixture = Fixture {
+    config: include_str!("fixtures/tiny-llama/config.json"),
+    weights: include_bytes!("fixtures/tiny-llama/model.safetensors"),
+    tokenizer: include_str!("fixtures/tiny-llama/tokenizer.json"),
+    expected: include_str!("fixtures/tiny-llama/expected.json"),
+};
+
+const TINY_GGUF: &[u8] = include_bytes!("fixtures/tiny-llama.gguf");
+const TINY_GGUF_EXPECTED: &str = include_str!("fixtures/tiny-llama.gguf.expected.json");
+
+#[derive(Deserialize)]
+struct Expected {
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    greedy_ids: Vec<u32>,
+    window: ExpectedWindow,
+}
+
+#[derive(Deserialize)]
+struct ExpectedWindow {
+    size: usize,
+    greedy_ids: Vec<u32>,
+}
+
+/// What `generate` returns, read back from the JS object.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Generation {
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+    text: String,
+    step_ms: Vec<f64>,
+    prefill_ms: f64,
+    tokens_per_sec: f64,
+    cache_len: usize,
+    cache_bytes: usize,
+    stop_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenEvent {
+    id: u32,
+    text: String,
+    ms: f64,
+    position: usize,
+    cache_len: usize,
+    cache_bytes: usize,
+}
+
+fn expected(json: &str) -> Expected {
+    serde_json::from_str(json).unwrap()
+}
+
+/// A JS value from JSON text, as a page would write the object literal.
+fn js(json: &str) -> JsValue {
+    JSON::parse(json).unwrap_or_else(|_| panic!("bad JSON in test: {json}"))
+}
+
+/// `{...object, key: value}`
+fn with(object: JsValue, key: &str, value: &JsValue) -> JsValue {
+    Reflect::set(&object, &key.into(), value).unwrap();
+    object
+}
+
+fn hf(fixture: &Fixture, options: &str) -> Result<Generator, JsValue> {
+    Generator::from_hf_files(
+        fixture.config,
+        fixture.weights.to_vec(),
+        fixture.tokenizer,
+        js(options),
+    )
+}
+
+fn greedy(max_tokens: usize) -> JsValue {
+    js(&format!(
+        r#"{{"maxTokens": {max_tokens}, "temperature": 0, "stopIds": []}}"#
+    ))
+}
+
+fn generate(g: &mut Generator, prompt: &str, options: JsValue) -> Generation {
+    let value = g
+        .generate(prompt, options)
+        .map_err(|e| message(&e))
+        .unwrap();
+    serde_wasm_bindgen::from_value(value).unwrap()
+}
+
+fn event(value: JsValue) -> Option<TokenEvent> {
+    (!value.is_null()).then(|| serde_wasm_bindgen::from_value(value).unwrap())
+}
+
+/// The message of a thrown JS `Error` (and a check that it is one).
+fn message(error: &JsValue) -> String {
+    let error = error
+        .dyn_ref::<js_sys::Error>()
+        .unwrap_or_else(|| panic!("threw a non-Error: {error:?}"));
+    String::from(error.message())
+}
+
+fn throws<T>(result: Result<T, JsValue>, says: &str) {
+    match result {
+        Ok(_) => panic!("expected an Error saying `{says}`, but the call succeeded"),
+        Err(e) => {
+            let msg = message(&e);
+            assert!(
+                msg.contains(says),
+                "expected an Error saying `{says}`, got `{msg}`"
+            );
+        }
+    }
+}
+
+/// Greedy ids from a fresh sequence equal the reference ones.
+fn assert_reference(g: &mut Generator, exp: &Expected, what: &str) {
+    g.reset();
+    let out = generate(g, &exp.prompt, greedy(exp.greedy_ids.len()));
+    assert_eq!(out.ids, exp.greedy_ids, "{what}");
+    assert_eq!(out.prompt_ids, exp.prompt_ids, "{what}");
+}
+
+#[wasm_bindgen_test]
+fn greedy_ids_match_the_reference_for_hf_fixtures() {
+    for (name, fixture) in [("tiny-gpt2", TINY_GPT2), ("tiny-llama", TINY_LLAMA)] {
+        let exp = expected(fixture.expected);
+        let mut g = hf(&fixture, "{}").unwrap();
+        let out = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
+        assert_eq!(out.ids, exp.greedy_ids, "{name}");
+        assert_eq!(out.prompt_ids, exp.prompt_ids, "{name}");
+        assert_eq!(out.step_ms.len(), out.ids.len());
+        assert_eq!(out.prefill_ms, out.step_ms[0]);
+        assert!(out.tokens_per_sec >= 0.0);
+        assert_eq!(out.stop_reason.as_deref(), Some("maxTokens"));
+        assert_eq!(
+            out.cache_len,
+            exp.prompt_ids.len() + exp.greedy_ids.len() - 1
+        );
+        assert!(out.cache_bytes > 0);
+        assert_eq!(g.decode(out.ids.clone()).unwrap(), out.text, "{name}");
+        assert_eq!(g.encode(&exp.prompt).unwrap(), exp.prompt_ids, "{name}");
+        assert_eq!(
+            g.decode(exp.prompt_ids.clone()).unwrap(),
+            exp.prompt,
+            "{name}"
+        );
+    }
+}
+
+/// Waits on the GGUF reader; passes once it lands.
+#[wasm_bindgen_test]
+fn greedy_ids_match_the_reference_for_the_gguf_fixture() {
+    let exp = expected(TINY_GGUF_EXPECTED);
+    let mut g = Generator::from_gguf(TINY_GGUF.to_vec(), JsValue::UNDEFINED)
+        .map_err(|e| message(&e))
+        .unwrap();
+    assert_reference(&mut g, &exp, "tiny-llama.gguf");
+}
+
+#[wasm_bindgen_test]
+fn both_backends_give_the_reference_ids() {
+    let exp = expected(TINY_LLAMA.expected);
+    for backend in ["flex", "ndarray"] {
+        let mut g = hf(&TINY_LLAMA, &format!(r#"{{"backend": "{backend}"}}"#)).unwrap();
+        assert_eq!(g.backend(), backend);
+        assert_reference(&mut g, &exp, backend);
+    }
+}
+
+#[wasm_bindgen_test]
+fn cache_on_and_off_give_the_same_ids() {
+    for fixture in [TINY_GPT2, TINY_LLAMA] {
+        let exp = expected(fixture.expected);
+        let mut g = hf(&fixture, r#"{"useCache": false}"#).unwrap();
+        assert!(!g.use_cache());
+        let off = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
+        assert_eq!(off.ids, exp.greedy_ids);
+        assert_eq!((off.cache_len, off.cache_bytes, g.cache_len()), (0, 0, 0));
+        g.set_use_cache(true);
+        assert_eq!(g.position(), 0, "switching the cache resets the sequence");
+        let on = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
+        assert_eq!(on.ids, off.ids);
+        assert!(g.cache_len() > 0);
+        g.set_use_cache(false);
+        assert_reference(&mut g, &exp, "cache off again");
+    }
+}
+
+#[wasm_bindgen_test]
+fn every_cache_strategy_gives_the_reference_ids() {
+    for fixture in [TINY_GPT2, TINY_LLAMA] {
+        let exp = expected(fixture.expected);
+        let size = exp.window.size;
+        let total = exp.prompt_ids.len() + exp.greedy_ids.len() - 1;
+        for (options, want, cache_len) in [
+            (r#"{"cache": "concat"}"#.to_string(), &exp.greedy_ids, total),
+            (
+                r#"{"cache": "prealloc", "maxSeqLen": 32}"#.to_string(),
+                &exp.greedy_ids,
+                total,
+            ),
+            (
+                format!(r#"{{"cache": "window", "window": {size}}}"#),
+                &exp.window.greedy_ids,
+                total.min(size),
+            ),
+        ] {
+            let mut g = hf(&fixture, &options).unwrap();
+            let events = Rc::new(RefCell::new(Vec::new()));
+            let seen = events.clone();
+            let on_token = Closure::<dyn FnMut(JsValue)>::new(move |t: JsValue| {
+                seen.borrow_mut().push(event(t).unwrap())
+            });
+            let out = generate(
+                &mut g,
+                &exp.prompt,
+                with(greedy(exp.greedy_ids.len()), "onToken", on_token.as_ref()),
+            );
+            assert_eq!(&out.ids, want, "{options}");
+            assert_eq!(g.cache_len(), cache_len, "{options}");
+            assert_eq!(g.position(), total, "{options}");
+            let events = events.borrow();
+            assert_eq!(
+                events.iter().map(|t| t.id).collect::<Vec<_>>(),
+                out.ids,
+                "{options}"
+            );
+            for (i, t) in events.iter().enumerate() {
+                assert_eq!(t.position, exp.prompt_ids.len() + i, "{options}");
+                assert!(
+                    t.ms >= 0.0 && t.cache_len > 0 && t.cache_bytes > 0,
+                    "{options}"
+                );
+            }
+            // The summary's text may end with what was still held back (a character split across tokens).
+            let streamed: String = events.iter().map(|t| t.text.as_str()).collect();
+            assert!(
+                out.text.starts_with(&streamed),
+                "{options}: {streamed:?} vs {:?}",
+                out.text
+            );
+            if options.contains("prealloc") {
+                assert_eq!(g.max_seq_len(), 32);
+                assert!(g.cache_bytes() >= g.cache_bytes_formula());
+            } else {
+                assert_eq!(g.cache_bytes(), g.cache_bytes_formula(), "{options}");
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn strategy_and_window_are_settable_between_runs() {
+    let exp = expected(TINY_LLAMA.expected);
+    let mut g = hf(&TINY_LLAMA, "{}").unwrap();
+    assert_eq!(g.cache_strategy(), "concat");
+    assert_eq!(g.window(), None);
+    generate(&mut g, &exp.prompt, greedy(4));
+    g.set_cache_strategy("prealloc").unwrap();
+    assert_eq!(
+        (g.cache_strategy().as_str(), g.position(), g.cache_len()),
+        ("prealloc", 0, 0)
+    );
+    assert_reference(&mut g, &exp, "prealloc by setter");
+    g.set_window(exp.window.size).unwrap();
+    assert_eq!(
+        g.cache_strategy(),
+        "prealloc",
+        "a window size alone does not switch strategy"
+    );
+    g.set_cache_strategy("window").unwrap();
+    assert_eq!(g.window(), Some(exp.window.size));
+    let out = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
+    assert_eq!(out.ids, exp.window.greedy_ids);
+    g.set_window(exp.window.size + 1).unwrap();
+    assert_eq!(g.position(), 0, "a new window size resets the cache");
+    g.set_cache_strategy("concat").unwrap();
+    assert_reference(&mut g, &exp, "concat by setter");
+}
+
+#[wasm_bindgen_test]
+fn reset_starts_the_sequence_afresh() {
+    let exp = expected(TINY_GPT2.expected);
+    let mut g = hf(&TINY_GPT2, "{}").unwrap();
+    let first = generate(&mut g, &exp.prompt, greedy(5));
+    assert_eq!(g.position(), exp.prompt_ids.len() + 4);
+    // Without a reset, the next prompt continues the sequence.
+    let more = generate(&mut g, " and", greedy(3));
+    assert_eq!(
+        g.position(),
+        exp.prompt_ids.len() + 5 + more.prompt_ids.len() + 2
+    );
+    g.reset();
+    assert_eq!((g.position(), g.cache_len(), g.cache_bytes()), (0, 0, 0));
+    let again = generate(&mut g, &exp.prompt, greedy(5));
+    assert_eq!(again.ids, first.ids);
+}
+
+#[wasm_bindgen_test]
+fn prefill_and_step_give_the_same_tokens_as_generate() {
+    let exp = expected(TINY_LLAMA.expected);
+    let mut g = hf(&TINY_LLAMA, r#"{"cache": "prealloc"}"#).unwrap();
+    let mut ids = Vec::new();
+    let mut next = event(
+        g.prefill(&exp.prompt, greedy(exp.greedy_ids.len()))
+            .unwrap(),
+    );
+    while let Some(t) = next {
+        assert_eq!(t.position, exp.prompt_ids.len() + ids.len());
+        ids.push(t.id);
+        next = event(g.step().unwrap());
+    }
+    assert_eq!(ids, exp.greedy_ids);
+    assert!(g.step().unwrap().is_null(), "a stopped run stays stopped");
+    let summary: Generation = serde_wasm_bindgen::from_value(g.finish().unwrap()).unwrap();
+    assert_eq!(summary.ids, exp.greedy_ids);
+    assert_eq!(summary.stop_reason.as_deref(), Some("maxTokens"));
+    // maxTokens 0 runs nothing and returns null.
+    g.reset();
+    assert!(g
+        .prefill(&exp.prompt, js(r#"{"maxTokens": 0}"#))
+        .unwrap()
+        .is_null());
+}
+
+#[wasm_bindgen_test]
+fn stop_ids_end_the_run() {
+    let exp = expected(TINY_GPT2.expected);
+    let mut g = hf(&TINY_GPT2, "{}").unwrap();
+    let stop = exp.greedy_ids[3];
+    let first = exp.greedy_ids.iter().position(|&id| id == stop).unwrap();
+    let out = generate(
+        &mut g,
+        &exp.prompt,
+        js(&format!(r#"{{"maxTokens": 16, "stopIds": [{stop}]}}"#)),
+    );
+    assert_eq!(out.ids, exp.greedy_ids[..first]);
+    assert_eq!(out.stop_reason.as_deref(), Some("stopToken"));
+}
+
+#[wasm_bindgen_test]
+fn sampling_is_seeded() {
+    let exp = expected(TINY_GPT2.expected);
+    let mut g = hf(&TINY_GPT2, "{}").unwrap();
+    let options = r#"{"maxTokens": 12, "temperature": 1.2, "topK": 40, "topP": 0.95, "seed": 7, "stopIds": []}"#;
+    let a = generate(&mut g, &exp.prompt, js(options));
+    g.reset();
+    let b = generate(&mut g, &exp.prompt, js(options));
+    assert_eq!(a.ids, b.ids);
+}
+
+#[wasm_bindgen_test]
+fn config_is_a_plain_object() {
+    let g = hf(&TINY_LLAMA, "{}").unwrap();
+    let config = g.config().unwrap();
+    assert_eq!(
+        Reflect::get(&config, &"architecture".into()).unwrap(),
+        "llama"
+    );
+    let vocab = Reflect::get(&config, &"vocab_size".into())
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert_eq!(vocab as usize, 300);
+    assert!(Reflect::get(&config, &"eos_token_ids".into())
+        .unwrap()
+        .is_array());
+}
+
+#[wasm_bindgen_test]
+fn random_gpt2_runs_without_files() {
+    let mut g = Generator::random_gpt2(js(r#"{"seed": 3, "maxSeqLen": 64}"#)).unwrap();
+    let config = g.config().unwrap();
+    assert_eq!(
+        Reflect::get(&config, &"vocab_size".into())
+            .unwrap()
+            .as_f64(),
+        Some(50257.0)
+    );
+    let out = generate(&mut g, "Hello", greedy(2));
+    assert_eq!(out.ids.len(), 2);
+    assert!(out.ids.iter().all(|&id| id < 50257));
+}
+
+/// Every error path throws an `Error` whose message says what is wrong, and
+/// leaves the generator as it was.
+#[wasm_bindgen_test]
+fn errors_throw_and_leave_the_generator_usable() {
+    let exp = expected(TINY_GPT2.expected);
+    let llama = TINY_LLAMA.weights;
+
+    // Constructors: bad bytes, a config that does not fit the weights, bad options.
+    throws(
+        Generator::from_hf_files(
+            TINY_GPT2.config,
+            TINY_GPT2.weights[..100].to_vec(),
+            TINY_GPT2.tokenizer,
+            JsValue::UNDEFINED,
+        ),
+        "bad weights file",
+    );
+    throws(
+        Generator::from_hf_files(
+            TINY_GPT2.config,
+            llama.to_vec(),
+            TINY_GPT2.tokenizer,
+            JsValue::UNDEFINED,
+        ),
+        "tensor",
+    );
+    throws(
+        Generator::from_hf_files(
+            "{not json",
+            TINY_GPT2.weights.to_vec(),
+            TINY_GPT2.tokenizer,
+            JsValue::UNDEFINED,
+        ),
+        "config.json is not valid JSON",
+    );
+    throws(
+        Generator::from_hf_files(
+            TINY_GPT2.config,
+            TINY_GPT2.weights.to_vec(),
+            "{}",
+            JsValue::UNDEFINED,
+        ),
+        "tokenizer",
+    );
+    throws(
+        Generator::from_gguf(b"GGUF but not really".to_vec(), JsValue::UNDEFINED),
+        "",
+    );
+    throws(
+        Generator::from_gguf(TINY_GGUF[..200].to_vec(), JsValue::UNDEFINED),
+        "",
+    );
+    for (options, says) in [
+        (
+            r#"{"cach": "concat"}"#,
+            "unknown model option `cach` (expected one of: cache, window, maxSeqLen",
+        ),
+        (r#"{"cache": "ring"}"#, "unknown cache strategy `ring`"),
+        (r#"{"cache": "window"}"#, "needs a window size"),
+        (
+            r#"{"cache": "window", "window": 0}"#,
+            "window must be between 1 and maxSeqLen",
+        ),
+        (
+            r#"{"cache": "window", "window": 33, "maxSeqLen": 32}"#,
+            "window must be between 1 and maxSeqLen (32), got 33",
+        ),
+        (
+            r#"{"cache": "window", "window": 33}"#,
+            "window size must be between 1 and maxSeqLen (32), got 33",
+        ),
+        (r#"{"window": 4}"#, "only applies with cache: \"window\""),
+        (r#"{"maxSeqLen": 0}"#, "maxSeqLen must be at least 1"),
+        (r#"{"maxSeqLen": 33}"#, "exceeds the model's context of 32"),
+        (r#"{"maxSeqLen": 1.5}"#, "model option `maxSeqLen`"),
+        (r#"{"cache": 3}"#, "model option `cache`"),
+        (r#"{"backend": "gpu"}"#, "unknown backend `gpu`"),
+        (r#""concat""#, "model options must be an object, got string"),
+    ] {
+        throws(hf(&TINY_GPT2, options), says);
+    }
+
+    let mut g = hf(&TINY_GPT2, r#"{"cache": "prealloc"}"#).unwrap();
+    generate(&mut g, &exp.prompt, greedy(3));
+    let before = (g.position(), g.cache_len(), g.cache_bytes());
+    let unchanged = |g: &Generator, what: &str| {
+        assert_eq!(
+            (g.position(), g.cache_len(), g.cache_bytes()),
+            before,
+            "{what} changed the generator"
+        );
+    };
+
+    // Run options.
+    let nan = with(js("{}"), "temperature", &JsValue::from_f64(f64::NAN));
+    for (options, says) in [
+        (nan, "temperature must be a finite number >= 0"),
+        (
+            js(r#"{"temperature": -0.5}"#),
+            "temperature must be a finite number >= 0",
+        ),
+        (js(r#"{"topP": 0}"#), "topP must be in (0, 1]"),
+        (js(r#"{"topP": 1.01}"#), "topP must be in (0, 1]"),
+        (js(r#"{"maxTokens": -1}"#), "generate option `maxTokens`"),
+        (js(r#"{"maxTokens": 2.5}"#), "generate option `maxTokens`"),
+        (js(r#"{"stopIds": "2"}"#), "generate option `stopIds`"),
+        (
+            js(r#"{"max_tokens": 3}"#),
+            "unknown generate option `max_tokens` (expected one of: maxTokens",
+        ),
+        (
+            js(r#"{"onToken": 5}"#),
+            "option `onToken` must be a function",
+        ),
+        (
+            js(r#"{"systemPrompt": "be brief"}"#),
+            "only applies with chat: true",
+        ),
+        (js("[1]"), "generate options must be an object"),
+    ] {
+        let what = format!("{options:?}");
+        throws(g.generate(&exp.prompt, options), says);
+        unchanged(&g, &what);
+    }
+    throws(
+        g.prefill(&exp.prompt, js(r#"{"onToken": null}"#)),
+        "unknown prefill option `onToken`",
+    );
+    throws(g.generate("", greedy(3)), "the prompt is empty");
+    let long = "Once upon a time ".repeat(10);
+    throws(g.generate(&long, greedy(3)), "context full");
+    throws(g.prefill(&long, greedy(3)), "context full");
+    unchanged(&g, "a prompt longer than the context");
+
+    // A callback that throws stops the run with its error.
+    let boom = Function::new_no_args("throw new Error('boom from onToken')");
+    throws(
+        g.generate(&exp.prompt, with(greedy(3), "onToken", &boom)),
+        "boom from onToken",
+    );
+
+    // Setters.
+    throws(
+        g.set_cache_strategy("ring"),
+        "unknown cache strategy `ring`",
+    );
+    throws(g.set_cache_strategy("window"), "set `window` first");
+    throws(
+        g.set_window(0),
+        "window must be between 1 and maxSeqLen (32), got 0",
+    );
+    throws(
+        g.set_window(33),
+        "window must be between 1 and maxSeqLen (32), got 33",
+    );
+    assert_eq!(g.cache_strategy(), "prealloc");
+    assert_eq!(g.window(), None);
+
+    // Step before any prefill.
+    let mut fresh = hf(&TINY_GPT2, "{}").unwrap();
+    throws(
+        fresh.step(),
+        "call prefill (or generate) with a prompt before step",
+    );
+    throws(fresh.finish(), "no run to finish");
+
+    // Still works, both of them.
+    assert_reference(&mut g, &exp, "after the errors");
+    assert_reference(&mut fresh, &exp, "after step before prefill");
+    g.set_window(4).unwrap();
+    g.set_cache_strategy("window").unwrap();
+    g.reset();
+    generate(&mut g, &exp.prompt, greedy(3));
+}
+
+/// 100 generate+reset cycles: the wasm memory does not keep growing.
+#[wasm_bindgen_test]
+fn repeated_runs_do_not_grow_memory() {
+    let memory_bytes = || {
+        let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+        memory
+            .buffer()
+            .unchecked_into::<js_sys::ArrayBuffer>()
+            .byte_length()
+    };
+    let exp = expected(TINY_GPT2.expected);
+    let mut g = hf(&TINY_GPT2, r#"{"cache": "prealloc"}"#).unwrap();
+    let mut after_warmup = 0;
+    for cycle in 0..100 {
+        let out = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
+        assert_eq!(out.ids, exp.greedy_ids, "cycle {cycle}");
+        g.reset();
+        if cycle == 4 {
+            after_warmup = memory_bytes();
+        }
+    }
+    let after = memory_bytes();
+    assert!(
+        after <= after_warmup,
+        "wasm memory grew from {after_warmup} to {after} bytes over 95 cycles"
+    );
+}
+
+/// A fake `fetch` serving the tiny fixtures, counting requests.
+struct FakeServer {
+    requests: Rc<Cell<usize>>,
+    _fetch: Closure<dyn FnMut(String) -> Promise>,
+    original: JsValue,
+}
+
+impl FakeServer {
+    fn install(files: HashMap<String, &'static [u8]>) -> FakeServer {
+        let requests = Rc::new(Cell::new(0));
+        let count = requests.clone();
+        let fetch = Closure::<dyn FnMut(String) -> Promise>::new(move |url: String| {
+            count.set(count.get() + 1);
+            let init = web_sys::ResponseInit::new();
+            let response = match files.get(&url) {
+                Some(bytes) => {
+                    init.set_headers(&js(&format!(r#"{{"content-length": "{}"}}"#, bytes.len())));
+                    web_sys::Response::new_with_opt_buffer_source_and_init(
+                        Some(&Uint8Array::from(*bytes)),
+                        &init,
+                    )
+                }
+                None => {
+                    init.set_status(404);
+                    init.set_status_text("Not Found");
+                    web_sys::Response::new_with_opt_str_and_init(Some("no such file"), &init)
+                }
+            };
+            let response: JsValue = response.unwrap().into();
+            Promise::resolve(&response)
+        });
+        let global = js_sys::global();
+        let original = Reflect::get(&global, &"fetch".into()).unwrap();
+        Reflect::set(&global, &"fetch".into(), fetch.as_ref()).unwrap();
+        FakeServer {
+            requests,
+            _fetch: fetch,
+            original,
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        Reflect::set(&js_sys::global(), &"fetch".into(), &self.original).unwrap();
+    }
+}
+
+async fn clear_browser_cache() {
+    if let Ok(caches) = Reflect::get(&js_sys::global(), &"caches".into()) {
+        if let Ok(caches) = caches.dyn_into::<web_sys::CacheStorage>() {
+            JsFuture::from(caches.delete(BROWSER_CACHE_NAME))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn load_fetches_a_folder_with_progress_and_caches_it() {
+    clear_browser_cache().await;
+    let base = "https://models.test/tiny-gpt2";
+    let server = FakeServer::install(HashMap::from([
+        (format!("{base}/config.json"), TINY_GPT2.config.as_bytes()),
+        (format!("{base}/model.safetensors"), TINY_GPT2.weights),
+        (
+            format!("{base}/tokenizer.json"),
+            TINY_GPT2.tokenizer.as_bytes(),
+        ),
+    ]));
+    let size =
+        (TINY_GPT2.config.len() + TINY_GPT2.weights.len() + TINY_GPT2.tokenizer.len()) as f64;
+    let progress = Rc::new(RefCell::new(Vec::<(f64, Option<f64>)>::new()));
+    let seen = progress.clone();
+    let on_progress =
+        Closure::<dyn FnMut(f64, JsValue)>::new(move |loaded: f64, total: JsValue| {
+            seen.borrow_mut().push((loaded, total.as_f64()));
+        });
+    let options = with(
+        js(r#"{"cache": "prealloc"}"#),
+        "onProgress",
+        on_progress.as_ref(),
+    );
+    let mut g = Generator::load(format!("{base}/"), options)
+        .await
+        .map_err(|e| message(&e))
+        .unwrap();
+    assert_eq!(server.requests.get(), 3);
+    let exp = expected(TINY_GPT2.expected);
+    assert_eq!(g.cache_strategy(), "prealloc");
+    assert_reference(&mut g, &exp, "loaded from a folder URL");
+    let progress = progress.borrow().clone();
+    assert!(!progress.is_empty());
+    assert!(
+        progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "progress goes forward: {progress:?}"
+    );
+    assert_eq!(progress.last().copied(), Some((size, Some(size))));
+
+    // The second time the files come from the browser's Cache API, when this page has one.
+    let has_caches =
+        Reflect::get(&js_sys::global(), &"caches".into()).is_ok_and(|c| !c.is_undefined());
+    let mut again = Generator::load(base.to_string(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    assert_eq!(server.requests.get(), if has_caches { 3 } else { 6 });
+    assert_reference(&mut again, &exp, "loaded again");
+    Generator::load(base.to_string(), js(r#"{"browserCache": false}"#))
+        .await
+        .unwrap();
+    assert_eq!(server.requests.get(), if has_caches { 6 } else { 9 });
+
+    // Errors name the URL or the option, before downloading anything where they can.
+    throws(
+        Generator::load("https://models.test/missing/".into(), JsValue::UNDEFINED).await,
+        "fetching https://models.test/missing/config.json: HTTP 404",
+    );
+    let requests = server.requests.get();
+    throws(
+        Generator::load(base.into(), js(r#"{"cache": "window", "window": 0}"#)).await,
+        "window must be between 1",
+    );
+    throws(
+        Generator::load(base.into(), js(r#"{"onProgress": true}"#)).await,
+        "option `onProgress` must be a function",
+    );
+    throws(
+        Generator::load(base.into(), js(r#"{"browserCache": "yes"}"#)).await,
+        "option `browserCache` must be true or false",
+    );
+    throws(
+        Generator::load(base.into(), js(r#"{"progress": 1}"#)).await,
+        "unknown load option `progress`",
+    );
+    throws(
+        Generator::load("".into(), JsValue::UNDEFINED).await,
+        "the model URL is empty",
+    );
+    assert_eq!(server.requests.get(), requests, "bad options fetch nothing");
+    let stop = Function::new_no_args("throw new Error('cancelled by the page')");
+    throws(
+        Generator::load(
+            base.into(),
+            with(js(r#"{"browserCache": false}"#), "onProgress", &stop),
+        )
+        .await,
+        "cancelled by the page",
+    );
+
+    clear_browser_cache().await;
+}
+
+/// A `.gguf` URL is one file. Waits on the GGUF reader; passes once it lands.
+#[wasm_bindgen_test]
+async fn load_fetches_a_gguf_url() {
+    let url = "https://models.test/tiny-llama.gguf?download=1";
+    let server = FakeServer::install(HashMap::from([(url.to_string(), TINY_GGUF)]));
+    let mut g = Generator::load(url.into(), js(r#"{"browserCache": false}"#))
+        .await
+        .map_err(|e| message(&e))
+        .unwrap();
+    assert_eq!(server.requests.get(), 1);
+    assert_reference(
+        &mut g,
+        &expected(TINY_GGUF_EXPECTED),
+        "loaded from a .gguf URL",
+    );
+}

@@ -1,0 +1,78 @@
+//! The JS-facing `Generator` inside a dedicated Web Worker (no `window`):
+//! building from bytes, generating, and `load` through the worker's `fetch`
+//! and Cache API.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Promise, Reflect, Uint8Array, JSON};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+use kvcache_wasm::wasm::Generator;
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+const CONFIG: &str = include_str!("fixtures/tiny-llama/config.json");
+const WEIGHTS: &[u8] = include_bytes!("fixtures/tiny-llama/model.safetensors");
+const TOKENIZER: &str = include_str!("fixtures/tiny-llama/tokenizer.json");
+const EXPECTED: &str = include_str!("fixtures/tiny-llama/expected.json");
+
+#[derive(Deserialize)]
+struct Expected {
+    prompt: String,
+    greedy_ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct Generation {
+    ids: Vec<u32>,
+}
+
+fn greedy_ids(g: &mut Generator, exp: &Expected) -> Vec<u32> {
+    let options = JSON::parse(r#"{"maxTokens": 16, "stopIds": []}"#).unwrap();
+    let out = g.generate(&exp.prompt, options).unwrap();
+    serde_wasm_bindgen::from_value::<Generation>(out)
+        .unwrap()
+        .ids
+}
+
+#[wasm_bindgen_test]
+async fn generates_the_reference_ids_in_a_worker() {
+    let global = js_sys::global();
+    assert!(
+        Reflect::get(&global, &"window".into())
+            .unwrap()
+            .is_undefined(),
+        "this runs in a worker"
+    );
+    let exp: Expected = serde_json::from_str(EXPECTED).unwrap();
+
+    let mut g =
+        Generator::from_hf_files(CONFIG, WEIGHTS.to_vec(), TOKENIZER, JsValue::UNDEFINED).unwrap();
+    assert_eq!(greedy_ids(&mut g, &exp), exp.greedy_ids);
+
+    // load() through a fake fetch on the worker's global scope.
+    let fetch = Closure::<dyn FnMut(String) -> Promise>::new(|url: String| {
+        let body: &[u8] = match url.rsplit('/').next().unwrap() {
+            "config.json" => CONFIG.as_bytes(),
+            "tokenizer.json" => TOKENIZER.as_bytes(),
+            "model.safetensors" => WEIGHTS,
+            other => panic!("unexpected request for {other}"),
+        };
+        let response: JsValue =
+            web_sys::Response::new_with_opt_buffer_source(Some(&Uint8Array::from(body)))
+                .unwrap()
+                .into();
+        Promise::resolve(&response)
+    });
+    let original = Reflect::get(&global, &"fetch".into()).unwrap();
+    Reflect::set(&global, &"fetch".into(), fetch.as_ref()).unwrap();
+    let loaded = Generator::load(
+        "https://models.test/worker/tiny-llama/".into(),
+        JSON::parse(r#"{"browserCache": false}"#).unwrap(),
+    )
+    .await;
+    Reflect::set(&global, &"fetch".into(), &original).unwrap();
+    let mut g = loaded.unwrap();
+    assert_eq!(greedy_ids(&mut g, &exp), exp.greedy_ids);
+}
