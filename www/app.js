@@ -206,8 +206,9 @@ function loadModel({ source, label, chat }) {
   app.cache = null;
   app.loading = { label, started: performance.now() };
   if (chat !== undefined) $("chat").checked = chat;
-  $("progress").value = 0;
   $("progress").max = 1;
+  if (source.kind === "url") $("progress").value = 0;
+  else $("progress").removeAttribute("value"); // nothing to download: indeterminate
   $("progress-text").textContent =
     source.kind === "random-gpt2" ? `building ${label} from seeded random weights…` : `loading ${label}…`;
   $("model-info").textContent = "";
@@ -435,17 +436,22 @@ function renderChart() {
     cursor: { drag: { x: true, y: false } },
     legend: { show: true },
     axes: [
-      { label: "token position in the sequence", stroke: "#475569", grid: { stroke: "#e2e8f0" } },
+      {
+        label: "token position in the sequence",
+        stroke: "#475569",
+        grid: { stroke: "#e2e8f0" },
+        incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000],
+      },
       {
         label: "ms per token",
         stroke: "#475569",
         grid: { stroke: "#e2e8f0" },
         size: 60,
-        values: (u, ticks) => ticks.map((t) => (t < 10 ? t.toFixed(1) : t.toFixed(0))),
+        values: (u, ticks) => ticks.map((t) => (t === 0 || t >= 10 ? t.toFixed(0) : t.toFixed(1))),
       },
     ],
     series: [
-      { label: "position" },
+      { label: "position", value: (u, v) => (v == null ? "—" : String(v)) },
       ...app.runs.map((r) => ({
         label: r.label,
         stroke: r.color,
@@ -465,17 +471,22 @@ function runStats(run) {
   return { meanDecode: m, tokensPerSec: m ? 1000 / m : null };
 }
 
+// Cache on over cache off: mean decode ms of the latest run without the cache over the latest
+// run with it, on the positions both reached (so a longer run is not compared with a shorter one).
 function speedup() {
-  const latest = (useCache) =>
-    [...app.runs].reverse().find((r) => r.useCache === useCache && r.points.length > 0);
-  const on = latest(true);
-  const off = latest(false);
-  if (!on || !off) return null;
-  const n = Math.min(on.points.length, off.points.length);
-  const onMs = mean(on.points.slice(0, n).map((p) => p[1]));
-  const offMs = mean(off.points.slice(0, n).map((p) => p[1]));
-  if (!onMs || !offMs) return null;
-  return { factor: offMs / onMs, on, off, onMs, offMs, n };
+  const off = [...app.runs].reverse().find((r) => !r.useCache && r.points.length > 0);
+  if (!off) return null;
+  const offByX = new Map(off.points);
+  for (const on of [...app.runs].reverse()) {
+    if (!on.useCache) continue;
+    const shared = on.points.filter(([x]) => offByX.has(x));
+    if (!shared.length) continue;
+    const onMs = mean(shared.map((p) => p[1]));
+    const offMs = mean(shared.map(([x]) => offByX.get(x)));
+    if (!onMs || !offMs) continue;
+    return { factor: offMs / onMs, on, off, onMs, offMs, from: shared[0][0], to: shared.at(-1)[0] };
+  }
+  return null;
 }
 
 function renderStats() {
@@ -515,10 +526,10 @@ function renderStats() {
     $("speedup").textContent = `${sp.factor.toFixed(1)}×`;
     $("speedup-detail").textContent =
       `mean decode ${fmtMs(sp.offMs)}/token without the cache, ${fmtMs(sp.onMs)}/token with it ` +
-      `(first ${sp.n} decoded tokens of “${sp.off.label}” and “${sp.on.label}”)`;
+      `(“${sp.off.label}” and “${sp.on.label}” at positions ${sp.from}–${sp.to})`;
   } else {
     $("speedup").textContent = "—";
-    $("speedup-detail").textContent = "run with and without the cache (Compare both) to see it";
+    $("speedup-detail").textContent = "run with and without the cache from the same start (Compare both) to see it";
   }
 }
 
