@@ -374,7 +374,10 @@ function onToken({ runId, event, state }) {
   if (run.ttft == null) run.ttft = event.ms;
   else run.points.push([event.position, event.ms]);
   run.text += event.text;
+  const out = $("output");
+  const atBottom = out.scrollHeight - out.scrollTop - out.clientHeight < 24;
   run.el.textContent = run.text;
+  if (atBottom) out.scrollTop = out.scrollHeight; // follow the text unless the reader scrolled up
   app.cache = state;
   scheduleRender();
 }
@@ -432,7 +435,7 @@ function renderChart() {
   chartRuns = app.runs.length;
   const opts = {
     ...chartSize(),
-    scales: { x: { time: false } },
+    scales: { x: { time: false }, y: $("log-scale").checked ? { distr: 3 } : {} },
     cursor: { drag: { x: true, y: false } },
     legend: { show: true },
     axes: [
@@ -447,7 +450,8 @@ function renderChart() {
         stroke: "#475569",
         grid: { stroke: "#e2e8f0" },
         size: 60,
-        values: (u, ticks) => ticks.map((t) => (t === 0 || t >= 10 ? t.toFixed(0) : t.toFixed(1))),
+        values: (u, ticks) =>
+          ticks.map((t) => (t == null ? "" : t === 0 || t >= 10 ? t.toFixed(0) : String(+t.toPrecision(2)))),
       },
     ],
     series: [
@@ -668,6 +672,7 @@ function wire() {
     scheduleRender(true);
   });
   $("error-close").addEventListener("click", clearError);
+  $("log-scale").addEventListener("change", () => scheduleRender(true));
   for (const id of ["temperature", "top-k", "top-p", "seed"]) $(id).addEventListener("input", updateSamplingSummary);
   new ResizeObserver(() => chart?.setSize(chartSize())).observe($("chart"));
 }

@@ -219,6 +219,8 @@ describe("the demo page", { concurrency: false }, () => {
     const { on, off } = await compare(page, "gpt2-random-compare");
     const last = (r) => r.points.at(-1)[1];
     assert.ok(last(off) > last(on), "the last token is slower without the cache");
+    await page.locator("#log-scale").check();
+    await shot(page, "gpt2-random-compare-log");
 
     await setRun(page, { maxTokens: 400 });
     await byId(page, "run-nocache").click();
@@ -258,7 +260,15 @@ describe("the demo page", { concurrency: false }, () => {
     await expectError(page, /Could not load notes\.gguf: .*GGUF/);
     await shot(page, "error-not-a-model");
 
-    // The page still works: load the tiny GGUF fixture and generate.
+    // Local files: the three files of an HF folder.
+    const tinyGpt2 = join(REPO, "tests/fixtures/tiny-gpt2");
+    await page.locator("#model-files").setInputFiles(
+      ["config.json", "model.safetensors", "tokenizer.json"].map((f) => join(tinyGpt2, f)),
+    );
+    await waitLoaded(page);
+    assert.equal((await kv(page)).model.config.architecture, "gpt2");
+
+    // The page still works: load the tiny GGUF fixture by URL and generate.
     await page.locator("#model-url").fill("/fixtures/tiny-llama.gguf");
     await page.locator("#load-url").click();
     await waitLoaded(page);
