@@ -294,12 +294,13 @@ impl Generator {
 
     #[wasm_bindgen(setter = cacheStrategy)]
     pub fn set_cache_strategy(&mut self, name: &str) -> Result<(), JsValue> {
-        let strategy = CacheStrategy::parse(name, self.window).map_err(|e| match name {
-            "window" => Error::invalid(format!(
-                "{e}: set `window` first (g.window = 64), or pass it in the options"
-            )),
-            _ => e,
-        })?;
+        if name == "window" && self.window.is_none() {
+            return Err(Error::invalid(
+                "the `window` cache strategy needs a window size: set `window` first (g.window = 64), or pass it in the options",
+            )
+            .into());
+        }
+        let strategy = CacheStrategy::parse(name, self.window)?;
         self.inner.set_strategy(strategy)?;
         Ok(())
     }
