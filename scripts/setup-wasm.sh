@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what scripts/test-wasm.sh and `npm run build` need, skipping what is
+# already there (safe to run again): the wasm32 Rust target, wasm-pack,
+# wasm-bindgen-cli at the version in Cargo.lock, Chromium and its driver, and
+# the npm dev dependencies (binaryen@132's wasm-opt, vite) with `npm ci`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! command -v wasm-pack >/dev/null; then
+  cargo install wasm-pack --locked
+fi
+
+# wasm-pack uses the wasm-bindgen on PATH when its version matches the crate's.
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
+if [ "$have" != "$want" ] || ! command -v wasm-bindgen-test-runner >/dev/null; then
+  # Without --locked: the way it is known to build with this toolchain.
+  cargo install wasm-bindgen-cli --version "$want" --force
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
+  "${apt[@]}" update
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y chromium chromium-driver
+fi
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup-wasm: node and npm are needed (Node 20.19 or later)" >&2
+  exit 1
+fi
+# npm ci only when node_modules is missing, older than package-lock.json, or incomplete.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
+  || ! npm ls --silent >/dev/null 2>&1; then
+  npm ci --no-audit --no-fund
+fi
