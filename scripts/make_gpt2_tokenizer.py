@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -115,6 +116,10 @@ def main() -> None:
     tok.save(str(args.out), pretty=False)
     verify(Tokenizer.from_file(str(args.out)))  # what the engine will load
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes); checks passed")
+    # The engine embeds only the merges (the vocabulary follows from them), which keeps the wasm small.
+    merges_out = args.out.parent / "vocab.bpe"
+    shutil.copyfile(Path(args.folder) / "vocab.bpe", merges_out)
+    print(f"copied {merges_out}")
 
 
 if __name__ == "__main__":

