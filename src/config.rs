@@ -19,7 +19,7 @@ pub enum Architecture {
 
 /// How RoPE frequencies are stretched for long contexts (`rope_scaling` in HF configs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "lowercase", rename_all_fields = "camelCase")]
 pub enum RopeScaling {
     /// Positions divided by `factor`.
     Linear { factor: f64 },
@@ -32,7 +32,9 @@ pub enum RopeScaling {
     },
 }
 
+/// Serialized in camelCase: this is what JS sees as `Generator.config`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ModelConfig {
     pub architecture: Architecture,
     pub vocab_size: usize,

@@ -106,24 +106,24 @@ export interface Generation {
   stopReason: "maxTokens" | "stopToken" | "contextFull" | null;
 }
 
-/** Model hyper-parameters (keys as in the Rust ModelConfig). */
+/** Model hyper-parameters (the Rust ModelConfig, keys in camelCase). */
 export interface ModelConfig {
   architecture: "gpt2" | "llama";
-  vocab_size: number;
-  hidden_size: number;
-  num_layers: number;
-  num_heads: number;
-  num_kv_heads: number;
-  head_dim: number;
-  intermediate_size: number;
-  max_position_embeddings: number;
-  norm_eps: number;
-  rope_theta: number;
-  rope_scaling: { type: string; factor: number; [key: string]: number | string } | null;
-  qkv_bias: boolean;
-  tie_word_embeddings: boolean;
-  bos_token_id: number | null;
-  eos_token_ids: number[];
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  maxPositionEmbeddings: number;
+  normEps: number;
+  ropeTheta: number;
+  ropeScaling: { type: string; factor: number; [key: string]: number | string } | null;
+  qkvBias: boolean;
+  tieWordEmbeddings: boolean;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
 }
 "#;
 

@@ -125,6 +125,11 @@ fn llama_3_2_1b_config_loads_with_llama3_rope_scaling() {
     assert!(config.tie_word_embeddings);
     assert!(matches!(config.rope_scaling, Some(kvcache_wasm::config::RopeScaling::Llama3 { factor, .. }) if factor == 32.0));
     assert_eq!(config.eos_token_ids, vec![128001]);
+    // JS sees the config in camelCase (`Generator.config`).
+    let js = serde_json::to_value(&config).unwrap();
+    assert_eq!(js["numKvHeads"], 8);
+    assert_eq!(js["ropeScaling"]["type"], "llama3");
+    assert_eq!(js["ropeScaling"]["originalMaxPositionEmbeddings"], 8192.0);
 }
 
 #[test]

@@ -390,12 +390,12 @@ fn config_is_a_plain_object() {
         Reflect::get(&config, &"architecture".into()).unwrap(),
         "llama"
     );
-    let vocab = Reflect::get(&config, &"vocab_size".into())
+    let vocab = Reflect::get(&config, &"vocabSize".into())
         .unwrap()
         .as_f64()
         .unwrap();
     assert_eq!(vocab as usize, 300);
-    assert!(Reflect::get(&config, &"eos_token_ids".into())
+    assert!(Reflect::get(&config, &"eosTokenIds".into())
         .unwrap()
         .is_array());
 }
@@ -405,7 +405,7 @@ fn random_gpt2_runs_without_files() {
     let mut g = Generator::random_gpt2(js(r#"{"seed": 3, "maxSeqLen": 64}"#)).unwrap();
     let config = g.config().unwrap();
     assert_eq!(
-        Reflect::get(&config, &"vocab_size".into())
+        Reflect::get(&config, &"vocabSize".into())
             .unwrap()
             .as_f64(),
         Some(50257.0)

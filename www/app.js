@@ -230,8 +230,8 @@ function showProgress(loaded, total) {
 }
 
 function describeConfig(config) {
-  const { architecture: arch, num_layers: layers, num_heads: heads, num_kv_heads: kvHeads } = config;
-  const { hidden_size: hidden, vocab_size: vocab } = config;
+  const { architecture: arch, numLayers: layers, numHeads: heads, numKvHeads: kvHeads } = config;
+  const { hiddenSize: hidden, vocabSize: vocab } = config;
   const parts = [];
   if (arch) parts.push(arch === "gpt2" ? "GPT-2" : arch === "llama" ? "Llama" : String(arch));
   if (layers != null) parts.push(`${layers} layers`);
@@ -549,7 +549,7 @@ function bytesPerToken() {
 function kvShape() {
   const config = app.model?.config;
   if (!config) return null;
-  const { num_layers: layers, num_kv_heads: kvHeads, head_dim: headDim } = config;
+  const { numLayers: layers, numKvHeads: kvHeads, headDim } = config;
   if (!layers || !kvHeads || !headDim) return null;
   return { layers, kvHeads, headDim };
 }
