@@ -8,6 +8,8 @@
 //   /models/       -> models/                  the real model (scripts/fetch-model.sh)
 //   /fixtures/     -> tests/fixtures/          tiny test models (?model=/fixtures/tiny-gpt2/)
 //   /vendor/uplot/ -> node_modules/uplot/dist/ the chart library (npm install)
+//   /vendor/wllama/ -> node_modules/@wllama/wllama/esm/  llama.cpp in wasm, the benchmark's peer
+//   /bench/        -> bench/                   the benchmark page (npm run bench drives it)
 //   /              -> www/                     the page itself
 // It answers GET and HEAD with Content-Length (the page's progress bar needs
 // the total) and the right MIME types, including application/wasm. It also
@@ -29,6 +31,8 @@ export const ROUTES = [
   ["/models/", "models"],
   ["/fixtures/", "tests/fixtures"],
   ["/vendor/uplot/", "node_modules/uplot/dist"],
+  ["/vendor/wllama/", "node_modules/@wllama/wllama/esm"],
+  ["/bench/", "bench"],
   ["/", "www"],
 ];
 
