@@ -1,0 +1,218 @@
+// The in-browser half of `npm run bench` (scripts/bench.mjs drives it through playwright-core).
+//
+//   window.benchOurs(cfg)    our model in the page's Web Worker (/worker.js), exactly as the demo runs it
+//   window.benchWllama(cfg)  wllama (npm @wllama/wllama: llama.cpp compiled to wasm) on the same GGUF
+//
+// Both return plain objects with the per-token timings. Every token also gets its arrival time on
+// this (main) thread, measured the same way for both engines, so their tokens/s compare like with like.
+
+import { Wllama } from "/vendor/wllama/index.js";
+
+const log = (line) => {
+  document.getElementById("log").textContent += `${line}\n`;
+};
+const progress = (text) => {
+  if (typeof window.benchProgress === "function") window.benchProgress(text);
+};
+
+/** Messages from a worker, awaited one type at a time; an `error` message rejects. */
+function inbox(worker) {
+  const queue = [];
+  let waiter = null;
+  worker.onmessage = ({ data }) => {
+    queue.push({ data, at: performance.now() });
+    if (waiter) waiter();
+  };
+  worker.onerror = (event) => {
+    queue.push({ data: { type: "error", message: event.message || "worker failed", fatal: true }, at: performance.now() });
+    if (waiter) waiter();
+  };
+  return async function next() {
+    while (!queue.length) await new Promise((resolve) => (waiter = resolve));
+    waiter = null;
+    const item = queue.shift();
+    if (item.data.type === "error") throw new Error(`worker (${item.data.during ?? "?"}): ${item.data.message}`);
+    return item;
+  };
+}
+
+async function expect(next, type) {
+  for (;;) {
+    const item = await next();
+    if (item.data.type === type) return item;
+  }
+}
+
+/**
+ * One run of our model through the demo page's worker, in a fresh worker (so the wasm memory
+ * measured after the run is this run's peak).
+ * cfg: { source, options, prompt, maxTokens, useCache, cache, window, every }
+ */
+window.benchOurs = async function benchOurs(cfg) {
+  const worker = new Worker("/worker.js", { type: "module" });
+  const next = inbox(worker);
+  try {
+    await expect(next, "ready");
+    const loadStart = performance.now();
+    worker.postMessage({ type: "load", source: cfg.source, options: cfg.options ?? {} });
+    const loaded = await expect(next, "loaded");
+    const loadWallMs = loaded.at - loadStart;
+    const memoryAfterLoad = loaded.data.state?.wasmMemoryBytes ?? null;
+
+    const generate = (runId, maxTokens) =>
+      worker.postMessage({
+        type: "generate",
+        runId,
+        prompt: cfg.prompt,
+        run: { maxTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stopIds: [], chat: false },
+        useCache: cfg.useCache,
+        cache: cfg.cache ?? "concat",
+        window: cfg.window ?? undefined,
+        reset: true,
+      });
+
+    // Warm-up: the same run, a few tokens, in the same worker. Chromium compiles wasm in two tiers
+    // (a quick baseline first, optimized code once a function is hot), so the first tokens of a
+    // fresh instance are several times slower; this keeps that out of the per-token figures.
+    let warmup = null;
+    if (cfg.warmupTokens) {
+      const warmStart = performance.now();
+      generate(0, cfg.warmupTokens);
+      const stepMs = [];
+      let firstAt = null;
+      for (;;) {
+        const item = await next();
+        if (item.data.type === "token") {
+          firstAt ??= item.at - warmStart;
+          stepMs.push(item.data.event.ms);
+        } else if (item.data.type === "done") break;
+      }
+      warmup = { stepMs, ttftMs: firstAt };
+    }
+
+    const started = performance.now();
+    generate(1, cfg.maxTokens);
+    const stepMs = [];
+    const arrivalMs = [];
+    const ids = [];
+    const positions = [];
+    let text = "";
+    let done = null;
+    while (!done) {
+      const item = await next();
+      if (item.data.type === "token") {
+        const ev = item.data.event;
+        stepMs.push(ev.ms);
+        arrivalMs.push(item.at - started);
+        ids.push(ev.id);
+        positions.push(ev.position);
+        text += ev.text;
+        if (cfg.every && stepMs.length % cfg.every === 0) {
+          progress(`${stepMs.length}/${cfg.maxTokens} tokens, last ${ev.ms.toFixed(1)} ms`);
+        }
+      } else if (item.data.type === "done") {
+        done = item.data;
+      }
+    }
+    return {
+      backend: loaded.data.info.backend,
+      loadMs: loaded.data.info.loadMs ?? loadWallMs,
+      loadWallMs,
+      stepMs,
+      arrivalMs,
+      ids,
+      positions,
+      text,
+      stopReason: done.stopReason,
+      cacheLen: done.state?.cacheLen ?? null,
+      cacheBytes: done.state?.cacheBytes ?? null,
+      cacheBytesFormula: done.state?.cacheBytesFormula ?? null,
+      maxSeqLen: done.state?.maxSeqLen ?? null,
+      wasmMemoryBytes: done.state?.wasmMemoryBytes ?? null,
+      wasmMemoryAfterLoadBytes: memoryAfterLoad,
+      warmup,
+    };
+  } finally {
+    worker.terminate();
+  }
+};
+
+/**
+ * wllama on a GGUF: single thread, CPU only (no WebGPU), greedy, EOS ignored, streamed.
+ * cfg: { url, prompt, maxTokens, nCtx, every }
+ */
+window.benchWllama = async function benchWllama(cfg) {
+  const quiet = { debug() {}, log() {}, warn: console.warn.bind(console), error: console.error.bind(console) };
+  const wllama = new Wllama({ default: "/vendor/wllama/wasm/wllama.wasm" }, { suppressNativeLog: true, logger: quiet });
+  try {
+    const loadStart = performance.now();
+    const blob = await (await fetch(cfg.url)).blob();
+    await wllama.loadModel([blob], { n_threads: 1, n_gpu_layers: 0, n_ctx: cfg.nCtx ?? 512, seed: 0 });
+    const loadMs = performance.now() - loadStart;
+    const threads = wllama.getNumThreads?.() ?? null;
+    const multithread = wllama.isMultithread?.() ?? null;
+
+    const params = {
+      prompt: cfg.prompt,
+      temperature: 0,
+      top_k: 1,
+      top_p: 1,
+      ignore_eos: true,
+      cache_prompt: false,
+      timings_per_token: true,
+      stream: true,
+    };
+    // Warm-up, as for ours: a few tokens first, so the timed run runs optimized wasm code.
+    let warmup = null;
+    if (cfg.warmupTokens) {
+      const warmStart = performance.now();
+      let firstAt = null;
+      await wllama.createCompletion({
+        ...params,
+        max_tokens: cfg.warmupTokens,
+        onData: () => {
+          firstAt ??= performance.now() - warmStart;
+        },
+      });
+      warmup = { ttftMs: firstAt };
+    }
+
+    const arrivalMs = [];
+    const texts = [];
+    const timings = [];
+    let last = null;
+    const started = performance.now();
+    await wllama.createCompletion({
+      ...params,
+      max_tokens: cfg.maxTokens,
+      onData: (chunk) => {
+        const at = performance.now() - started;
+        const piece = chunk.choices?.[0]?.text ?? "";
+        last = chunk;
+        // The closing chunk carries no new token (finish_reason and usage only).
+        if (piece === "" && chunk.choices?.[0]?.finish_reason) return;
+        arrivalMs.push(at);
+        texts.push(piece);
+        timings.push(chunk.timings ?? null);
+        if (cfg.every && arrivalMs.length % cfg.every === 0) progress(`${arrivalMs.length}/${cfg.maxTokens} tokens`);
+      },
+    });
+    return {
+      loadMs,
+      threads,
+      multithread,
+      arrivalMs,
+      texts,
+      text: texts.join(""),
+      timings,
+      finalTimings: last?.timings ?? null,
+      usage: last?.usage ?? null,
+      warmup,
+    };
+  } finally {
+    await wllama.exit().catch(() => {});
+  }
+};
+
+window.benchReady = true;
+log("ready");

@@ -1,0 +1,438 @@
+#!/usr/bin/env node
+// Figures, target checks, the markdown table and the SVG plot of `npm run bench`.
+//
+//   node scripts/bench-report.mjs [bench/results.json]   rewrites results.md and plot.svg next to it
+//
+// scripts/bench.mjs calls writeReport() once its runs are done; everything here is computed from
+// the raw per-token timings in results.json, so the report can be redrawn without re-running.
+
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const POSITIONS = [16, 64, 128, 200];
+const SPREAD = 2; // ms/token at position p: the median of the tokens p-2 .. p+2 (single tokens are noisy)
+
+// ------------------------------------------------------------------ figures of one run
+
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Milliseconds of each token: the engine's own step times, or, failing those, arrival gaps. */
+function perToken(run) {
+  if (run.stepMs?.length) return run.stepMs;
+  const a = run.arrivalMs ?? [];
+  return a.map((t, i) => (i === 0 ? t : t - a[i - 1]));
+}
+
+/**
+ * Position p is the p-th generated token (1-based: p = 200 is the last token of a 200-token run).
+ * The first token is left out of the median (it carries the prompt's prefill).
+ */
+export function msAt(series, p) {
+  if (p > series.length) return null;
+  const lo = Math.max(1, p - 1 - SPREAD);
+  const hi = Math.min(series.length - 1, p - 1 + SPREAD);
+  return hi >= lo ? median(series.slice(lo, hi + 1)) : series[p - 1];
+}
+
+export function figures(run) {
+  const s = perToken(run);
+  const n = s.length;
+  const a = run.arrivalMs ?? null;
+  const f = {
+    tokens: n,
+    // Decode: every token after the first, over its own time (what the CLI reports as tokens_per_sec).
+    decodeTps: n > 1 ? ((n - 1) * 1000) / sum(s.slice(1)) : null,
+    // Overall: all tokens over the whole generation, prefill included (the article's tokens/sec).
+    overallTps: n ? (n * 1000) / sum(s) : null,
+    totalMs: sum(s),
+    pageDecodeTps: a && a.length > 1 ? ((a.length - 1) * 1000) / (a[a.length - 1] - a[0]) : null,
+    pageTotalMs: a?.length ? a[a.length - 1] : null,
+    msAt: Object.fromEntries(POSITIONS.map((p) => [p, msAt(s, p)])),
+    series: s,
+  };
+  return f;
+}
+
+// ------------------------------------------------------------------ targets
+
+const find = (results, id) => results.runs.find((r) => r.id === id) ?? null;
+const full = (r) => r && !r.cut && perToken(r).length >= r.fullTokens;
+const x = (v, d = 1) => (v == null ? "—" : `${v.toFixed(d)}×`);
+
+function missedBy(value, target, higherIsBetter = true) {
+  if (value == null) return null;
+  const met = higherIsBetter ? value >= target : value <= target;
+  if (met) return { met: true, by: null };
+  const by = higherIsBetter ? (target - value) / target : (value - target) / target;
+  return { met: false, by };
+}
+
+function verdict(check) {
+  if (!check) return "not measured";
+  return check.met ? "met" : `missed by ${(check.by * 100).toFixed(check.by < 0.1 ? 1 : 0)}%`;
+}
+
+/** The cache-on vs cache-off speedup: total generation time (prefill included) off ÷ on. */
+function speedupTarget(results, model, target, name) {
+  const on = find(results, `wasm-flex-${model}-prealloc`);
+  const offs = results.runs.filter((r) => r.env === "wasm" && r.model === model && r.cache === "off");
+  const fullOffs = offs.filter(full);
+  const off = fullOffs.sort((p, q) => figures(q).overallTps - figures(p).overallTps)[0] ?? null;
+  if (!on || !off || !full(on)) {
+    return { name, target: `≥ ${target}×`, value: null, met: null, summary: "not measured (needs full-length wasm runs)" };
+  }
+  const fo = figures(on);
+  const ff = figures(off);
+  const value = fo.overallTps / ff.overallTps;
+  const check = missedBy(value, target);
+  // The same comparison within each backend, over the tokens both runs produced.
+  const same = [];
+  for (const backend of ["flex", "ndarray"]) {
+    const a = find(results, `wasm-${backend}-${model}-prealloc`);
+    const b = find(results, `wasm-${backend}-${model}-off`);
+    if (!a || !b) continue;
+    const k = Math.min(perToken(a).length, perToken(b).length);
+    const r = sum(perToken(b).slice(0, k)) / sum(perToken(a).slice(0, k));
+    same.push(`${backend} prealloc vs ${backend} off over ${k} tokens: ${x(r)}`);
+  }
+  return {
+    name,
+    target: `≥ ${target}×`,
+    value,
+    met: check.met,
+    by: check.by,
+    summary: `${x(value)} (${verdict(check)}): wasm flex prealloc ${fo.overallTps.toFixed(1)} tok/s vs the fastest cache-off run, wasm ${off.backend}, ${ff.overallTps.toFixed(2)} tok/s, ${fo.tokens} tokens each`,
+    detail: same.join("; "),
+  };
+}
+
+export function targets(results) {
+  const list = [];
+  list.push(speedupTarget(results, "smollm2", 25, "SmolLM2, 128 tokens, wasm: cache on ≥ 25× faster than cache off"));
+  list.push(speedupTarget(results, "gpt2", 5.3, "GPT-2 124M random, 200 tokens, wasm: speedup ≥ the article's 5.3×"));
+
+  // Ours vs wllama: decode tokens/s as the page sees them (token arrivals on the main thread).
+  {
+    const name = "SmolLM2 decode tokens/s in wasm ≥ wllama's (single thread, same GGUF)";
+    const ours = find(results, "wasm-flex-smollm2-prealloc");
+    const peer = find(results, "wllama-smollm2");
+    if (ours && peer) {
+      const fo = figures(ours);
+      const fp = figures(peer);
+      const value = fo.pageDecodeTps / fp.pageDecodeTps;
+      const check = missedBy(value, 1);
+      const engine = fp.decodeTps ? fo.decodeTps / fp.decodeTps : null;
+      list.push({
+        name,
+        target: "≥ 1.0×",
+        value,
+        met: check.met,
+        by: check.by,
+        summary: `ours ÷ wllama = ${x(value, 2)} (${verdict(check)}): ${fo.pageDecodeTps.toFixed(1)} vs ${fp.pageDecodeTps.toFixed(1)} tok/s, timed by token arrival on the page`,
+        detail: engine ? `by each engine's own per-token timer: ${fo.decodeTps.toFixed(1)} vs ${fp.decodeTps.toFixed(1)} tok/s (${x(engine, 2)})` : "",
+      });
+    } else list.push({ name, target: "≥ 1.0×", value: null, met: null, summary: "not measured" });
+  }
+
+  // Flat cached latency: ms/token at position 200 vs 16, prealloc (GPT-2 is the 200-token scenario).
+  {
+    const name = "prealloc: ms/token at position 200 ≤ 1.3 × that at position 16 (wasm, GPT-2)";
+    const r = find(results, "wasm-flex-gpt2-prealloc");
+    const f = r && figures(r);
+    if (f && f.msAt[200] != null && f.msAt[16] != null) {
+      const value = f.msAt[200] / f.msAt[16];
+      const check = missedBy(value, 1.3, false);
+      const others = results.runs
+        .filter((q) => q.cache === "prealloc" && q.id !== r.id)
+        .map((q) => {
+          const g = figures(q);
+          const last = g.msAt[200] != null ? 200 : g.msAt[128] != null ? 128 : null;
+          return last && g.msAt[16] ? `${q.id}: ${(g.msAt[last] / g.msAt[16]).toFixed(2)}× (@${last})` : null;
+        })
+        .filter(Boolean);
+      list.push({
+        name,
+        target: "≤ 1.3×",
+        value,
+        met: check.met,
+        by: check.by,
+        summary: `${x(value, 2)} (${verdict(check)}): ${f.msAt[16].toFixed(1)} ms at 16, ${f.msAt[200].toFixed(1)} ms at 200, wasm flex`,
+        detail: others.join("; "),
+      });
+    } else list.push({ name, target: "≤ 1.3×", value: null, met: null, summary: "not measured" });
+  }
+
+  // prealloc no slower than concat: decode ms/token, each model, wasm flex (the default backend).
+  {
+    const name = "prealloc no slower than concat (wasm flex, decode ms/token)";
+    const parts = [];
+    let worst = null;
+    for (const model of ["gpt2", "smollm2"]) {
+      const p = find(results, `wasm-flex-${model}-prealloc`);
+      const c = find(results, `wasm-flex-${model}-concat`);
+      if (!p || !c) continue;
+      const ratio = figures(c).decodeTps / figures(p).decodeTps; // prealloc ms ÷ concat ms
+      parts.push(`${model}: prealloc ${(1000 / figures(p).decodeTps).toFixed(2)} ms vs concat ${(1000 / figures(c).decodeTps).toFixed(2)} ms (${x(ratio, 3)})`);
+      worst = worst == null ? ratio : Math.max(worst, ratio);
+    }
+    const others = [];
+    for (const env of ["wasm", "native"]) {
+      for (const backend of ["flex", "ndarray"]) {
+        if (env === "wasm" && backend === "flex") continue;
+        for (const model of ["gpt2", "smollm2"]) {
+          const p = find(results, `${env}-${backend}-${model}-prealloc`);
+          const c = find(results, `${env}-${backend}-${model}-concat`);
+          if (p && c) others.push(`${env} ${backend} ${model}: ${x(figures(c).decodeTps / figures(p).decodeTps, 3)}`);
+        }
+      }
+    }
+    const check = missedBy(worst, 1, false);
+    list.push({
+      name,
+      target: "prealloc ms/token ≤ concat's",
+      value: worst,
+      met: worst == null ? null : check.met,
+      by: check?.by ?? null,
+      summary: worst == null ? "not measured" : `${verdict(check)}: ${parts.join("; ")}`,
+      detail: others.length ? `prealloc ÷ concat elsewhere: ${others.join("; ")}` : "",
+    });
+  }
+
+  // The wasm binary, gzipped.
+  {
+    const name = "wasm binary ≤ 2 MB gzipped";
+    const w = results.meta.wasm;
+    if (w) {
+      const mib = w.gzipBytes / 2 ** 20;
+      const check = missedBy(mib, 2, false);
+      const decimal = missedBy(w.gzipBytes / 1e6, 2, false);
+      list.push({
+        name,
+        target: "≤ 2 MiB",
+        value: mib,
+        met: check.met,
+        by: check.by,
+        summary: `${w.gzipBytes.toLocaleString("en-US")} bytes gzipped (${mib.toFixed(2)} MiB, ${(w.gzipBytes / 1e6).toFixed(2)} MB; ${(w.bytes / 2 ** 20).toFixed(2)} MiB raw): ${verdict(check)} against 2 MiB, ${verdict(decimal)} against 2,000,000 bytes`,
+        detail: "",
+      });
+    } else list.push({ name, target: "≤ 2 MiB", value: null, met: null, summary: "not measured (no pkg/)" });
+  }
+  return list;
+}
+
+// ------------------------------------------------------------------ markdown
+
+const num = (v, d = 1) => (v == null || !Number.isFinite(v) ? "" : v.toFixed(d));
+const mib = (v) => (v == null ? "" : (v / 2 ** 20).toFixed(1));
+const bytes = (v) => (v == null ? "" : v.toLocaleString("en-US"));
+const cacheLabel = (r) => (r.cache === "window" ? `window ${r.window}` : r.cache);
+
+function table(results, model) {
+  const rows = results.runs.filter((r) => r.model === model);
+  const head = [
+    "env",
+    "backend",
+    "cache",
+    "tokens",
+    "load ms",
+    "prefill ms",
+    "TTFT ms",
+    "decode tok/s",
+    "page tok/s",
+    ...POSITIONS.map((p) => `ms @${p}`),
+    "peak wasm MiB",
+    "KV bytes",
+    "KV bytes (formula)",
+  ];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  for (const r of rows) {
+    const f = figures(r);
+    const tokens = r.cut ? `${f.tokens} of ${r.fullTokens}*` : `${f.tokens}`;
+    lines.push(
+      `| ${[
+        r.env,
+        r.backend,
+        cacheLabel(r),
+        tokens,
+        num(r.loadMs, 0),
+        num(r.prefillMs, 1),
+        num(r.ttftMs, 1),
+        num(f.decodeTps, r.cache === "off" ? 2 : 1),
+        num(f.pageDecodeTps, r.cache === "off" ? 2 : 1),
+        ...POSITIONS.map((p) => num(f.msAt[p], f.msAt[p] >= 100 ? 0 : 1)),
+        mib(r.wasmMemoryBytes),
+        bytes(r.cacheBytes),
+        bytes(r.cacheBytesFormula),
+      ].join(" | ")} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+export function markdown(results, checks) {
+  const m = results.meta;
+  const models = [...new Set(results.runs.map((r) => r.model))];
+  const labels = Object.fromEntries(results.runs.map((r) => [r.model, `${r.modelLabel}, prompt "${r.prompt}", ${r.fullTokens} new tokens, greedy`]));
+  const out = [];
+  out.push("# Benchmark results");
+  out.push("");
+  out.push(
+    `Generated by \`npm run bench\` (scripts/bench.mjs) on ${m.date.slice(0, 16).replace("T", " ")} UTC, commit ${m.commit ?? "?"}: ` +
+      `${m.machine.cores} × ${m.machine.cpu}, ${m.machine.memoryGiB} GiB, Node ${m.machine.node}, ` +
+      `${m.chromium ? `Chromium ${m.chromium} (headless)` : "no browser"}, wllama ${m.wllama ?? "—"}. ` +
+      `The run took ${m.wallSeconds != null ? `${Math.floor(m.wallSeconds / 60)} min ${m.wallSeconds % 60} s` : "?"}.${m.quick ? " **Quick mode: 16 tokens per run, not the real figures.**" : ""}`,
+  );
+  out.push("");
+  out.push("## Targets");
+  out.push("");
+  out.push("| target | result | |");
+  out.push("|---|---|---|");
+  for (const t of checks) out.push(`| ${t.name} | ${t.summary} | ${t.met === true ? "**met**" : t.met === false ? "**missed**" : "—"} |`);
+  out.push("");
+  for (const t of checks.filter((c) => c.detail)) out.push(`- ${t.name.split(":")[0]}: ${t.detail}.`);
+  out.push("");
+  for (const model of models) {
+    out.push(`## ${labels[model]}`);
+    out.push("");
+    out.push(table(results, model));
+    out.push("");
+  }
+  out.push("## How to read it");
+  out.push("");
+  out.push(
+    [
+      "- **env**: `native` is the CLI (`target/release/kvcache generate --json`, one process per run); `wasm` is the same engine compiled to WebAssembly (SIMD on), run in headless Chromium inside the demo page's Web Worker (`www/worker.js`, `prefill()` then `step()` per token, a fresh worker per run); `wllama` is llama.cpp compiled to wasm (npm `@wllama/wllama`), one thread, CPU only, in the same browser.",
+      "- **tokens**: new tokens generated (EOS ignored). `*` marks a cache-off run cut short to keep the whole benchmark under 15 minutes; its columns cover the tokens it produced.",
+      "- **load ms**: building the model (reading/dequantizing the GGUF or making GPT-2's random weights); in the browser, also reading the GGUF from the Cache API (wllama: fetching it from localhost).",
+      "- **prefill ms**: the engine's time for the prompt and the first new token (our `step_ms[0]`; llama.cpp's `prompt_ms`). **TTFT ms**: in the browser, from posting the request to the first token arriving on the page; natively the same as prefill.",
+      "- **decode tok/s**: the tokens after the first over their own time, by each engine's timer (ours: `step_ms`; llama.cpp: `timings_per_token`). **page tok/s**: the same from the tokens' arrival times on the page's main thread, measured identically for us and wllama; the comparison with wllama uses it.",
+      `- **ms @p**: milliseconds of the p-th new token (p = 200 is the last of 200), the median of tokens p−${SPREAD}…p+${SPREAD}; blank where a run did not reach p.`,
+      "- **peak wasm MiB**: the WebAssembly memory's size after the run (it never shrinks, so it is the run's peak, model weights included). **KV bytes**: what the cache holds after the run (`prealloc` holds its whole buffer of `maxSeqLen` slots); **formula**: `2 × layers × kv_heads × head_dim × cache length × 4`.",
+      "- **speedup** (targets): total generation time with the cache off ÷ with it on (prefill included), i.e. the ratio of overall tokens/s, as in the article. The cache-off side is the fastest full-length cache-off run in wasm.",
+    ].join("\n"),
+  );
+  out.push("");
+  out.push("![ms per token against position](plot.svg)");
+  out.push("");
+  return out.join("\n");
+}
+
+// ------------------------------------------------------------------ SVG plot
+
+const COLORS = { off: "#dc2626", concat: "#2563eb", prealloc: "#059669", window: "#d97706", "llama.cpp": "#111827" };
+const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+function logTicks(lo, hi) {
+  const ticks = [];
+  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+    for (const m of [1, 2, 5]) {
+      const v = m * 10 ** e;
+      if (v >= lo && v <= hi) ticks.push(v);
+    }
+  }
+  return ticks;
+}
+
+export function svg(results) {
+  const models = [...new Set(results.runs.map((r) => r.model))];
+  const envs = [
+    { id: "native", title: "native (CLI)" },
+    { id: "wasm", title: "wasm, headless Chromium (+ wllama)" },
+  ];
+  const W = 1240;
+  const panelW = 530;
+  const panelH = 300;
+  const left = 70;
+  const top = 60;
+  const gapX = 60;
+  const gapY = 80;
+  const legendH = 70;
+  const H = top + models.length * (panelH + gapY) + legendH;
+  const parts = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`);
+  parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
+  parts.push(`<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="600">ms per token against position (log scale): KV cache on and off, native and wasm</text>`);
+  const m = results.meta;
+  parts.push(`<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">${esc(`${m.machine.cores} × ${m.machine.cpu} · one thread · ${m.date.slice(0, 10)}${m.quick ? " · QUICK MODE" : ""}`)}</text>`);
+
+  models.forEach((model, mi) => {
+    const runs = results.runs.filter((r) => r.model === model);
+    const all = runs.flatMap((r) => perToken(r)).filter((v) => v > 0);
+    const lo = 10 ** Math.floor(Math.log10(Math.min(...all)));
+    const hi = 10 ** Math.ceil(Math.log10(Math.max(...all)));
+    const maxX = Math.max(...runs.map((r) => r.fullTokens));
+    envs.forEach((env, ei) => {
+      const x0 = left + ei * (panelW + gapX);
+      const y0 = top + mi * (panelH + gapY) + 20;
+      const X = (i) => x0 + ((i - 1) / (maxX - 1)) * panelW;
+      const Y = (v) => y0 + panelH - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * panelH;
+      parts.push(`<text x="${x0}" y="${y0 - 8}" font-weight="600">${esc(`${runs[0].modelLabel.replace(/ \(.*\)$/, "")}, "${runs[0].prompt}" — ${env.title}`)}</text>`);
+      parts.push(`<rect x="${x0}" y="${y0}" width="${panelW}" height="${panelH}" fill="#fafafa" stroke="#ccc"/>`);
+      for (const t of logTicks(lo, hi)) {
+        const y = Y(t).toFixed(1);
+        parts.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y}" y2="${y}" stroke="#e5e5e5"/>`);
+        parts.push(`<text x="${x0 - 6}" y="${y}" dy="4" text-anchor="end" fill="#444">${t >= 1000 ? `${t / 1000}k` : t}</text>`);
+      }
+      for (const p of [1, ...POSITIONS.filter((p) => p <= maxX)]) {
+        const x = X(p).toFixed(1);
+        parts.push(`<line x1="${x}" x2="${x}" y1="${y0}" y2="${y0 + panelH}" stroke="#eee"/>`);
+        parts.push(`<text x="${x}" y="${y0 + panelH + 16}" text-anchor="middle" fill="#444">${p}</text>`);
+      }
+      parts.push(`<text x="${x0 + panelW / 2}" y="${y0 + panelH + 34}" text-anchor="middle" fill="#444">new token (position)</text>`);
+      if (ei === 0) parts.push(`<text transform="translate(${x0 - 48} ${y0 + panelH / 2}) rotate(-90)" text-anchor="middle" fill="#444">ms / token</text>`);
+      const mine = runs.filter((r) => (env.id === "wasm" ? r.env === "wasm" || r.env === "wllama" : r.env === env.id));
+      for (const r of mine) {
+        const s = perToken(r);
+        const d = s.map((v, i) => `${i ? "L" : "M"}${X(i + 1).toFixed(1)},${Y(Math.max(v, lo)).toFixed(1)}`).join("");
+        const dash = r.backend === "ndarray" ? ' stroke-dasharray="5 3"' : r.env === "wllama" ? ' stroke-dasharray="1.5 2.5"' : "";
+        const width = r.env === "wllama" ? 2 : 1.4;
+        parts.push(`<path d="${d}" fill="none" stroke="${COLORS[r.cache]}" stroke-width="${width}"${dash} stroke-linejoin="round"><title>${esc(r.id)}</title></path>`);
+      }
+    });
+  });
+
+  // Legend.
+  const ly = H - legendH + 20;
+  const items = [
+    ["cache off", COLORS.off, ""],
+    ["concat", COLORS.concat, ""],
+    ["prealloc", COLORS.prealloc, ""],
+    [`window ${results.meta.window ?? 64}`, COLORS.window, ""],
+    ["wllama (llama.cpp wasm, own cache)", COLORS["llama.cpp"], "1.5 2.5"],
+    ["flex backend (solid)", "#555", ""],
+    ["ndarray backend (dashed)", "#555", "5 3"],
+  ];
+  let lx = left;
+  for (const [text, color, dash] of items) {
+    parts.push(`<line x1="${lx}" x2="${lx + 26}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.2"${dash ? ` stroke-dasharray="${dash}"` : ""}/>`);
+    parts.push(`<text x="${lx + 32}" y="${ly + 4}">${esc(text)}</text>`);
+    lx += 50 + text.length * 6.6;
+  }
+  parts.push(`<text x="${left}" y="${ly + 28}" fill="#555">${esc("Each line is one run; the first token of each includes the prompt's prefill. Cut cache-off runs stop early (see bench/results.md).")}</text>`);
+  parts.push("</svg>");
+  return parts.join("\n");
+}
+
+// ------------------------------------------------------------------ entry points
+
+export function writeReport(results, outDir) {
+  const checks = targets(results);
+  results.targets = checks.map(({ name, target, value, met, by, summary, detail }) => ({ name, target, value, met, missedBy: by ?? null, summary, detail }));
+  writeFileSync(join(outDir, "results.md"), markdown(results, checks));
+  writeFileSync(join(outDir, "plot.svg"), svg(results));
+  writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 1)}\n`);
+  return { targets: checks };
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const file = resolve(process.argv[2] ?? fileURLToPath(new URL("../bench/results.json", import.meta.url)));
+  const results = JSON.parse(readFileSync(file, "utf8"));
+  const { targets: checks } = writeReport(results, dirname(file));
+  for (const t of checks) console.log(`${t.met === true ? "met   " : t.met === false ? "MISSED" : "n/a   "} ${t.name}: ${t.summary}`);
+}

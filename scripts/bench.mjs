@@ -1,0 +1,438 @@
+#!/usr/bin/env node
+// `npm run bench`: per-token latency with the KV cache on and off, natively and in WebAssembly
+// inside headless Chromium, against wllama (llama.cpp compiled to wasm) on the same GGUF.
+//
+//   npm run bench                       every scenario; writes bench/results.json, results.md, plot.svg
+//   npm run bench -- --quick            16 tokens per run, into bench/out/quick/ (git ignores it) (a smoke test of the harness)
+//   npm run bench -- --only 'wasm.*smollm2'   only the runs whose id matches (a regex)
+//   node scripts/bench-report.mjs       redraws results.md and plot.svg from results.json
+//
+// Native runs go through the CLI (`target/release/kvcache generate --json`), one process per run.
+// Browser runs open bench/index.html, served with the demo page by scripts/serve.mjs, which drives
+// the page's own Web Worker (www/worker.js): a fresh worker per run, the model loaded the way the
+// page loads it, then prefill() and step() token by token. The peer, wllama, runs in the same
+// browser on the same GGUF, single thread, CPU only, greedy, EOS ignored.
+//
+// It builds what is missing first: the CLI (cargo build --release), pkg/ (npm run build, about ten
+// minutes), the model (scripts/fetch-model.sh). The whole run takes about ten minutes on 2 cores.
+
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+
+import { writeReport } from "./bench-report.mjs";
+import { startServer } from "./serve.mjs";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const CLI = join(REPO, "target/release/kvcache");
+const MODEL_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const WLLAMA_DIR = join(REPO, "node_modules/@wllama/wllama");
+
+// ------------------------------------------------------------------ options
+
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(name);
+const option = (name) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+if (flag("--help") || flag("-h")) {
+  console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 8).join("\n").replace(/^\/\/ ?/gm, ""));
+  process.exit(0);
+}
+const QUICK = flag("--quick");
+const ONLY = option("--only") ? new RegExp(option("--only")) : null;
+const OUT = join(REPO, option("--out") ?? (QUICK ? "bench/out/quick" : "bench"));
+
+// ------------------------------------------------------------------ scenarios
+
+const WINDOW = 64;
+
+const MODELS = [
+  {
+    id: "gpt2",
+    label: "GPT-2 124M (random weights)",
+    prompt: "Hello, I am",
+    tokens: 200,
+    // The page builds GPT-2 from weights seed 1; the CLI is told the same, so both run one model.
+    cli: ["--model", "gpt2-124m-random", "--weights-seed", "1"],
+    source: { kind: "random-gpt2", seed: 1 },
+  },
+  {
+    id: "smollm2",
+    label: "SmolLM2-135M-Instruct (Q4_1 GGUF)",
+    prompt: "Once upon a time",
+    tokens: 128,
+    cli: ["--model", MODEL_FILE],
+    source: { kind: "url", url: `/${MODEL_FILE}` },
+    gguf: `/${MODEL_FILE}`,
+  },
+];
+
+const CACHES = ["off", "concat", "prealloc", "window"];
+
+// Without the cache every token re-runs the whole sequence, so those runs dominate the budget.
+// The targets need, per model, one full-length cache-off run in wasm: the faster backend there
+// (ndarray: burn's flex is about 2x slower than ndarray without the cache in wasm, though faster
+// natively). The other cache-off runs stop early; the table says so.
+const CUT = {
+  "native-ndarray-gpt2-off": 64,
+  "native-ndarray-smollm2-off": 64,
+  "wasm-flex-gpt2-off": 48,
+  "wasm-flex-smollm2-off": 64,
+};
+
+function scenarios() {
+  const runs = [];
+  for (const env of ["native", "wasm"]) {
+    for (const model of MODELS) {
+      for (const backend of ["flex", "ndarray"]) {
+        for (const cache of CACHES) {
+          const id = `${env}-${backend}-${model.id}-${cache}`;
+          let tokens = CUT[id] ?? model.tokens;
+          if (QUICK) tokens = Math.min(tokens, 16);
+          runs.push({
+            id,
+            env,
+            backend,
+            model: model.id,
+            modelLabel: model.label,
+            prompt: model.prompt,
+            cache,
+            window: cache === "window" ? WINDOW : null,
+            fullTokens: model.tokens,
+            maxTokens: tokens,
+            cut: tokens < model.tokens && !QUICK,
+          });
+        }
+      }
+    }
+  }
+  for (const model of MODELS.filter((m) => m.gguf)) {
+    runs.push({
+      id: `wllama-${model.id}`,
+      env: "wllama",
+      backend: "llama.cpp",
+      model: model.id,
+      modelLabel: model.label,
+      prompt: model.prompt,
+      cache: "llama.cpp",
+      window: null,
+      fullTokens: model.tokens,
+      maxTokens: QUICK ? 16 : model.tokens,
+      cut: false,
+    });
+  }
+  return ONLY ? runs.filter((r) => ONLY.test(r.id)) : runs;
+}
+
+// ------------------------------------------------------------------ helpers
+
+const t0 = performance.now();
+const elapsed = () => {
+  const s = Math.round((performance.now() - t0) / 1000);
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+};
+const say = (line) => console.log(`[bench ${elapsed()}] ${line}`);
+
+function run(cmd, args, { capture = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: REPO, stdio: ["ignore", capture ? "pipe" : "inherit", capture ? "pipe" : "inherit"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d) => (stdout += d));
+    child.stderr?.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code === 0) resolve({ stdout, stderr });
+      else reject(new Error(`${cmd} ${args.join(" ")} exited with ${code}${stderr ? `:\n${stderr.trim().split("\n").slice(-5).join("\n")}` : ""}`));
+    });
+  });
+}
+
+async function prepare(needNative, needBrowser) {
+  if (needNative) {
+    say("cargo build --release --bin kvcache (a no-op when it is up to date)");
+    await run("cargo", ["build", "--release", "--bin", "kvcache"]);
+  }
+  if (!existsSync(join(REPO, MODEL_FILE))) {
+    say(`${MODEL_FILE} is missing: bash scripts/fetch-model.sh`);
+    await run("bash", ["scripts/fetch-model.sh"]);
+  }
+  if (needBrowser) {
+    if (!existsSync(join(REPO, "pkg/kvcache_wasm.js"))) {
+      say("pkg/ is missing: npm run build (wasm-pack, about ten minutes on 2 cores)");
+      await run("npm", ["run", "build"]);
+    }
+    if (!existsSync(join(WLLAMA_DIR, "esm/wasm/wllama.wasm"))) {
+      throw new Error("node_modules/@wllama/wllama is missing: run npm ci (or npm install)");
+    }
+    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
+  }
+}
+
+// ------------------------------------------------------------------ native
+
+async function runNative(r) {
+  const model = MODELS.find((m) => m.id === r.model);
+  const args = ["generate", ...model.cli, "--prompt", r.prompt, "--max-tokens", String(r.maxTokens), "--backend", r.backend, "--json"];
+  if (r.cache === "off") args.push("--no-cache");
+  else args.push("--cache", r.cache);
+  if (r.window) args.push("--window", String(r.window));
+  const started = performance.now();
+  const { stdout } = await run(CLI, args, { capture: true });
+  const wallMs = performance.now() - started;
+  const j = JSON.parse(stdout);
+  return {
+    command: `kvcache ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(" ")}`,
+    loadMs: j.load_ms,
+    prefillMs: j.prefill_ms,
+    ttftMs: j.step_ms[0],
+    stepMs: j.step_ms,
+    promptIds: j.prompt_ids,
+    ids: j.generated_ids,
+    text: j.text,
+    stopReason: j.stop_reason,
+    cacheLen: j.cache_len,
+    cacheBytes: j.cache_bytes,
+    cacheBytesFormula: j.cache_bytes_formula,
+    wasmMemoryBytes: null,
+    wallMs,
+  };
+}
+
+// ------------------------------------------------------------------ browser
+
+async function openBrowser() {
+  const { chromium } = await import("playwright-core");
+  const { server, url } = await startServer({ port: 0 });
+  const profile = mkdtempSync(join(tmpdir(), "kvcache-bench-"));
+  // The launch flags of tests/e2e/page.test.mjs, which work on this machine.
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (err) => problems.push(err.message));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(msg.text());
+  });
+  let progressPrefix = "";
+  await page.exposeFunction("benchProgress", (text) => say(`  ${progressPrefix}${text}`));
+  await page.goto(new URL("bench/index.html", url).href);
+  await page.waitForFunction(() => window.benchReady === true, null, { timeout: 60_000 });
+  const version = context.browser()?.version() ?? (await page.evaluate(() => navigator.userAgent));
+  return {
+    page,
+    version,
+    problems,
+    setPrefix: (p) => (progressPrefix = p),
+    async close() {
+      await context.close();
+      server.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+// Warm-up tokens generated in the same worker before each timed browser run (see bench/bench.js).
+const WARMUP = 24;
+const WARMUP_OFF = 6;
+
+const every = (n) => (n >= 100 ? 50 : n >= 48 ? 16 : 0);
+
+async function runWasm(browser, r) {
+  const model = MODELS.find((m) => m.id === r.model);
+  const started = performance.now();
+  const out = await browser.page.evaluate((cfg) => window.benchOurs(cfg), {
+    source: model.source,
+    options: { backend: r.backend },
+    prompt: r.prompt,
+    maxTokens: r.maxTokens,
+    useCache: r.cache !== "off",
+    cache: r.cache === "off" ? "concat" : r.cache,
+    window: r.window ?? undefined,
+    every: every(r.maxTokens),
+    warmupTokens: r.cache === "off" ? WARMUP_OFF : WARMUP,
+  });
+  if (out.backend !== r.backend) throw new Error(`asked for the ${r.backend} backend, the worker ran ${out.backend}`);
+  return {
+    loadMs: out.loadMs,
+    prefillMs: out.stepMs[0],
+    ttftMs: out.arrivalMs[0],
+    stepMs: out.stepMs,
+    arrivalMs: out.arrivalMs,
+    ids: out.ids,
+    text: out.text,
+    stopReason: out.stopReason,
+    cacheLen: out.cacheLen,
+    cacheBytes: out.cacheBytes,
+    cacheBytesFormula: out.cacheBytesFormula,
+    maxSeqLen: out.maxSeqLen,
+    wasmMemoryBytes: out.wasmMemoryBytes,
+    wasmMemoryAfterLoadBytes: out.wasmMemoryAfterLoadBytes,
+    warmup: out.warmup,
+    wallMs: performance.now() - started,
+  };
+}
+
+async function runWllama(browser, r) {
+  const model = MODELS.find((m) => m.id === r.model);
+  const started = performance.now();
+  const out = await browser.page.evaluate((cfg) => window.benchWllama(cfg), {
+    url: model.gguf,
+    prompt: r.prompt,
+    maxTokens: r.maxTokens,
+    nCtx: 512,
+    every: every(r.maxTokens),
+    warmupTokens: WARMUP,
+  });
+  if (out.multithread) throw new Error(`wllama ran multi-threaded (${out.threads} threads); the comparison needs one`);
+  // Per-token times as llama.cpp measures them (timings_per_token: predicted_ms is cumulative),
+  // the first one being the prompt's processing plus the first token.
+  const stepMs = [];
+  let prev = null;
+  for (const t of out.timings) {
+    if (!t) {
+      stepMs.length = 0;
+      break;
+    }
+    if (prev === null) stepMs.push(t.prompt_ms + t.predicted_ms);
+    else stepMs.push(t.predicted_ms - prev);
+    prev = t.predicted_ms;
+  }
+  return {
+    loadMs: out.loadMs,
+    prefillMs: out.finalTimings?.prompt_ms ?? null,
+    ttftMs: out.arrivalMs[0],
+    stepMs: stepMs.length === out.arrivalMs.length ? stepMs : null,
+    arrivalMs: out.arrivalMs,
+    ids: null,
+    text: out.text,
+    stopReason: out.arrivalMs.length >= r.maxTokens ? "maxTokens" : "short",
+    finalTimings: out.finalTimings,
+    usage: out.usage,
+    threads: out.threads ?? 1,
+    warmup: out.warmup,
+    cacheLen: null,
+    cacheBytes: null,
+    cacheBytesFormula: null,
+    wasmMemoryBytes: null,
+    wallMs: performance.now() - started,
+  };
+}
+
+// ------------------------------------------------------------------ main
+
+function machine() {
+  const cpu = cpus();
+  return {
+    cpu: cpu[0]?.model ?? "unknown",
+    cores: cpu.length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  };
+}
+
+async function gitCommit() {
+  try {
+    const { stdout } = await run("git", ["rev-parse", "--short", "HEAD"], { capture: true });
+    const { stdout: dirty } = await run("git", ["status", "--porcelain", "--", "src", "www", "Cargo.toml"], { capture: true });
+    return stdout.trim() + (dirty.trim() ? " (with uncommitted changes)" : "");
+  } catch {
+    return null;
+  }
+}
+
+function wasmSize() {
+  const file = join(REPO, "pkg/kvcache_wasm_bg.wasm");
+  if (!existsSync(file)) return null;
+  const bytes = readFileSync(file);
+  return { file: "pkg/kvcache_wasm_bg.wasm", bytes: bytes.length, gzipBytes: gzipSync(bytes, { level: 9 }).length };
+}
+
+async function main() {
+  const runs = scenarios();
+  const needNative = runs.some((r) => r.env === "native");
+  const needBrowser = runs.some((r) => r.env !== "native");
+  say(`${runs.length} runs${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
+  await prepare(needNative, needBrowser);
+
+  const results = {
+    meta: {
+      date: new Date().toISOString(),
+      quick: QUICK,
+      commit: await gitCommit(),
+      machine: machine(),
+      chromium: null,
+      wllama: existsSync(join(WLLAMA_DIR, "package.json")) ? JSON.parse(readFileSync(join(WLLAMA_DIR, "package.json"), "utf8")).version : null,
+      wasm: wasmSize(),
+      window: WINDOW,
+      wallSeconds: null,
+    },
+    runs: [],
+  };
+  const done = (r, res) => {
+    const n = res.stepMs?.length ?? res.arrivalMs.length;
+    const mean = res.stepMs && n > 1 ? res.stepMs.slice(1).reduce((a, b) => a + b, 0) / (n - 1) : null;
+    say(`  done: ${n} tokens${mean ? `, ${mean.toFixed(1)} ms/token after the first` : ""}, ${(res.wallMs / 1000).toFixed(1)} s`);
+    results.runs.push({ ...r, ...res });
+  };
+  let i = 0;
+  const label = (r) => `[${++i}/${runs.length}] ${r.id} (${r.maxTokens} tokens${r.cut ? `, cut from ${r.fullTokens}` : ""})`;
+
+  for (const r of runs.filter((x) => x.env === "native")) {
+    say(label(r));
+    done(r, await runNative(r));
+  }
+
+  if (needBrowser) {
+    say("starting headless Chromium");
+    const browser = await openBrowser();
+    results.meta.chromium = browser.version;
+    try {
+      if (runs.some((r) => r.env === "wasm" && r.model === "smollm2")) {
+        // The first load of the GGUF downloads it into the browser's Cache API; every timed run
+        // then loads it from there, as a page reload does.
+        say("warm-up: SmolLM2 into the browser's Cache API, the wasm compiled once");
+        const model = MODELS.find((m) => m.id === "smollm2");
+        await browser.page.evaluate((cfg) => window.benchOurs(cfg), { source: model.source, prompt: "Hi", maxTokens: 1, useCache: true });
+      }
+      for (const r of runs.filter((x) => x.env !== "native")) {
+        say(label(r));
+        browser.setPrefix(`${r.id}: `);
+        done(r, r.env === "wasm" ? await runWasm(browser, r) : await runWllama(browser, r));
+        if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
+      }
+    } finally {
+      await browser.close();
+    }
+  }
+
+  results.meta.wallSeconds = Math.round((performance.now() - t0) / 1000);
+  mkdirSync(OUT, { recursive: true });
+  writeFileSync(join(OUT, "results.json"), `${JSON.stringify(results, null, 1)}\n`);
+  const { targets } = writeReport(results, OUT);
+  say(`wrote ${join(OUT, "results.json")}, results.md, plot.svg in ${results.meta.wallSeconds} s`);
+  for (const t of targets) say(`  ${t.met === true ? "met   " : t.met === false ? "MISSED" : "n/a   "} ${t.name}: ${t.summary}`);
+}
+
+main().catch((err) => {
+  console.error(`[bench ${elapsed()}] failed: ${err.stack ?? err}`);
+  process.exit(1);
+});
