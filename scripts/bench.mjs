@@ -3,9 +3,10 @@
 // inside headless Chromium, against wllama (llama.cpp compiled to wasm) on the same GGUF.
 //
 //   npm run bench                       every scenario; writes bench/results.json, results.md, plot.svg
-//   npm run bench -- --quick            16 tokens per run, into bench/out/quick/ (git ignores it) (a smoke test of the harness)
-//   npm run bench -- --only 'wasm.*smollm2'   only the runs whose id matches (a regex)
-//   node scripts/bench-report.mjs       redraws results.md and plot.svg from results.json
+//                                       and the benchmark block of README.md
+//   npm run bench -- --quick            16 tokens per run, into bench/out/quick/ (git ignores it): a smoke test
+//   npm run bench -- --only 'wasm.*smollm2'   only the runs whose id matches (a regex); README left alone
+//   node scripts/bench-report.mjs --readme    redraws results.md, plot.svg and README's block from results.json
 //
 // Native runs go through the CLI (`target/release/kvcache generate --json`), one process per run.
 // Browser runs open bench/index.html, served with the demo page by scripts/serve.mjs, which drives
@@ -14,10 +15,10 @@
 // browser on the same GGUF, single thread, CPU only, greedy, EOS ignored.
 //
 // It builds what is missing first: the CLI (cargo build --release), pkg/ (npm run build, about ten
-// minutes), the model (scripts/fetch-model.sh). The whole run takes about ten minutes on 2 cores.
+// minutes), the model (scripts/fetch-model.sh). The whole run takes about twelve minutes on 2 cores.
 
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,7 +42,7 @@ const option = (name) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 if (flag("--help") || flag("-h")) {
-  console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 8).join("\n").replace(/^\/\/ ?/gm, ""));
+  console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 9).join("\n").replace(/^\/\/ ?/gm, ""));
   process.exit(0);
 }
 const QUICK = flag("--quick");
@@ -154,6 +155,21 @@ function run(cmd, args, { capture = false } = {}) {
   });
 }
 
+/** The newest modification time among the engine's sources. */
+function newestSource() {
+  let newest = 0;
+  const walk = (dir) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else newest = Math.max(newest, statSync(path).mtimeMs);
+    }
+  };
+  for (const dir of ["src", "assets"]) if (existsSync(join(REPO, dir))) walk(join(REPO, dir));
+  for (const file of ["Cargo.toml", "Cargo.lock"]) if (existsSync(join(REPO, file))) newest = Math.max(newest, statSync(join(REPO, file)).mtimeMs);
+  return newest;
+}
+
 async function prepare(needNative, needBrowser) {
   if (needNative) {
     say("cargo build --release --bin kvcache (a no-op when it is up to date)");
@@ -168,6 +184,8 @@ async function prepare(needNative, needBrowser) {
       say("pkg/ is missing: npm run build (wasm-pack, about ten minutes on 2 cores)");
       await run("npm", ["run", "build"]);
     }
+    const stale = newestSource() > statSync(join(REPO, "pkg/kvcache_wasm_bg.wasm")).mtimeMs;
+    if (stale) say("warning: pkg/ is older than src/ (or Cargo.toml, assets/): the wasm figures are of the old build; npm run build first for current ones");
     if (!existsSync(join(WLLAMA_DIR, "esm/wasm/wllama.wasm"))) {
       throw new Error("node_modules/@wllama/wllama is missing: run npm ci (or npm install)");
     }
@@ -359,11 +377,21 @@ async function gitCommit() {
   }
 }
 
+/** The .wasm's size, raw and gzipped: `gzip -9` as scripts/build-wasm.sh reports it (zlib level 9 if there is no gzip). */
 function wasmSize() {
   const file = join(REPO, "pkg/kvcache_wasm_bg.wasm");
   if (!existsSync(file)) return null;
   const bytes = readFileSync(file);
-  return { file: "pkg/kvcache_wasm_bg.wasm", bytes: bytes.length, gzipBytes: gzipSync(bytes, { level: 9 }).length };
+  const gz = spawnSync("gzip", ["-9", "-c"], { input: bytes, maxBuffer: 64 * 2 ** 20 });
+  const cli = gz.status === 0 ? gz.stdout.length : null;
+  return {
+    file: "pkg/kvcache_wasm_bg.wasm",
+    built: statSync(file).mtime.toISOString(),
+    bytes: bytes.length,
+    gzipBytes: cli ?? gzipSync(bytes, { level: 9 }).length,
+    gzipTool: cli ? "gzip -9" : "zlib level 9",
+    zlibBytes: gzipSync(bytes, { level: 9 }).length,
+  };
 }
 
 async function main() {
@@ -427,8 +455,10 @@ async function main() {
   results.meta.wallSeconds = Math.round((performance.now() - t0) / 1000);
   mkdirSync(OUT, { recursive: true });
   writeFileSync(join(OUT, "results.json"), `${JSON.stringify(results, null, 1)}\n`);
-  const { targets } = writeReport(results, OUT);
-  say(`wrote ${join(OUT, "results.json")}, results.md, plot.svg in ${results.meta.wallSeconds} s`);
+  // The README shows the committed full run; a quick or partial run leaves it alone.
+  const readme = !QUICK && !ONLY && OUT === join(REPO, "bench") ? join(REPO, "README.md") : null;
+  const { targets, readmeUpdated } = writeReport(results, OUT, { readme });
+  say(`wrote ${join(OUT, "results.json")}, results.md, plot.svg${readmeUpdated ? " and README.md's benchmark block" : ""} in ${results.meta.wallSeconds} s`);
   for (const t of targets) say(`  ${t.met === true ? "met   " : t.met === false ? "MISSED" : "n/a   "} ${t.name}: ${t.summary}`);
 }
 
