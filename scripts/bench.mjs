@@ -25,10 +25,10 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
 import { writeReport } from "./bench-report.mjs";
+import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.mjs";
 import { startServer } from "./serve.mjs";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const CLI = join(REPO, "target/release/kvcache");
 const MODEL_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const WLLAMA_DIR = join(REPO, "node_modules/@wllama/wllama");
@@ -229,20 +229,10 @@ async function openBrowser() {
   const { chromium } = await import("playwright-core");
   const { server, url } = await startServer({ port: 0 });
   const profile = mkdtempSync(join(tmpdir(), "kvcache-bench-"));
-  // The launch flags of tests/e2e/page.test.mjs, which work on this machine.
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
   const page = await context.newPage();
   const problems = [];

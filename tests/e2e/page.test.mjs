@@ -17,11 +17,11 @@ import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, CHROMIUM_ARGS } from "../../scripts/chromium.mjs";
 import { startServer } from "../../scripts/serve.mjs";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const SHOTS = join(REPO, "tests/e2e/screenshots");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const PKG_DIR = process.env.KVCACHE_PKG_DIR ?? join(REPO, "pkg");
 const SMOLLM2 = join(REPO, "models/SmolLM2-135M-Instruct.Q4_1.gguf");
 
@@ -43,16 +43,7 @@ before(async () => {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1360, height: 1000 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
 });
 
