@@ -13,6 +13,7 @@ pub mod generate;
 pub mod load;
 pub mod model;
 pub mod options;
+pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;

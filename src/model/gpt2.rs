@@ -16,7 +16,8 @@ pub struct Gpt2 {
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    lm_head: Tensor<2>,
+    lm_head: Linear,
+    device: Device,
     heads: usize,
     head_dim: usize,
 }
@@ -79,10 +80,13 @@ impl Gpt2 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let wte = Embedding::new(get("wte.weight", &[vocab, d])?);
+        let embedding =
+            |name: &str, rows: usize| Embedding::load(src, &resolve(src, name), [rows, d]);
+        let wte = embedding("wte.weight", vocab)?;
         let lm_head = wte.tied_head(device);
         Ok(Gpt2 {
-            wpe: Embedding::new(get("wpe.weight", &[config.max_position_embeddings, d])?),
+            device: device.clone(),
+            wpe: embedding("wpe.weight", config.max_position_embeddings)?,
             wte,
             blocks,
             ln_f: norm("ln_f")?,
@@ -103,7 +107,7 @@ impl Gpt2 {
     ) -> Tensor<2> {
         let n = ids.len();
         let dim = self.heads * self.head_dim;
-        let device = self.lm_head.device();
+        let device = self.device.clone();
         let tokens = self.wte.rows(ids.iter().map(|&id| id as usize));
         let positions = self.wpe.rows(start..start + n);
         let summed: Vec<f32> = tokens.iter().zip(&positions).map(|(t, p)| t + p).collect();
@@ -130,7 +134,7 @@ impl Gpt2 {
         self.ln_f.forward(x)
     }
 
-    pub fn lm_head(&self) -> &Tensor<2> {
+    pub(crate) fn lm_head(&self) -> &Linear {
         &self.lm_head
     }
 }

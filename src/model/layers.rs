@@ -1,10 +1,13 @@
 //! The small building blocks both architectures share, holding burn tensors
-//! uploaded from host weights.
+//! uploaded from host weights (or, for quantized matrices, the host weights themselves).
+
+use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::Result;
-use crate::weights::{HostTensor, TensorSource};
+use crate::quant::QuantMatrix;
+use crate::weights::{check_shape, HostTensor, TensorSource};
 
 pub(crate) fn upload2(t: HostTensor, device: &Device) -> Tensor<2> {
     let [rows, cols] = [t.shape[0], t.shape[1]];
@@ -33,11 +36,20 @@ pub(crate) fn load(src: &dyn TensorSource, name: &str, shape: &[usize]) -> Resul
     src.tensor(name)?.expect_shape(name, shape)
 }
 
-/// `y = x·W + b` with `W` stored `[in, out]`, so a one-row `x` reads `W` row by row.
+/// `y = x·W + b`.
 #[derive(Debug)]
 pub(crate) struct Linear {
-    weight: Tensor<2>,
+    weight: Weight,
     bias: Option<Tensor<1>>,
+}
+
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a few hundred per model, built once
+enum Weight {
+    /// `[in, out]` on the device, so a one-row `x` reads `W` row by row.
+    Dense(Tensor<2>),
+    /// `[out, in]` in 8-bit groups on the host, shared with a tied embedding.
+    Quant(Arc<QuantMatrix>),
 }
 
 impl Linear {
@@ -49,13 +61,57 @@ impl Linear {
     /// From a weight already stored `[in, out]` (GPT-2's Conv1D).
     pub fn from_in_out(weight: HostTensor, bias: Option<HostTensor>, device: &Device) -> Self {
         Linear {
-            weight: upload2(weight, device),
+            weight: Weight::Dense(upload2(weight, device)),
             bias: bias.map(|b| upload1(b, device)),
         }
     }
 
+    /// The bias-free `[out, in]` weight `name`, kept quantized when the file
+    /// has it in a grouped format. `rows`, if given, reorders the output rows.
+    pub fn load(
+        src: &dyn TensorSource,
+        name: &str,
+        shape: [usize; 2],
+        rows: Option<&[usize]>,
+        device: &Device,
+    ) -> Result<Self> {
+        if let Some(m) = src.quantized(name)? {
+            check_shape(name, &m.shape(), &shape)?;
+            let m = match rows {
+                Some(order) => m.select_rows(order),
+                None => m,
+            };
+            return Ok(Linear::quantized(Arc::new(m)));
+        }
+        let w = load(src, name, &shape)?;
+        let w = match rows {
+            Some(order) => w.select_rows(order),
+            None => w,
+        };
+        Ok(Linear::from_out_in(w, None, device))
+    }
+
+    fn quantized(m: Arc<QuantMatrix>) -> Self {
+        Linear {
+            weight: Weight::Quant(m),
+            bias: None,
+        }
+    }
+
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(self.weight.clone());
+        let y = match &self.weight {
+            Weight::Dense(w) => x.matmul(w.clone()),
+            Weight::Quant(m) => {
+                let [n, _] = x.dims();
+                let device = x.device();
+                let x = x
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .expect("activations are f32");
+                let y = m.matmul(&x, n);
+                Tensor::from_data(TensorData::new(y, [n, m.shape()[0]]), &device)
+            }
+        };
         match &self.bias {
             Some(b) => y + b.clone().unsqueeze_dim(0),
             None => y,
@@ -111,19 +167,33 @@ impl RmsNorm {
 }
 
 /// Token embeddings kept on the host: a lookup is a row copy, and the same
-/// table (transposed, on the device) can serve as the tied LM head.
+/// table can serve as the tied LM head.
 #[derive(Debug)]
 pub(crate) struct Embedding {
-    table: Vec<f32>,
+    table: Table,
     dim: usize,
 }
 
+#[derive(Debug)]
+enum Table {
+    Dense(Vec<f32>),
+    Quant(Arc<QuantMatrix>),
+}
+
 impl Embedding {
-    pub fn new(table: HostTensor) -> Self {
-        Embedding {
-            dim: table.shape[1],
-            table: table.data,
-        }
+    /// The `[vocab, dim]` table `name`, kept quantized when the file has it so.
+    pub fn load(src: &dyn TensorSource, name: &str, shape: [usize; 2]) -> Result<Self> {
+        let table = match src.quantized(name)? {
+            Some(m) => {
+                check_shape(name, &m.shape(), &shape)?;
+                Table::Quant(Arc::new(m))
+            }
+            None => Table::Dense(load(src, name, &shape)?.data),
+        };
+        Ok(Embedding {
+            table,
+            dim: shape[1],
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -134,17 +204,26 @@ impl Embedding {
     pub fn rows(&self, ids: impl IntoIterator<Item = usize>) -> Vec<f32> {
         let mut out = Vec::new();
         for id in ids {
-            out.extend_from_slice(&self.table[id * self.dim..(id + 1) * self.dim]);
+            match &self.table {
+                Table::Dense(t) => out.extend_from_slice(&t[id * self.dim..(id + 1) * self.dim]),
+                Table::Quant(m) => m.row_into(id, &mut out),
+            }
         }
         out
     }
 
-    /// The LM head `[dim, vocab]` that tied embeddings imply.
-    pub fn tied_head(&self, device: &Device) -> Tensor<2> {
-        let vocab = self.table.len() / self.dim;
-        upload2(
-            transpose(&HostTensor::new(vec![vocab, self.dim], self.table.clone())),
-            device,
-        )
+    /// The LM head that tied embeddings imply (sharing a quantized table, not copying it).
+    pub fn tied_head(&self, device: &Device) -> Linear {
+        match &self.table {
+            Table::Dense(t) => {
+                let vocab = t.len() / self.dim;
+                Linear::from_out_in(
+                    HostTensor::new(vec![vocab, self.dim], t.clone()),
+                    None,
+                    device,
+                )
+            }
+            Table::Quant(m) => Linear::quantized(m.clone()),
+        }
     }
 }

@@ -3,19 +3,20 @@
 
 use burn::tensor::{activation::silu, s, Device, Tensor, TensorData};
 
-use super::layers::{load, upload2, Embedding, Linear, RmsNorm};
+use super::layers::{load, Embedding, Linear, RmsNorm};
 use crate::attention::attend;
 use crate::cache::KvCache;
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
-use crate::weights::{HostTensor, TensorSource};
+use crate::weights::TensorSource;
 
 #[derive(Debug)]
 pub struct Llama {
     embed: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    lm_head: Tensor<2>,
+    lm_head: Linear,
+    device: Device,
     rope: Rope,
     heads: usize,
     kv_heads: usize,
@@ -78,23 +79,20 @@ impl LlamaLayout {
     }
 }
 
-/// Undoes llama.cpp's q/k permutation: GGUF row `h·d + 2i + j` holds HF row `h·d + j·d/2 + i`.
-fn unpermute_rows(t: HostTensor, heads: usize) -> HostTensor {
-    let (rows, cols) = (t.shape[0], t.shape[1]);
+/// The row order that undoes llama.cpp's q/k permutation: GGUF row
+/// `h·d + 2i + j` holds HF row `h·d + j·d/2 + i`.
+fn unpermuted_rows(rows: usize, heads: usize) -> Vec<usize> {
     let head_dim = rows / heads;
     let half = head_dim / 2;
-    let mut out = vec![0.0f32; rows * cols];
+    let mut order = vec![0; rows];
     for h in 0..heads {
         for i in 0..half {
             for j in 0..2 {
-                let src = h * head_dim + 2 * i + j;
-                let dst = h * head_dim + j * half + i;
-                out[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+                order[h * head_dim + j * half + i] = h * head_dim + 2 * i + j;
             }
         }
     }
-    HostTensor::new(t.shape, out)
+    order
 }
 
 impl Llama {
@@ -109,15 +107,12 @@ impl Llama {
         let (q_dim, kv_dim) = (c.num_heads * hd, c.num_kv_heads * hd);
         let get = |hf: &str, shape: &[usize]| load(src, &layout.name(hf), shape);
         let linear = |hf: &str, n_out: usize, n_in: usize| -> Result<Linear> {
-            Ok(Linear::from_out_in(get(hf, &[n_out, n_in])?, None, device))
+            Linear::load(src, &layout.name(hf), [n_out, n_in], None, device)
         };
         // GGUF's q/k rows are reordered for interleaved RoPE; restore HF order so one RoPE serves both.
         let qk = |hf: &str, n_out: usize, heads: usize| -> Result<Linear> {
-            let mut w = get(hf, &[n_out, d])?;
-            if layout == LlamaLayout::Gguf {
-                w = unpermute_rows(w, heads);
-            }
-            Ok(Linear::from_out_in(w, None, device))
+            let order = (layout == LlamaLayout::Gguf).then(|| unpermuted_rows(n_out, heads));
+            Linear::load(src, &layout.name(hf), [n_out, d], order.as_deref(), device)
         };
         let norm =
             |hf: &str| -> Result<RmsNorm> { Ok(RmsNorm::new(get(hf, &[d])?, c.norm_eps, device)) };
@@ -141,16 +136,18 @@ impl Llama {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let embed = Embedding::new(get("model.embed_tokens.weight", &[c.vocab_size, d])?);
+        let embed = Embedding::load(
+            src,
+            &layout.name("model.embed_tokens.weight"),
+            [c.vocab_size, d],
+        )?;
         let lm_head = if c.tie_word_embeddings {
             embed.tied_head(device)
         } else {
-            upload2(
-                super::layers::transpose(&get("lm_head.weight", &[c.vocab_size, d])?),
-                device,
-            )
+            linear("lm_head.weight", c.vocab_size, d)?
         };
         Ok(Llama {
+            device: device.clone(),
             embed,
             layers,
             norm: norm("model.norm.weight")?,
@@ -172,7 +169,7 @@ impl Llama {
         window: Option<usize>,
     ) -> Tensor<2> {
         let n = ids.len();
-        let device = self.lm_head.device();
+        let device = self.device.clone();
         let rows = self.embed.rows(ids.iter().map(|&id| id as usize));
         let mut x = Tensor::<2>::from_data(TensorData::new(rows, [n, self.embed.dim()]), &device);
         let (cos, sin) = self.rope.tables(start, n, &device);
@@ -204,7 +201,7 @@ impl Llama {
         self.norm.forward(x)
     }
 
-    pub fn lm_head(&self) -> &Tensor<2> {
+    pub(crate) fn lm_head(&self) -> &Linear {
         &self.lm_head
     }
 }

@@ -118,7 +118,7 @@ impl Model {
             Decoder::Gpt2(m) => m.lm_head(),
             Decoder::Llama(m) => m.lm_head(),
         };
-        last.matmul(head.clone())
+        head.forward(last)
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| {

@@ -24,6 +24,7 @@ use half::{bf16, f16};
 
 use super::HostTensor;
 use crate::error::{Error, Result};
+use crate::quant::{self, Group, QuantMatrix, GROUP};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -219,6 +220,21 @@ impl GgmlType {
         self.dequantizer().is_some()
     }
 
+    /// For the formats made of `scale · q + offset` groups of 32: the block
+    /// unpacker, and whether the offsets are used.
+    fn group_format(self) -> Option<(Unpack, bool)> {
+        match self {
+            GgmlType::Q4_0 => Some((unpack_q4_0, false)),
+            GgmlType::Q4_1 => Some((unpack_q4_1, true)),
+            GgmlType::Q5_0 => Some((unpack_q5_0, false)),
+            GgmlType::Q5_1 => Some((unpack_q5_1, true)),
+            GgmlType::Q8_0 => Some((unpack_q8_0, false)),
+            GgmlType::Q4_K => Some((unpack_q4_k, true)),
+            GgmlType::Q5_K => Some((unpack_q5_k, true)),
+            _ => None,
+        }
+    }
+
     fn supported_list() -> String {
         let names: Vec<&str> = Self::ALL
             .iter()
@@ -391,11 +407,7 @@ impl GgufFile {
                 GgmlType::supported_list()
             ))
         })?;
-        let range = byte_range(name, info, ty, self.data_start, self.bytes.len())?;
-        let raw = self
-            .bytes
-            .get(range)
-            .ok_or_else(|| Error::weights(format!("tensor `{name}` lies outside the GGUF file")))?;
+        let raw = self.raw(name, info, ty)?;
         let mut data = alloc_f32(name, info.n_elements)?;
         dequant(raw, &mut data);
         Ok(HostTensor::new(
@@ -404,8 +416,37 @@ impl GgufFile {
         ))
     }
 
+    /// The 2-D tensor `name` in the grouped 8-bit form the engine multiplies
+    /// with directly (see [`crate::quant`]), or `None` for types without that
+    /// form (F32, F16, BF16, Q2_K, Q3_K, Q6_K), which [`Self::tensor`] reads.
+    pub fn quantized(&self, name: &str) -> Result<Option<QuantMatrix>> {
+        let info = self.info(name)?;
+        let ty = known_type(name, info)?;
+        let (Some((unpack, offsets)), &[cols, rows]) = (ty.group_format(), &info.dims[..]) else {
+            return Ok(None);
+        };
+        let raw = self.raw(name, info, ty)?;
+        let per_block = ty.block_size() / GROUP;
+        let groups = raw.chunks_exact(ty.type_size()).flat_map(|block| {
+            let mut groups = [Group::default(); 8];
+            unpack(block, &mut groups[..per_block]);
+            groups.into_iter().take(per_block)
+        });
+        Ok(Some(QuantMatrix::from_groups(rows, cols, offsets, groups)))
+    }
+
+    /// The data bytes of a tensor whose type is known.
+    fn raw(&self, name: &str, info: &TensorInfo, ty: GgmlType) -> Result<&[u8]> {
+        let range = byte_range(name, info, ty, self.data_start, self.bytes.len())?;
+        self.bytes
+            .get(range)
+            .ok_or_else(|| Error::weights(format!("tensor `{name}` lies outside the GGUF file")))
+    }
+
     fn info(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensors.get(name).ok_or_else(|| super::missing_tensor(name, "GGUF", &self.order))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| super::missing_tensor(name, "GGUF", &self.order))
     }
 
     fn require(&self, key: &str) -> Result<&MetaValue> {
@@ -840,27 +881,50 @@ fn dequant_bf16(src: &[u8], dst: &mut [f32]) {
     }
 }
 
-/// `{ f16 d; u8 qs[16] }`: low nibbles are elements 0..16, high nibbles 16..32, offset by 8.
-fn dequant_q4_0(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<18, 32>(src, dst) {
-        let d = f16_le(b[0], b[1]);
-        let (lo, hi) = y.split_at_mut(16);
-        for ((&q, l), h) in b[2..].iter().zip(lo).zip(hi) {
-            *l = ((q & 0x0F) as i32 - 8) as f32 * d;
-            *h = ((q >> 4) as i32 - 8) as f32 * d;
+// The 32-element formats are `scale · q + offset` per group of 32 (see
+// `crate::quant`): each has an unpacker to that form, which the engine keeps
+// in memory, and its dequantizer applies `quant::dequant` to the groups.
+
+/// Fills the groups of one block (`block_size / 32` of them).
+type Unpack = fn(&[u8], &mut [Group]);
+
+/// Dequantizes through the groups; `offsets` is false for the symmetric formats.
+fn dequant_groups<const TS: usize, const BS: usize>(
+    src: &[u8],
+    dst: &mut [f32],
+    unpack: Unpack,
+    offsets: bool,
+) {
+    let mut groups = [Group::default(); 8];
+    for (b, y) in blocks::<TS, BS>(src, dst) {
+        let groups = &mut groups[..BS / GROUP];
+        unpack(b, groups);
+        for (g, out) in groups.iter().zip(y.as_chunks_mut::<GROUP>().0) {
+            let offset = offsets.then_some(g.offset);
+            for (v, &q) in out.iter_mut().zip(&g.q) {
+                *v = quant::dequant(q, g.scale, offset);
+            }
         }
     }
 }
 
+/// `{ f16 d; u8 qs[16] }`: low nibbles are elements 0..16, high nibbles 16..32, offset by 8.
+fn unpack_q4_0(b: &[u8], out: &mut [Group]) {
+    let g = &mut out[0];
+    g.scale = f16_le(b[0], b[1]);
+    for (j, &q) in b[2..18].iter().enumerate() {
+        g.q[j] = (q & 0x0F) as i8 - 8;
+        g.q[j + 16] = (q >> 4) as i8 - 8;
+    }
+}
+
 /// `{ f16 d; f16 m; u8 qs[16] }`: unsigned nibbles scaled by `d`, shifted by `m`.
-fn dequant_q4_1(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<20, 32>(src, dst) {
-        let (d, m) = (f16_le(b[0], b[1]), f16_le(b[2], b[3]));
-        let (lo, hi) = y.split_at_mut(16);
-        for ((&q, l), h) in b[4..].iter().zip(lo).zip(hi) {
-            *l = (q & 0x0F) as f32 * d + m;
-            *h = (q >> 4) as f32 * d + m;
-        }
+fn unpack_q4_1(b: &[u8], out: &mut [Group]) {
+    let g = &mut out[0];
+    (g.scale, g.offset) = (f16_le(b[0], b[1]), f16_le(b[2], b[3]));
+    for (j, &q) in b[4..20].iter().enumerate() {
+        g.q[j] = (q & 0x0F) as i8;
+        g.q[j + 16] = (q >> 4) as i8;
     }
 }
 
@@ -872,42 +936,55 @@ fn high_bits(qh: u32, j: usize) -> (u8, u8) {
     )
 }
 
-/// `{ f16 d; u8 qh[4]; u8 qs[16] }`: Q4_0 plus a fifth bit per element, offset by 16.
-fn dequant_q5_0(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<22, 32>(src, dst) {
-        let d = f16_le(b[0], b[1]);
-        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-        let (lo, hi) = y.split_at_mut(16);
-        for (j, ((&q, l), h)) in b[6..].iter().zip(lo).zip(hi).enumerate() {
-            let (h0, h1) = high_bits(qh, j);
-            *l = (((q & 0x0F) | h0) as i32 - 16) as f32 * d;
-            *h = (((q >> 4) | h1) as i32 - 16) as f32 * d;
-        }
+/// Nibbles `qs` plus fifth bits `qh`, less `bias`.
+fn five_bit(g: &mut Group, qh: &[u8], qs: &[u8], bias: i8) {
+    let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    for (j, &q) in qs.iter().enumerate() {
+        let (h0, h1) = high_bits(qh, j);
+        g.q[j] = ((q & 0x0F) | h0) as i8 - bias;
+        g.q[j + 16] = ((q >> 4) | h1) as i8 - bias;
     }
+}
+
+/// `{ f16 d; u8 qh[4]; u8 qs[16] }`: Q4_0 plus a fifth bit per element, offset by 16.
+fn unpack_q5_0(b: &[u8], out: &mut [Group]) {
+    out[0].scale = f16_le(b[0], b[1]);
+    five_bit(&mut out[0], &b[2..6], &b[6..22], 16);
 }
 
 /// `{ f16 d; f16 m; u8 qh[4]; u8 qs[16] }`: Q4_1 plus a fifth bit per element.
-fn dequant_q5_1(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<24, 32>(src, dst) {
-        let (d, m) = (f16_le(b[0], b[1]), f16_le(b[2], b[3]));
-        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-        let (lo, hi) = y.split_at_mut(16);
-        for (j, ((&q, l), h)) in b[8..].iter().zip(lo).zip(hi).enumerate() {
-            let (h0, h1) = high_bits(qh, j);
-            *l = ((q & 0x0F) | h0) as f32 * d + m;
-            *h = ((q >> 4) | h1) as f32 * d + m;
-        }
-    }
+fn unpack_q5_1(b: &[u8], out: &mut [Group]) {
+    (out[0].scale, out[0].offset) = (f16_le(b[0], b[1]), f16_le(b[2], b[3]));
+    five_bit(&mut out[0], &b[4..8], &b[8..24], 0);
 }
 
 /// `{ f16 d; i8 qs[32] }`.
-fn dequant_q8_0(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<34, 32>(src, dst) {
-        let d = f16_le(b[0], b[1]);
-        for (v, &q) in y.iter_mut().zip(&b[2..]) {
-            *v = (q as i8) as f32 * d;
-        }
+fn unpack_q8_0(b: &[u8], out: &mut [Group]) {
+    let g = &mut out[0];
+    g.scale = f16_le(b[0], b[1]);
+    for (q, &byte) in g.q.iter_mut().zip(&b[2..34]) {
+        *q = byte as i8;
     }
+}
+
+fn dequant_q4_0(src: &[u8], dst: &mut [f32]) {
+    dequant_groups::<18, 32>(src, dst, unpack_q4_0, false);
+}
+
+fn dequant_q4_1(src: &[u8], dst: &mut [f32]) {
+    dequant_groups::<20, 32>(src, dst, unpack_q4_1, true);
+}
+
+fn dequant_q5_0(src: &[u8], dst: &mut [f32]) {
+    dequant_groups::<22, 32>(src, dst, unpack_q5_0, false);
+}
+
+fn dequant_q5_1(src: &[u8], dst: &mut [f32]) {
+    dequant_groups::<24, 32>(src, dst, unpack_q5_1, true);
+}
+
+fn dequant_q8_0(src: &[u8], dst: &mut [f32]) {
+    dequant_groups::<34, 32>(src, dst, unpack_q8_0, false);
 }
 
 /// K-quant super-blocks of 256 hold 16 groups of 16 (Q2_K, Q3_K, Q6_K) or
@@ -977,51 +1054,52 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// Per-group multiplier and offset for the Q4_K/Q5_K formula `d * q - m`.
-fn k4_group(d: f32, dmin: f32, scales: &[u8], j: usize) -> (f32, f32) {
+/// Group `j`'s scale and offset for the Q4_K/Q5_K formula `d·sc·q − dmin·m`
+/// (as `scale · q + offset`: the same float operations, so the same bits).
+fn k4_group(g: &mut Group, d: f32, dmin: f32, scales: &[u8], j: usize) {
     let (sc, m) = scale_min_k4(j, scales);
-    (d * sc as f32, dmin * m as f32)
+    (g.scale, g.offset) = (d * sc as f32, -(dmin * m as f32));
 }
 
-/// `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }`: each 32-byte chunk
-/// holds two groups of 32, low nibbles first.
-fn dequant_q4_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<144, 256>(src, dst) {
-        let (d, dmin) = (f16_le(b[0], b[1]), f16_le(b[2], b[3]));
-        let scales = &b[4..16];
-        let chunks = b[16..].as_chunks::<32>().0;
-        for (p, (out, q)) in y.as_chunks_mut::<64>().0.iter_mut().zip(chunks).enumerate() {
-            let (d1, m1) = k4_group(d, dmin, scales, 2 * p);
-            let (d2, m2) = k4_group(d, dmin, scales, 2 * p + 1);
-            let (lo, hi) = out.split_at_mut(32);
-            for ((l, h), &q) in lo.iter_mut().zip(hi).zip(q) {
-                *l = d1 * (q & 0x0F) as f32 - m1;
-                *h = d2 * (q >> 4) as f32 - m2;
-            }
+/// Q4_K and Q5_K share their scales and nibble layout: 32-byte chunk `p` of
+/// `qs` holds group `2p` in its low nibbles and `2p + 1` in its high ones;
+/// `fifth(p, j)` gives Q5_K's fifth bits of element `j` of both groups.
+fn unpack_k4(b: &[u8], qs: &[u8], out: &mut [Group], fifth: impl Fn(usize, usize) -> (u8, u8)) {
+    let (d, dmin) = (f16_le(b[0], b[1]), f16_le(b[2], b[3]));
+    let scales = &b[4..16];
+    for (p, (pair, q)) in out.chunks_exact_mut(2).zip(qs.chunks_exact(32)).enumerate() {
+        let [lo, hi] = pair else { continue };
+        k4_group(lo, d, dmin, scales, 2 * p);
+        k4_group(hi, d, dmin, scales, 2 * p + 1);
+        for (j, &q) in q.iter().enumerate() {
+            let (h1, h2) = fifth(p, j);
+            lo.q[j] = ((q & 0x0F) + h1) as i8;
+            hi.q[j] = ((q >> 4) + h2) as i8;
         }
     }
+}
+
+/// `{ f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }`.
+fn unpack_q4_k(b: &[u8], out: &mut [Group]) {
+    unpack_k4(b, &b[16..144], out, |_, _| (0, 0));
 }
 
 /// `{ f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }`: Q4_K plus a
 /// fifth bit per element; chunk `p` takes bits `2p` and `2p + 1` of `qh`.
+fn unpack_q5_k(b: &[u8], out: &mut [Group]) {
+    let qh = &b[16..48];
+    let bit = |j: usize, mask: u8| if qh[j] & mask != 0 { 16 } else { 0 };
+    unpack_k4(b, &b[48..176], out, |p, j| {
+        (bit(j, 1 << (2 * p)), bit(j, 2 << (2 * p)))
+    });
+}
+
+fn dequant_q4_k(src: &[u8], dst: &mut [f32]) {
+    dequant_groups::<144, 256>(src, dst, unpack_q4_k, true);
+}
+
 fn dequant_q5_k(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in blocks::<176, 256>(src, dst) {
-        let (d, dmin) = (f16_le(b[0], b[1]), f16_le(b[2], b[3]));
-        let (scales, qh) = (&b[4..16], &b[16..48]);
-        let chunks = b[48..].as_chunks::<32>().0;
-        for (p, (out, q)) in y.as_chunks_mut::<64>().0.iter_mut().zip(chunks).enumerate() {
-            let (d1, m1) = k4_group(d, dmin, scales, 2 * p);
-            let (d2, m2) = k4_group(d, dmin, scales, 2 * p + 1);
-            let (u1, u2) = (1u8 << (2 * p), 2u8 << (2 * p));
-            let (lo, hi) = out.split_at_mut(32);
-            for (((l, h), &q), &qh) in lo.iter_mut().zip(hi).zip(q).zip(qh) {
-                let h1 = if qh & u1 != 0 { 16 } else { 0 };
-                let h2 = if qh & u2 != 0 { 16 } else { 0 };
-                *l = d1 * ((q & 0x0F) + h1) as f32 - m1;
-                *h = d2 * ((q >> 4) + h2) as f32 - m2;
-            }
-        }
-    }
+    dequant_groups::<176, 256>(src, dst, unpack_q5_k, true);
 }
 
 /// `{ u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }`: 6-bit values offset by
@@ -1276,6 +1354,23 @@ mod tests {
             let t = file.tensor("w").unwrap();
             assert_eq!(t.shape, vec![rows as usize, row as usize], "{ty}");
             assert_bits_eq(ty.name(), &t.data, &le_f32(want));
+            // The grouped 8-bit form holds exactly the same weights, for the types that have it.
+            let grouped = file.quantized("w").unwrap();
+            let expect_grouped = [
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
+                GgmlType::Q5_0,
+                GgmlType::Q5_1,
+                GgmlType::Q8_0,
+                GgmlType::Q4_K,
+                GgmlType::Q5_K,
+            ]
+            .contains(&ty);
+            assert_eq!(grouped.is_some(), expect_grouped, "{ty}");
+            if let Some(m) = grouped {
+                assert_eq!(m.shape(), [rows as usize, row as usize], "{ty}");
+                assert_bits_eq(ty.name(), &m.dequantize(), &le_f32(want));
+            }
         }
     }
 

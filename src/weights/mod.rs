@@ -1,4 +1,5 @@
-//! Reading pretrained weights into plain `f32` host tensors.
+//! Reading pretrained weights into plain `f32` host tensors, or, for GGUF's
+//! block-quantized matrices, into [`QuantMatrix`] (8-bit groups, never widened).
 //!
 //! Each format module turns bytes into [`HostTensor`]s by name; the model
 //! modules then check shapes against the config and move them to a burn
@@ -9,6 +10,7 @@ pub mod gguf;
 pub mod safetensors;
 
 use crate::error::{Error, Result};
+use crate::quant::QuantMatrix;
 
 /// A dense row-major `f32` tensor in host memory, fresh from a weights file.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,24 +28,40 @@ impl HostTensor {
 
     /// Fails with the tensor's name and both shapes when `expected` differs.
     pub fn expect_shape(self, name: &str, expected: &[usize]) -> Result<Self> {
-        if self.shape == expected {
-            Ok(self)
-        } else {
-            Err(Error::tensor(
-                name,
-                format!(
-                    "shape {:?} does not match the config, which needs {:?}",
-                    self.shape, expected
-                ),
-            ))
-        }
+        check_shape(name, &self.shape, expected)?;
+        Ok(self)
     }
+
+    /// A `[rows, cols]` tensor whose row `i` is this one's row `order[i]`.
+    pub fn select_rows(&self, order: &[usize]) -> Self {
+        let cols = self.shape[1];
+        let data = order
+            .iter()
+            .flat_map(|&r| self.data[r * cols..(r + 1) * cols].iter().copied())
+            .collect();
+        HostTensor::new(vec![order.len(), cols], data)
+    }
+}
+
+/// Fails with the tensor's name and both shapes when they differ.
+pub(crate) fn check_shape(name: &str, shape: &[usize], expected: &[usize]) -> Result<()> {
+    if shape == expected {
+        return Ok(());
+    }
+    Err(Error::tensor(
+        name,
+        format!("shape {shape:?} does not match the config, which needs {expected:?}"),
+    ))
 }
 
 /// A missing-tensor error that names a few real tensors, so a user can tell
 /// a typo from a file of another model family.
 pub(crate) fn missing_tensor(name: &str, format: &str, names_in_file: &[String]) -> Error {
-    let examples: Vec<String> = names_in_file.iter().take(3).map(|n| format!("`{n}`")).collect();
+    let examples: Vec<String> = names_in_file
+        .iter()
+        .take(3)
+        .map(|n| format!("`{n}`"))
+        .collect();
     let problem = if examples.is_empty() {
         format!("not found: the {format} file contains no tensors")
     } else {
@@ -61,6 +79,11 @@ pub trait TensorSource {
     /// The tensor called `name`, or `Error::Tensor` saying it is missing.
     fn tensor(&self, name: &str) -> Result<HostTensor>;
     fn contains(&self, name: &str) -> bool;
+    /// The matrix `name` in grouped 8-bit form, if the file stores it in a
+    /// format that converts to it exactly; `None` means read it with [`Self::tensor`].
+    fn quantized(&self, _name: &str) -> Result<Option<QuantMatrix>> {
+        Ok(None)
+    }
 }
 
 impl TensorSource for safetensors::SafetensorsFile {
@@ -75,6 +98,9 @@ impl TensorSource for safetensors::SafetensorsFile {
 impl TensorSource for gguf::GgufFile {
     fn tensor(&self, name: &str) -> Result<HostTensor> {
         gguf::GgufFile::tensor(self, name)
+    }
+    fn quantized(&self, name: &str) -> Result<Option<QuantMatrix>> {
+        gguf::GgufFile::quantized(self, name)
     }
     fn contains(&self, name: &str) -> bool {
         gguf::GgufFile::contains(self, name)
