@@ -196,9 +196,9 @@ impl Activations {
                 let inv = i16::MAX as f32 / max;
                 for ((h, l), v) in high.iter_mut().zip(low.iter_mut()).zip(xg) {
                     let t = v * inv;
-                    let rounded = t.round_ties_even();
+                    let rounded = round(t);
                     *h = rounded as i16;
-                    *l = ((t - rounded) * LOW).round_ties_even() as i16;
+                    *l = round((t - rounded) * LOW) as i16;
                 }
             }
             acts.scales.push(max / i16::MAX as f32);
@@ -208,6 +208,14 @@ impl Activations {
         }
         acts
     }
+}
+
+/// Rounds half to even for `|t| < 2²²` by adding and removing 1.5 · 2²³, which
+/// leaves no fraction bits; `round_ties_even` is a libm call on baseline x86-64.
+#[inline]
+fn round(t: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (t + MAGIC) - MAGIC
 }
 
 /// `Σ_g ws[g] · xs[g] · (w_g · (high_g + low_g / 2¹⁵))` over one weight row and one activation row.
