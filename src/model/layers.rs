@@ -227,3 +227,46 @@ impl Embedding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendKind;
+    use crate::quant::Group;
+
+    /// A file holding one quantized matrix under any name.
+    struct OneMatrix(QuantMatrix);
+
+    impl TensorSource for OneMatrix {
+        fn tensor(&self, name: &str) -> Result<HostTensor> {
+            Err(crate::error::Error::tensor(name, "only quantized here"))
+        }
+        fn contains(&self, _name: &str) -> bool {
+            true
+        }
+        fn quantized(&self, _name: &str) -> Result<Option<QuantMatrix>> {
+            Ok(Some(self.0.clone()))
+        }
+    }
+
+    #[test]
+    fn quantized_weights_of_the_wrong_shape_are_refused() {
+        let src = OneMatrix(QuantMatrix::from_groups(
+            2,
+            32,
+            false,
+            [Group::default(); 2],
+        ));
+        let device = BackendKind::default().device();
+        let err = Linear::load(&src, "blk.0.ffn_up.weight", [3, 32], None, &device).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("blk.0.ffn_up.weight")
+                && msg.contains("[2, 32]")
+                && msg.contains("[3, 32]"),
+            "{msg}"
+        );
+        let err = Embedding::load(&src, "token_embd.weight", [2, 64]).unwrap_err();
+        assert!(err.to_string().contains("[2, 64]"), "{err}");
+    }
+}
