@@ -14,7 +14,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{s, Tensor};
+use burn::tensor::{s, Device, Tensor, TensorData};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -82,7 +82,9 @@ impl FromStr for CacheStrategy {
 #[derive(Debug)]
 pub struct LayerCache {
     strategy: CacheStrategy,
-    /// For `Prealloc`, the buffers are `[kv_heads, capacity, head_dim]` and only `..len` is filled.
+    /// For `Prealloc`, the buffers are `[capacity, kv_heads, head_dim]`, one slot per
+    /// position, and only `..len` is filled: one contiguous block, which ndarray
+    /// (whose slices copy) copies in one go instead of row by row.
     keys: Option<Tensor<3>>,
     values: Option<Tensor<3>>,
     len: usize,
@@ -128,23 +130,20 @@ impl LayerCache {
             }
             CacheStrategy::Prealloc => {
                 let device = k.device();
-                let zeros = || Tensor::<3>::zeros([heads, self.capacity, dim], &device);
+                let slots = |buffer: Option<Tensor<3>>| {
+                    buffer.unwrap_or_else(|| zeroed([self.capacity, heads, dim], &device))
+                };
                 let (start, end) = (self.len, self.len + n);
-                // Taking the buffer out leaves us its only owner, so the backend can write in place.
-                let keys = self
-                    .keys
-                    .take()
-                    .unwrap_or_else(zeros)
-                    .slice_assign(s![.., start..end, ..], k);
-                let values = self
-                    .values
-                    .take()
-                    .unwrap_or_else(zeros)
-                    .slice_assign(s![.., start..end, ..], v);
+                // Taking the buffer out leaves us its only owner, so the backend writes in place.
+                let keys =
+                    slots(self.keys.take()).slice_assign(s![start..end, .., ..], k.swap_dims(0, 1));
+                let values = slots(self.values.take())
+                    .slice_assign(s![start..end, .., ..], v.swap_dims(0, 1));
                 self.len = end;
+                // Views of the filled slots; attention drops them before the next append.
                 let seen = (
-                    keys.clone().slice(s![.., 0..end, ..]),
-                    values.clone().slice(s![.., 0..end, ..]),
+                    keys.clone().slice(s![0..end, .., ..]).swap_dims(0, 1),
+                    values.clone().slice(s![0..end, .., ..]).swap_dims(0, 1),
                 );
                 self.keys = Some(keys);
                 self.values = Some(values);
@@ -170,11 +169,49 @@ impl LayerCache {
     }
 }
 
+/// One zeroed allocation. On flex `Tensor::zeros` makes a second, aligned one
+/// and copies into it: ~15 ms more on the first token for SmolLM2's 1024 slots.
+fn zeroed(shape: [usize; 3], device: &Device) -> Tensor<3> {
+    let data = TensorData::new(vec![0.0f32; shape.iter().product()], shape);
+    Tensor::from_data(data, device)
+}
+
 fn concat(old: Option<Tensor<3>>, new: Tensor<3>) -> Tensor<3> {
     match old {
         Some(old) => Tensor::cat(vec![old, new], 1),
         None => new,
     }
+}
+
+/// The one check, made before anything runs, that `n` more tokens after `position`
+/// fit under the model's `position_limit` (GPT-2's learned position table) and the
+/// cache's [`KvCache::max_len`].
+pub fn check_fits(
+    position: usize,
+    n: usize,
+    position_limit: Option<usize>,
+    max_len: Option<usize>,
+) -> Result<()> {
+    let total = position + n;
+    let full = |why: String, remedy: &str| {
+        Err(Error::ContextFull(format!(
+            "{total} tokens ({position} so far + {n} new) would not fit: {why}; {remedy}"
+        )))
+    };
+    // First, as neither a larger maxSeqLen nor a window would help here.
+    if let Some(limit) = position_limit.filter(|&limit| total > limit) {
+        return full(
+            format!("the model's learned position table stops at {limit}"),
+            "reset, or send fewer tokens",
+        );
+    }
+    if let Some(max_len) = max_len.filter(|&max_len| total > max_len) {
+        return full(
+            format!("maxSeqLen is {max_len}"),
+            "reset, raise maxSeqLen, or use the window strategy",
+        );
+    }
+    Ok(())
 }
 
 /// The whole model's cache: one [`LayerCache`] per layer plus the position counter.
@@ -247,15 +284,9 @@ impl KvCache {
         self.bytes_per_token * self.len()
     }
 
-    /// Checks, before anything is computed, that `n` more tokens fit.
-    pub fn check_room(&self, n: usize) -> Result<()> {
-        if self.strategy.window().is_none() && self.position + n > self.capacity {
-            return Err(Error::ContextFull(format!(
-                "{} tokens in the cache plus {n} new would exceed maxSeqLen {} (reset, raise maxSeqLen, or use the window strategy)",
-                self.position, self.capacity
-            )));
-        }
-        Ok(())
+    /// Longest sequence this cache holds; `None` for a window, which drops old entries instead.
+    pub fn max_len(&self) -> Option<usize> {
+        self.strategy.window().is_none().then_some(self.capacity)
     }
 
     pub fn layer_mut(&mut self, index: usize) -> &mut LayerCache {
@@ -273,5 +304,40 @@ impl KvCache {
             *layer = LayerCache::new(self.strategy, self.capacity);
         }
         self.position = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(result: Result<()>) -> String {
+        match result {
+            Err(err @ Error::ContextFull(_)) => err.to_string(),
+            other => panic!("expected a ContextFull error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exactly_full_fits_and_one_more_is_refused() {
+        assert!(check_fits(30, 2, None, Some(32)).is_ok());
+        let msg = refusal(check_fits(30, 3, None, Some(32)));
+        assert!(
+            msg.contains("maxSeqLen is 32") && msg.contains("window strategy"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn position_table_limit_comes_first_and_a_window_does_not_lift_it() {
+        let msg = refusal(check_fits(30, 3, Some(32), Some(32)));
+        assert!(msg.contains("position table stops at 32; reset"), "{msg}");
+        assert!(
+            !msg.contains("maxSeqLen"),
+            "raising maxSeqLen cannot help: {msg}"
+        );
+        let msg = refusal(check_fits(40, 1, Some(32), None));
+        assert!(msg.contains("position table stops at 32"), "{msg}");
+        assert!(check_fits(5000, 1, None, None).is_ok());
     }
 }

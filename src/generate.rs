@@ -8,7 +8,7 @@
 use serde::Serialize;
 use web_time::Instant;
 
-use crate::cache::{CacheStrategy, KvCache};
+use crate::cache::{self, CacheStrategy, KvCache};
 use crate::error::{Error, Result};
 use crate::load::Loaded;
 use crate::model::Model;
@@ -397,23 +397,14 @@ impl Generator {
         result
     }
 
-    /// Fails, changing nothing, if `n` more tokens would not fit.
+    /// Fails, changing nothing, if `n` more tokens would not fit (checked with the cache off too).
     fn check_fits(&self, n: usize) -> Result<()> {
-        let total = self.consumed + n;
-        if let Some(limit) = self.model.position_limit() {
-            if total > limit {
-                return Err(Error::ContextFull(format!(
-                    "the sequence would reach {total} tokens, past the model's {limit} positions (reset to start over)"
-                )));
-            }
-        }
-        if self.options.strategy.window().is_none() && total > self.cache.capacity() {
-            return Err(Error::ContextFull(format!(
-                "the sequence would reach {total} tokens, past maxSeqLen {} (reset, raise maxSeqLen, or use the window strategy)",
-                self.cache.capacity()
-            )));
-        }
-        Ok(())
+        cache::check_fits(
+            self.consumed,
+            n,
+            self.model.position_limit(),
+            self.cache.max_len(),
+        )
     }
 
     /// Runs `feed` (the unconsumed tail of the context) and returns the next-token logits.

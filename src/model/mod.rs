@@ -136,17 +136,7 @@ impl Model {
                 "token id {bad} is outside the model's vocabulary (size {vocab})"
             )));
         }
-        if let Some(limit) = self.position_limit() {
-            if start + ids.len() > limit {
-                return Err(Error::ContextFull(format!(
-                    "positions up to {} requested, but GPT-2's learned position table stops at {limit}",
-                    start + ids.len()
-                )));
-            }
-        }
-        if let Some(cache) = cache {
-            cache.check_room(ids.len())?;
-        }
-        Ok(())
+        let max_len = cache.and_then(KvCache::max_len);
+        crate::cache::check_fits(start, ids.len(), self.position_limit(), max_len)
     }
 }
