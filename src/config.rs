@@ -19,7 +19,11 @@ pub enum Architecture {
 
 /// How RoPE frequencies are stretched for long contexts (`rope_scaling` in HF configs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "lowercase",
+    rename_all_fields = "camelCase"
+)]
 pub enum RopeScaling {
     /// Positions divided by `factor`.
     Linear { factor: f64 },

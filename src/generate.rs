@@ -248,7 +248,9 @@ impl Generator {
         } else {
             prompt.to_string()
         };
-        let prompt_ids = self.tokenizer.encode_prompt(&text, self.context.is_empty())?;
+        let prompt_ids = self
+            .tokenizer
+            .encode_prompt(&text, self.context.is_empty())?;
         if prompt_ids.is_empty() {
             return Err(Error::invalid(
                 "the prompt is empty: give at least one token of text",

@@ -44,8 +44,15 @@ impl Tokenizer {
             .max()
             .map_or(0, |&m| m as usize + 1);
         // The post-processor of a tokenizer.json says whether a BOS starts each sequence.
-        let bos = inner.encode("", true).ok().and_then(|e| e.get_ids().first().copied());
-        Ok(Tokenizer { inner, id_limit, bos })
+        let bos = inner
+            .encode("", true)
+            .ok()
+            .and_then(|e| e.get_ids().first().copied());
+        Ok(Tokenizer {
+            inner,
+            id_limit,
+            bos,
+        })
     }
 
     /// Rebuilds the byte-level BPE tokenizer llama.cpp stores in GGUF metadata
@@ -76,7 +83,10 @@ impl Tokenizer {
         };
         let json = bpe_tokenizer_json(&tokens, &merges, &types, pre)?;
         let mut tokenizer = Self::from_json(&json.to_string())?;
-        let add_bos = matches!(gguf.metadata("tokenizer.ggml.add_bos_token"), Some(MetaValue::Bool(true)));
+        let add_bos = matches!(
+            gguf.metadata("tokenizer.ggml.add_bos_token"),
+            Some(MetaValue::Bool(true))
+        );
         tokenizer.bos = match gguf.metadata("tokenizer.ggml.bos_token_id") {
             Some(_) if add_bos => Some(gguf.get_u32("tokenizer.ggml.bos_token_id")?),
             _ => None,
@@ -89,7 +99,10 @@ impl Tokenizer {
     /// token per merge in merge order, then `<|endoftext|>`. Embedding only the
     /// merges keeps 350 KB (gzipped) out of the wasm binary.
     pub fn gpt2_from_merges(merges_file: &str) -> Result<Self> {
-        let merges: Vec<&str> = merges_file.lines().filter(|l| !l.is_empty() && !l.starts_with("#version")).collect();
+        let merges: Vec<&str> = merges_file
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("#version"))
+            .collect();
         let mut tokens: Vec<String> = byte_symbols().into_iter().map(String::from).collect();
         for merge in &merges {
             let (left, right) = merge
@@ -192,9 +205,14 @@ fn pre_tokenizer(pre: &str) -> Result<Value> {
 /// GPT-2's printable stand-ins for the 256 bytes, in its vocabulary's order:
 /// printable bytes keep their own character, the others map past U+00FF.
 fn byte_symbols() -> Vec<char> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-    let kept = (0..256).filter(|&b| printable(b)).filter_map(char::from_u32);
-    let moved = (256..).take((0..256).filter(|&b| !printable(b)).count()).filter_map(char::from_u32);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let kept = (0..256)
+        .filter(|&b| printable(b))
+        .filter_map(char::from_u32);
+    let moved = (256..)
+        .take((0..256).filter(|&b| !printable(b)).count())
+        .filter_map(char::from_u32);
     kept.chain(moved).collect()
 }
 

@@ -8,16 +8,27 @@ use common::*;
 use serde_json::Value;
 
 fn kvcache(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kvcache")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_kvcache"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn json(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -25,8 +36,22 @@ fn generate_json_matches_the_reference_with_and_without_cache() {
     let exp = expected("tiny-gpt2");
     let model = fixture("tiny-gpt2");
     let model = model.to_str().unwrap();
-    let base = ["generate", "--model", model, "--prompt", &exp.prompt, "--max-tokens", "16", "--json"];
-    for extra in [&[][..], &["--no-cache"], &["--cache", "prealloc"], &["--backend", "ndarray"]] {
+    let base = [
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        &exp.prompt,
+        "--max-tokens",
+        "16",
+        "--json",
+    ];
+    for extra in [
+        &[][..],
+        &["--no-cache"],
+        &["--cache", "prealloc"],
+        &["--backend", "ndarray"],
+    ] {
         let out = json(&kvcache(&[&base[..], extra].concat()));
         assert_eq!(ids(&out["prompt_ids"]), exp.prompt_ids);
         assert_eq!(ids(&out["generated_ids"]), exp.greedy_ids, "{extra:?}");
@@ -37,7 +62,9 @@ fn generate_json_matches_the_reference_with_and_without_cache() {
         assert_eq!(cache_len, if extra == ["--no-cache"] { 0 } else { 6 + 15 });
         assert!(out["cache_bytes"].as_u64().is_some());
     }
-    let windowed = json(&kvcache(&[&base[..], &["--cache", "window", "--window", "6"]].concat()));
+    let windowed = json(&kvcache(
+        &[&base[..], &["--cache", "window", "--window", "6"]].concat(),
+    ));
     assert_eq!(ids(&windowed["generated_ids"]), exp.window.greedy_ids);
     assert_eq!(windowed["cache_len"], 6);
 }
@@ -46,17 +73,53 @@ fn generate_json_matches_the_reference_with_and_without_cache() {
 fn logits_json_matches_the_reference() {
     let exp = expected("tiny-llama.gguf");
     let model = fixture("tiny-llama.gguf");
-    let id_list = exp.prompt_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let id_list = exp
+        .prompt_ids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     for extra in [&[][..], &["--no-cache"]] {
-        let out = json(&kvcache(&[&["logits", "--model", model.to_str().unwrap(), "--ids", &id_list, "--json"][..], extra].concat()));
-        let logits: Vec<f32> = out["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-        assert_close(&logits, &exp.prompt_logits_last, 1e-4, &format!("logits {extra:?}"));
+        let out = json(&kvcache(
+            &[
+                &[
+                    "logits",
+                    "--model",
+                    model.to_str().unwrap(),
+                    "--ids",
+                    &id_list,
+                    "--json",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        ));
+        let logits: Vec<f32> = out["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_close(
+            &logits,
+            &exp.prompt_logits_last,
+            1e-4,
+            &format!("logits {extra:?}"),
+        );
     }
 }
 
 #[test]
 fn streams_text_without_json() {
-    let out = kvcache(&["generate", "--model", fixture("tiny-llama").to_str().unwrap(), "--prompt", "Once upon a time", "--max-tokens", "5"]);
+    let out = kvcache(&[
+        "generate",
+        "--model",
+        fixture("tiny-llama").to_str().unwrap(),
+        "--prompt",
+        "Once upon a time",
+        "--max-tokens",
+        "5",
+    ]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("Once upon a time"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/s"));
@@ -69,13 +132,63 @@ fn bad_input_gives_one_line_and_a_failure_code() {
     let truncated = std::env::temp_dir().join("kvcache-truncated.gguf");
     std::fs::write(&truncated, &read("tiny-llama.gguf")[..5000]).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["generate", "--model", "/nonexistent/model", "--prompt", "hi"], "neither a folder"),
-        (vec!["generate", "--model", truncated.to_str().unwrap(), "--prompt", "hi"], "bad weights file"),
+        (
+            vec![
+                "generate",
+                "--model",
+                "/nonexistent/model",
+                "--prompt",
+                "hi",
+            ],
+            "neither a folder",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                truncated.to_str().unwrap(),
+                "--prompt",
+                "hi",
+            ],
+            "bad weights file",
+        ),
         (vec!["generate", "--model", tiny, "--prompt", ""], "empty"),
-        (vec!["generate", "--model", tiny, "--prompt", "hi", "--temperature", "-1"], "temperature"),
-        (vec!["generate", "--model", tiny, "--prompt", "hi", "--cache", "window"], "window size"),
-        (vec!["generate", "--model", tiny, "--prompt", "hi", "--cache", "ring"], "ring"),
-        (vec!["generate", "--model", tiny, "--prompt", "hi", "--max-tokens", "lots"], "lots"),
+        (
+            vec![
+                "generate",
+                "--model",
+                tiny,
+                "--prompt",
+                "hi",
+                "--temperature",
+                "-1",
+            ],
+            "temperature",
+        ),
+        (
+            vec![
+                "generate", "--model", tiny, "--prompt", "hi", "--cache", "window",
+            ],
+            "window size",
+        ),
+        (
+            vec![
+                "generate", "--model", tiny, "--prompt", "hi", "--cache", "ring",
+            ],
+            "ring",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                tiny,
+                "--prompt",
+                "hi",
+                "--max-tokens",
+                "lots",
+            ],
+            "lots",
+        ),
         (vec!["logits", "--model", tiny, "--ids", "1,x"], "x"),
         (vec!["generate", "--prompt", "hi"], "--model"),
     ];
@@ -83,7 +196,14 @@ fn bad_input_gives_one_line_and_a_failure_code() {
         let out = kvcache(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} should fail");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line expected, got: {stderr}");
-        assert!(stderr.contains(want) && !stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line expected, got: {stderr}"
+        );
+        assert!(
+            stderr.contains(want) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
     }
 }

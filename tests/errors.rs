@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use kvcache_wasm::load;
-use kvcache_wasm::{BackendKind, Error, GenerateOptions, Generator, GeneratorOptions, ModelConfig, SamplingParams};
+use kvcache_wasm::{
+    BackendKind, Error, GenerateOptions, Generator, GeneratorOptions, ModelConfig, SamplingParams,
+};
 use safetensors::tensor::{Dtype, TensorView};
 
 fn device() -> burn::tensor::Device {
@@ -28,17 +30,26 @@ fn load_err(config: &str, weights: Vec<u8>, tokenizer: &str) -> String {
 }
 
 /// Re-serializes tiny-llama's safetensors through `edit`, which may drop or replace tensors.
-fn edited_llama(edit: impl Fn(&str, TensorView<'_>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>) -> Vec<u8> {
+fn edited_llama(
+    edit: impl Fn(&str, TensorView<'_>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>,
+) -> Vec<u8> {
     let bytes = read("tiny-llama/model.safetensors");
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let kept: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
         .tensors()
         .into_iter()
-        .filter_map(|(name, view)| edit(&name, view).map(|(dtype, shape, data)| (name, dtype, shape, data)))
+        .filter_map(|(name, view)| {
+            edit(&name, view).map(|(dtype, shape, data)| (name, dtype, shape, data))
+        })
         .collect();
     let views: Vec<(String, TensorView<'_>)> = kept
         .iter()
-        .map(|(name, dtype, shape, data)| (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap()))
+        .map(|(name, dtype, shape, data)| {
+            (
+                name.clone(),
+                TensorView::new(*dtype, shape.clone(), data).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize(views, None).unwrap()
 }
@@ -65,21 +76,37 @@ fn unknown_dtype_is_named() {
     let (config, _, tokenizer) = hf("tiny-llama");
     let weights = edited_llama(|name, view| {
         if name == "model.norm.weight" {
-            Some((Dtype::I64, view.shape().to_vec(), vec![0; view.shape().iter().product::<usize>() * 8]))
+            Some((
+                Dtype::I64,
+                view.shape().to_vec(),
+                vec![0; view.shape().iter().product::<usize>() * 8],
+            ))
         } else {
             keep(view)
         }
     });
     let err = load_err(&config, weights, &tokenizer);
-    assert!(err.contains("model.norm.weight") && err.contains("I64"), "{err}");
+    assert!(
+        err.contains("model.norm.weight") && err.contains("I64"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_tensor_is_named() {
     let (config, _, tokenizer) = hf("tiny-llama");
-    let weights = edited_llama(|name, view| if name == "model.layers.1.mlp.up_proj.weight" { None } else { keep(view) });
+    let weights = edited_llama(|name, view| {
+        if name == "model.layers.1.mlp.up_proj.weight" {
+            None
+        } else {
+            keep(view)
+        }
+    });
     let err = load_err(&config, weights, &tokenizer);
-    assert!(err.contains("model.layers.1.mlp.up_proj.weight") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("model.layers.1.mlp.up_proj.weight") && err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -87,7 +114,10 @@ fn shapes_that_do_not_match_the_config_are_refused() {
     let (config, weights, tokenizer) = hf("tiny-llama");
     let config = config.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
     let err = load_err(&config, weights, &tokenizer);
-    assert!(err.contains("gate_proj") && err.contains("[128, 64]") && err.contains("[96, 64]"), "{err}");
+    assert!(
+        err.contains("gate_proj") && err.contains("[128, 64]") && err.contains("[96, 64]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -95,22 +125,40 @@ fn tokenizer_larger_than_the_model_is_refused() {
     let (config, weights, tokenizer) = hf("tiny-gpt2");
     let config = config.replace("\"vocab_size\": 300", "\"vocab_size\": 250");
     let err = load_err(&config, weights, &tokenizer);
-    assert!(err.starts_with("tokenizer:") && err.contains("250"), "{err}");
+    assert!(
+        err.starts_with("tokenizer:") && err.contains("250"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unsupported_configs_are_refused() {
     let (config, _, _) = hf("tiny-llama");
     let cases = [
-        (config.replace("\"llama\"", "\"bert\""), "model_type `bert` is not supported"),
         (
-            config.replace("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}"),
+            config.replace("\"llama\"", "\"bert\""),
+            "model_type `bert` is not supported",
+        ),
+        (
+            config.replace(
+                "\"rope_scaling\": null",
+                "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+            ),
             "rope_scaling type `yarn` is not supported",
         ),
-        (config.replace("\"silu\"", "\"gelu\""), "hidden_act `gelu` is not supported"),
-        (config.replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"), "multiple of num_key_value_heads"),
+        (
+            config.replace("\"silu\"", "\"gelu\""),
+            "hidden_act `gelu` is not supported",
+        ),
+        (
+            config.replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"),
+            "multiple of num_key_value_heads",
+        ),
         ("{not json".to_string(), "not valid JSON"),
-        (config.replace("\"hidden_size\": 64,", ""), "`hidden_size` is missing"),
+        (
+            config.replace("\"hidden_size\": 64,", ""),
+            "`hidden_size` is missing",
+        ),
     ];
     for (json, want) in cases {
         let err = ModelConfig::from_hf_json(&json).unwrap_err().to_string();
@@ -121,9 +169,19 @@ fn unsupported_configs_are_refused() {
 #[test]
 fn llama_3_2_1b_config_loads_with_llama3_rope_scaling() {
     let config = ModelConfig::from_hf_json(&read_text("llama-3.2-1b-config.json")).unwrap();
-    assert_eq!((config.num_heads, config.num_kv_heads, config.head_dim, config.num_layers), (32, 8, 64, 16));
+    assert_eq!(
+        (
+            config.num_heads,
+            config.num_kv_heads,
+            config.head_dim,
+            config.num_layers
+        ),
+        (32, 8, 64, 16)
+    );
     assert!(config.tie_word_embeddings);
-    assert!(matches!(config.rope_scaling, Some(kvcache_wasm::config::RopeScaling::Llama3 { factor, .. }) if factor == 32.0));
+    assert!(
+        matches!(config.rope_scaling, Some(kvcache_wasm::config::RopeScaling::Llama3 { factor, .. }) if factor == 32.0)
+    );
     assert_eq!(config.eos_token_ids, vec![128001]);
     // JS sees the config in camelCase (`Generator.config`).
     let js = serde_json::to_value(&config).unwrap();
@@ -136,24 +194,36 @@ fn llama_3_2_1b_config_loads_with_llama3_rope_scaling() {
 fn truncated_or_corrupt_gguf_is_refused() {
     let bytes = read("tiny-llama.gguf");
     for cut in [0, 3, 4, 20, 1000, bytes.len() / 2, bytes.len() - 1] {
-        let err = load::from_gguf_bytes(bytes[..cut].to_vec(), &device()).err().expect("should fail").to_string();
+        let err = load::from_gguf_bytes(bytes[..cut].to_vec(), &device())
+            .err()
+            .expect("should fail")
+            .to_string();
         assert!(err.starts_with("bad weights file"), "cut at {cut}: {err}");
     }
     let mut bad_magic = bytes.clone();
     bad_magic[..4].copy_from_slice(b"GGML");
-    let err = load::from_gguf_bytes(bad_magic, &device()).err().expect("should fail").to_string();
+    let err = load::from_gguf_bytes(bad_magic, &device())
+        .err()
+        .expect("should fail")
+        .to_string();
     assert!(err.to_lowercase().contains("gguf"), "{err}");
 }
 
 fn tiny_gpt2() -> Generator {
-    generator("tiny-gpt2", BackendKind::default(), GeneratorOptions::default())
+    generator(
+        "tiny-gpt2",
+        BackendKind::default(),
+        GeneratorOptions::default(),
+    )
 }
 
 /// After any failed call, the generator still reproduces the reference.
 fn assert_still_works(g: &mut Generator) {
     let exp = expected("tiny-gpt2");
     g.reset();
-    let out = g.generate(&exp.prompt, &greedy(exp.greedy_ids.len()), |_| {}).unwrap();
+    let out = g
+        .generate(&exp.prompt, &greedy(exp.greedy_ids.len()), |_| {})
+        .unwrap();
     assert_eq!(out.ids, exp.greedy_ids);
 }
 
@@ -161,7 +231,10 @@ fn assert_still_works(g: &mut Generator) {
 fn empty_prompt_is_refused() {
     let mut g = tiny_gpt2();
     let err = g.generate("", &greedy(4), |_| {}).unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument(_)) && err.to_string().contains("empty"), "{err}");
+    assert!(
+        matches!(err, Error::InvalidArgument(_)) && err.to_string().contains("empty"),
+        "{err}"
+    );
     assert_still_works(&mut g);
 }
 
@@ -179,9 +252,15 @@ fn prompt_longer_than_the_context_is_refused() {
 #[test]
 fn generation_stops_cleanly_at_the_context_limit() {
     let mut g = tiny_gpt2();
-    let out = g.generate("Once upon a time", &greedy(100), |_| {}).unwrap();
+    let out = g
+        .generate("Once upon a time", &greedy(100), |_| {})
+        .unwrap();
     assert_eq!(out.stop_reason, Some(kvcache_wasm::StopReason::ContextFull));
-    assert_eq!(out.prompt_ids.len() + out.ids.len(), 33, "32 positions run plus the last sampled token");
+    assert_eq!(
+        out.prompt_ids.len() + out.ids.len(),
+        33,
+        "32 positions run plus the last sampled token"
+    );
     assert_still_works(&mut g);
 }
 
@@ -190,10 +269,16 @@ fn bad_sampling_options_are_refused() {
     let mut g = tiny_gpt2();
     for (temperature, top_p) in [(f32::NAN, 1.0), (-0.5, 1.0), (1.0, 0.0), (1.0, 1.01)] {
         let options = GenerateOptions {
-            sampling: SamplingParams { temperature, top_p, ..SamplingParams::default() },
+            sampling: SamplingParams {
+                temperature,
+                top_p,
+                ..SamplingParams::default()
+            },
             ..greedy(4)
         };
-        let err = g.generate("Once upon a time", &options, |_| {}).unwrap_err();
+        let err = g
+            .generate("Once upon a time", &options, |_| {})
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     }
     assert_still_works(&mut g);
@@ -203,13 +288,33 @@ fn bad_sampling_options_are_refused() {
 fn bad_cache_options_are_refused() {
     use kvcache_wasm::CacheStrategy;
     let mut g = tiny_gpt2();
-    for (strategy, max_seq_len) in [(CacheStrategy::Window { size: 0 }, None), (CacheStrategy::Window { size: 40 }, Some(16))] {
-        let err = g.set_options(GeneratorOptions { strategy, max_seq_len, use_cache: true }).unwrap_err();
+    for (strategy, max_seq_len) in [
+        (CacheStrategy::Window { size: 0 }, None),
+        (CacheStrategy::Window { size: 40 }, Some(16)),
+    ] {
+        let err = g
+            .set_options(GeneratorOptions {
+                strategy,
+                max_seq_len,
+                use_cache: true,
+            })
+            .unwrap_err();
         assert!(err.to_string().contains("window size"), "{err}");
     }
-    let err = g.set_options(GeneratorOptions { max_seq_len: Some(64), ..GeneratorOptions::default() }).unwrap_err();
-    assert!(err.to_string().contains("exceeds the model's context"), "{err}");
-    assert!(CacheStrategy::parse("ring", None).unwrap_err().to_string().contains("unknown cache strategy"));
+    let err = g
+        .set_options(GeneratorOptions {
+            max_seq_len: Some(64),
+            ..GeneratorOptions::default()
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("exceeds the model's context"),
+        "{err}"
+    );
+    assert!(CacheStrategy::parse("ring", None)
+        .unwrap_err()
+        .to_string()
+        .contains("unknown cache strategy"));
     assert_still_works(&mut g);
 }
 

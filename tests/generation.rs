@@ -8,7 +8,12 @@ use kvcache_wasm::{BackendKind, CacheStrategy, GenerateOptions, GeneratorOptions
 fn sampled(seed: u64) -> GenerateOptions {
     GenerateOptions {
         max_new_tokens: 12,
-        sampling: SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, seed },
+        sampling: SamplingParams {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            seed,
+        },
         stop_ids: Some(vec![]),
         ..GenerateOptions::default()
     }
@@ -17,12 +22,27 @@ fn sampled(seed: u64) -> GenerateOptions {
 #[test]
 fn reset_then_generate_again_gives_identical_output() {
     for name in TINY {
-        for strategy in [CacheStrategy::Concat, CacheStrategy::Prealloc, CacheStrategy::Window { size: 6 }] {
-            let mut g = generator(name, BackendKind::default(), GeneratorOptions { strategy, ..GeneratorOptions::default() });
+        for strategy in [
+            CacheStrategy::Concat,
+            CacheStrategy::Prealloc,
+            CacheStrategy::Window { size: 6 },
+        ] {
+            let mut g = generator(
+                name,
+                BackendKind::default(),
+                GeneratorOptions {
+                    strategy,
+                    ..GeneratorOptions::default()
+                },
+            );
             let first = g.generate("Once upon a time", &greedy(10), |_| {}).unwrap();
             assert!(g.cache_len() > 0 && g.position() > 0);
             g.reset();
-            assert_eq!((g.cache_len(), g.position(), g.cache_bytes()), (0, 0, 0), "{name} {strategy}");
+            assert_eq!(
+                (g.cache_len(), g.position(), g.cache_bytes()),
+                (0, 0, 0),
+                "{name} {strategy}"
+            );
             let second = g.generate("Once upon a time", &greedy(10), |_| {}).unwrap();
             assert_eq!(first.ids, second.ids, "{name} {strategy}");
             assert_eq!(first.text, second.text);
@@ -32,10 +52,16 @@ fn reset_then_generate_again_gives_identical_output() {
 
 #[test]
 fn same_seed_same_tokens_other_seed_other_tokens() {
-    let mut g = generator("tiny-llama", BackendKind::default(), GeneratorOptions::default());
+    let mut g = generator(
+        "tiny-llama",
+        BackendKind::default(),
+        GeneratorOptions::default(),
+    );
     let mut run = |seed| {
         g.reset();
-        g.generate("Once upon a time", &sampled(seed), |_| {}).unwrap().ids
+        g.generate("Once upon a time", &sampled(seed), |_| {})
+            .unwrap()
+            .ids
     };
     let (a, b, c) = (run(1), run(1), run(2));
     assert_eq!(a, b);
@@ -44,7 +70,11 @@ fn same_seed_same_tokens_other_seed_other_tokens() {
 
 #[test]
 fn streamed_pieces_add_up_to_the_text() {
-    let mut g = generator("tiny-llama", BackendKind::default(), GeneratorOptions::default());
+    let mut g = generator(
+        "tiny-llama",
+        BackendKind::default(),
+        GeneratorOptions::default(),
+    );
     let mut streamed = String::new();
     let mut positions = Vec::new();
     let out = g
@@ -62,10 +92,16 @@ fn streamed_pieces_add_up_to_the_text() {
 fn cache_figures_follow_the_formula() {
     let exp = expected("tiny-llama");
     // 2 (K, V) × 2 layers × 2 kv heads × 16 head_dim × 4 bytes = 512 bytes per token.
-    for (strategy, held_per_token_cap) in
-        [(CacheStrategy::Concat, None), (CacheStrategy::Prealloc, Some(32)), (CacheStrategy::Window { size: 6 }, None)]
-    {
-        let options = GeneratorOptions { strategy, max_seq_len: Some(32), use_cache: true };
+    for (strategy, held_per_token_cap) in [
+        (CacheStrategy::Concat, None),
+        (CacheStrategy::Prealloc, Some(32)),
+        (CacheStrategy::Window { size: 6 }, None),
+    ] {
+        let options = GeneratorOptions {
+            strategy,
+            max_seq_len: Some(32),
+            use_cache: true,
+        };
         let mut g = generator("tiny-llama", BackendKind::default(), options);
         g.generate(&exp.prompt, &greedy(10), |_| {}).unwrap();
         let len = g.cache_len();
@@ -76,14 +112,22 @@ fn cache_figures_follow_the_formula() {
         assert_eq!(len, want_len, "{strategy}");
         assert_eq!(g.cache_bytes_formula(), 512 * len, "{strategy}");
         let held = held_per_token_cap.map_or(512 * len, |cap| 512 * cap);
-        assert_eq!(g.cache_bytes(), held, "{strategy}: prealloc holds its whole buffer");
+        assert_eq!(
+            g.cache_bytes(),
+            held,
+            "{strategy}: prealloc holds its whole buffer"
+        );
     }
 }
 
 #[test]
 fn no_cache_holds_nothing_and_matches_cached_output() {
     let exp = expected("tiny-gpt2");
-    let mut g = generator("tiny-gpt2", BackendKind::default(), GeneratorOptions::default());
+    let mut g = generator(
+        "tiny-gpt2",
+        BackendKind::default(),
+        GeneratorOptions::default(),
+    );
     let cached = g.generate(&exp.prompt, &greedy(12), |_| {}).unwrap();
     g.set_use_cache(false);
     let uncached = g.generate(&exp.prompt, &greedy(12), |_| {}).unwrap();
@@ -94,7 +138,11 @@ fn no_cache_holds_nothing_and_matches_cached_output() {
 
 #[test]
 fn a_second_prompt_continues_the_sequence_until_reset() {
-    let mut g = generator("tiny-llama", BackendKind::default(), GeneratorOptions::default());
+    let mut g = generator(
+        "tiny-llama",
+        BackendKind::default(),
+        GeneratorOptions::default(),
+    );
     let first = g.generate("Once upon", &greedy(3), |_| {}).unwrap();
     let before = g.position();
     let second = g.generate(" a time", &greedy(3), |_| {}).unwrap();
@@ -106,7 +154,11 @@ fn a_second_prompt_continues_the_sequence_until_reset() {
 #[test]
 fn step_by_step_equals_generate() {
     let exp = expected("tiny-llama.gguf");
-    let mut g = generator("tiny-llama.gguf", BackendKind::default(), GeneratorOptions::default());
+    let mut g = generator(
+        "tiny-llama.gguf",
+        BackendKind::default(),
+        GeneratorOptions::default(),
+    );
     let mut ids = vec![g.prefill(&exp.prompt, &greedy(16)).unwrap().unwrap().id];
     while let Some(t) = g.step().unwrap() {
         ids.push(t.id);
@@ -121,9 +173,13 @@ fn bos_is_added_only_where_the_model_asks_for_it() {
     // SmolLM2-style tokenizers (the fixtures) add nothing.
     let plain = load_tiny("tiny-llama", BackendKind::default()).tokenizer;
     assert_eq!(plain.bos(), None);
-    assert_eq!(plain.encode_prompt("Once upon a time", true).unwrap(), expected("tiny-llama").prompt_ids);
+    assert_eq!(
+        plain.encode_prompt("Once upon a time", true).unwrap(),
+        expected("tiny-llama").prompt_ids
+    );
     // A Llama 3-style post-processor that puts <|im_start|> (id 1) first.
-    let mut json: serde_json::Value = serde_json::from_str(&read_text("tiny-tokenizer.json")).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&read_text("tiny-tokenizer.json")).unwrap();
     json["post_processor"] = serde_json::json!({
         "type": "TemplateProcessing",
         "single": [{"SpecialToken": {"id": "<|im_start|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
@@ -135,5 +191,8 @@ fn bos_is_added_only_where_the_model_asks_for_it() {
     let ids = with_bos.encode_prompt("Once upon a time", true).unwrap();
     assert_eq!(ids[0], 1);
     assert_eq!(&ids[1..], &expected("tiny-llama").prompt_ids[..]);
-    assert_eq!(with_bos.encode_prompt("Once upon a time", false).unwrap(), expected("tiny-llama").prompt_ids);
+    assert_eq!(
+        with_bos.encode_prompt("Once upon a time", false).unwrap(),
+        expected("tiny-llama").prompt_ids
+    );
 }

@@ -24,8 +24,16 @@ fn tokenizer_matches_reference_ids() {
     for name in TINY {
         let loaded = load_tiny(name, BackendKind::default());
         let exp = expected(name);
-        assert_eq!(loaded.tokenizer.encode(&exp.prompt).unwrap(), exp.prompt_ids, "{name}");
-        assert_eq!(loaded.tokenizer.decode(&exp.prompt_ids).unwrap(), exp.prompt, "{name}");
+        assert_eq!(
+            loaded.tokenizer.encode(&exp.prompt).unwrap(),
+            exp.prompt_ids,
+            "{name}"
+        );
+        assert_eq!(
+            loaded.tokenizer.decode(&exp.prompt_ids).unwrap(),
+            exp.prompt,
+            "{name}"
+        );
     }
 }
 
@@ -37,17 +45,32 @@ fn step_logits_match_reference_with_every_cache_strategy() {
         for name in TINY {
             let loaded = load_tiny(name, backend);
             let exp = expected(name);
-            for (strategy, _) in strategies(exp.window.size).into_iter().filter(|(_, cached)| *cached) {
+            for (strategy, _) in strategies(exp.window.size)
+                .into_iter()
+                .filter(|(_, cached)| *cached)
+            {
                 let (greedy_ids, step_logits) = match strategy {
-                    CacheStrategy::Window { .. } => (&exp.window.greedy_ids, &exp.window.step_logits),
+                    CacheStrategy::Window { .. } => {
+                        (&exp.window.greedy_ids, &exp.window.step_logits)
+                    }
                     _ => (&exp.greedy_ids, &exp.step_logits),
                 };
                 let mut cache = KvCache::new(loaded.model.config(), strategy, 64).unwrap();
-                let mut logits = loaded.model.forward_last(&exp.prompt_ids, Some(&mut cache), strategy.window()).unwrap();
+                let mut logits = loaded
+                    .model
+                    .forward_last(&exp.prompt_ids, Some(&mut cache), strategy.window())
+                    .unwrap();
                 for (step, reference) in step_logits.iter().enumerate() {
                     let what = format!("{name} {} {strategy} step {step}", backend.name());
                     assert_close(&logits, reference, TOLERANCE, &what);
-                    logits = loaded.model.forward_last(&greedy_ids[step..step + 1], Some(&mut cache), strategy.window()).unwrap();
+                    logits = loaded
+                        .model
+                        .forward_last(
+                            &greedy_ids[step..step + 1],
+                            Some(&mut cache),
+                            strategy.window(),
+                        )
+                        .unwrap();
                 }
                 let held = exp.prompt_ids.len() + greedy_ids.len();
                 let expected_len = strategy.window().map_or(held, |w| held.min(w));
@@ -69,7 +92,12 @@ fn uncached_logits_match_reference() {
             let mut ids = exp.prompt_ids.clone();
             for (step, reference) in exp.step_logits.iter().enumerate() {
                 let logits = loaded.model.forward_last(&ids, None, None).unwrap();
-                assert_close(&logits, reference, TOLERANCE, &format!("{name} {} no cache step {step}", backend.name()));
+                assert_close(
+                    &logits,
+                    reference,
+                    TOLERANCE,
+                    &format!("{name} {} no cache step {step}", backend.name()),
+                );
                 ids.push(exp.greedy_ids[step]);
             }
         }
@@ -82,10 +110,20 @@ fn greedy_generation_matches_reference_for_every_strategy() {
     for name in TINY {
         let exp = expected(name);
         for (strategy, use_cache) in strategies(exp.window.size) {
-            let options = GeneratorOptions { strategy, max_seq_len: Some(32), use_cache };
+            let options = GeneratorOptions {
+                strategy,
+                max_seq_len: Some(32),
+                use_cache,
+            };
             let mut g = generator(name, BackendKind::default(), options);
-            let out = g.generate(&exp.prompt, &greedy(exp.greedy_ids.len()), |_| {}).unwrap();
-            let want = if strategy.window().is_some() { &exp.window.greedy_ids } else { &exp.greedy_ids };
+            let out = g
+                .generate(&exp.prompt, &greedy(exp.greedy_ids.len()), |_| {})
+                .unwrap();
+            let want = if strategy.window().is_some() {
+                &exp.window.greedy_ids
+            } else {
+                &exp.greedy_ids
+            };
             assert_eq!(&out.ids, want, "{name} {strategy} cache={use_cache}");
             assert_eq!(out.prompt_ids, exp.prompt_ids);
             assert_eq!(out.step_ms.len(), out.ids.len());

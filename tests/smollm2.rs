@@ -22,9 +22,11 @@ struct Expected {
 }
 
 fn model_path() -> PathBuf {
-    let path = std::env::var_os("KVCACHE_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let path = std::env::var_os("KVCACHE_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     assert!(
         path.exists(),
         "{} is missing: run `bash scripts/fetch-model.sh` (the README's test command does) or set KVCACHE_SMOLLM2_GGUF",
@@ -35,25 +37,47 @@ fn model_path() -> PathBuf {
 
 #[test]
 fn smollm2_greedy_tokens_match_the_reference() {
-    let expected: Expected = serde_json::from_str(&common::read_text("smollm2-expected.json")).unwrap();
+    let expected: Expected =
+        serde_json::from_str(&common::read_text("smollm2-expected.json")).unwrap();
     let bytes = std::fs::read(model_path()).unwrap();
     let loaded = load::from_gguf_bytes(bytes, &BackendKind::default().device()).unwrap();
-    assert_eq!(loaded.tokenizer.encode(&expected.prompt).unwrap(), expected.prompt_ids);
+    assert_eq!(
+        loaded.tokenizer.encode(&expected.prompt).unwrap(),
+        expected.prompt_ids
+    );
 
     // The prompt's last-position logits, at the reference's top 50 ids.
-    let logits = loaded.model.forward_last(&expected.prompt_ids, None, None).unwrap();
-    let ours: Vec<f32> = expected.prompt_logits_top.iter().map(|&(id, _)| logits[id as usize]).collect();
+    let logits = loaded
+        .model
+        .forward_last(&expected.prompt_ids, None, None)
+        .unwrap();
+    let ours: Vec<f32> = expected
+        .prompt_logits_top
+        .iter()
+        .map(|&(id, _)| logits[id as usize])
+        .collect();
     let reference: Vec<f32> = expected.prompt_logits_top.iter().map(|&(_, l)| l).collect();
     let err = relative_error(&ours, &reference);
     assert!(err < 1e-3, "top-50 logits relative error {err:e}");
 
     let n = expected.greedy_ids.len();
-    let mut g = Generator::new(loaded, GeneratorOptions { strategy: CacheStrategy::Prealloc, ..GeneratorOptions::default() }).unwrap();
-    let cached = g.generate(&expected.prompt, &common::greedy(n), |_| {}).unwrap();
+    let mut g = Generator::new(
+        loaded,
+        GeneratorOptions {
+            strategy: CacheStrategy::Prealloc,
+            ..GeneratorOptions::default()
+        },
+    )
+    .unwrap();
+    let cached = g
+        .generate(&expected.prompt, &common::greedy(n), |_| {})
+        .unwrap();
     assert_eq!(cached.ids, expected.greedy_ids);
     assert_eq!(cached.text, expected.text);
 
     g.set_use_cache(false);
-    let uncached = g.generate(&expected.prompt, &common::greedy(n), |_| {}).unwrap();
+    let uncached = g
+        .generate(&expected.prompt, &common::greedy(n), |_| {})
+        .unwrap();
     assert_eq!(uncached.ids, expected.greedy_ids);
 }

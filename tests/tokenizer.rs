@@ -7,7 +7,11 @@ use kvcache_wasm::load::GPT2_MERGES;
 use kvcache_wasm::tokenizer::Tokenizer;
 
 fn gpt2_json() -> Tokenizer {
-    let json = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/gpt2/tokenizer.json")).unwrap();
+    let json = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/gpt2/tokenizer.json"
+    ))
+    .unwrap();
     Tokenizer::from_json(&json).unwrap()
 }
 
@@ -26,7 +30,10 @@ fn gpt2_known_ids() {
 /// exactly like the full tokenizer.json written by scripts/make_gpt2_tokenizer.py.
 #[test]
 fn gpt2_from_merges_equals_the_converted_tokenizer_json() {
-    let (from_merges, from_json) = (Tokenizer::gpt2_from_merges(GPT2_MERGES).unwrap(), gpt2_json());
+    let (from_merges, from_json) = (
+        Tokenizer::gpt2_from_merges(GPT2_MERGES).unwrap(),
+        gpt2_json(),
+    );
     let samples = [
         "Hello, I am a language model,",
         "  spaces\tand\nnewlines  ",
@@ -40,6 +47,10 @@ fn gpt2_from_merges_equals_the_converted_tokenizer_json() {
         assert_eq!(from_merges.decode(&ids).unwrap(), text);
     }
     for id in 0..50257u32 {
-        assert_eq!(from_merges.decode(&[id]).unwrap(), from_json.decode(&[id]).unwrap(), "id {id}");
+        assert_eq!(
+            from_merges.decode(&[id]).unwrap(),
+            from_json.decode(&[id]).unwrap(),
+            "id {id}"
+        );
     }
 }

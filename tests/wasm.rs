@@ -405,9 +405,7 @@ fn random_gpt2_runs_without_files() {
     let mut g = Generator::random_gpt2(js(r#"{"seed": 3, "maxSeqLen": 64}"#)).unwrap();
     let config = g.config().unwrap();
     assert_eq!(
-        Reflect::get(&config, &"vocabSize".into())
-            .unwrap()
-            .as_f64(),
+        Reflect::get(&config, &"vocabSize".into()).unwrap().as_f64(),
         Some(50257.0)
     );
     let out = generate(&mut g, "Hello", greedy(2));

@@ -9,10 +9,17 @@ use serde_json::json;
 use web_time::Instant;
 
 use kvcache_wasm::load;
-use kvcache_wasm::{BackendKind, CacheStrategy, GenerateOptions, Generator, GeneratorOptions, Result, SamplingParams};
+use kvcache_wasm::{
+    BackendKind, CacheStrategy, GenerateOptions, Generator, GeneratorOptions, Result,
+    SamplingParams,
+};
 
 #[derive(Parser)]
-#[command(name = "kvcache", version, about = "A decoder LLM with a visible KV cache")]
+#[command(
+    name = "kvcache",
+    version,
+    about = "A decoder LLM with a visible KV cache"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,7 +102,11 @@ fn open(args: &ModelArgs) -> Result<(Generator, f64)> {
     let started = Instant::now();
     let loaded = load::from_path(&args.model, args.weights_seed, &backend.device())?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let options = GeneratorOptions { strategy, max_seq_len: args.max_seq_len, use_cache: !args.no_cache };
+    let options = GeneratorOptions {
+        strategy,
+        max_seq_len: args.max_seq_len,
+        use_cache: !args.no_cache,
+    };
     Ok((Generator::new(loaded, options)?, load_ms))
 }
 
@@ -103,7 +114,12 @@ fn generate(args: &GenerateArgs) -> Result<()> {
     let (mut generator, load_ms) = open(&args.model)?;
     let options = GenerateOptions {
         max_new_tokens: args.max_tokens,
-        sampling: SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed },
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
         chat: args.chat,
         ..GenerateOptions::default()
     };
@@ -138,7 +154,11 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         println!("{out}");
     } else {
         println!();
-        let mode = if generator.options().use_cache { format!("cache {}", generator.options().strategy) } else { "no cache".into() };
+        let mode = if generator.options().use_cache {
+            format!("cache {}", generator.options().strategy)
+        } else {
+            "no cache".into()
+        };
         let mean = if result.step_ms.len() > 1 {
             result.step_ms[1..].iter().sum::<f64>() / (result.step_ms.len() - 1) as f64
         } else {

@@ -10,7 +10,9 @@ use kvcache_wasm::load::{self, Loaded};
 use kvcache_wasm::{BackendKind, GenerateOptions, Generator, GeneratorOptions};
 
 pub fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
 }
 
 pub fn read(path: &str) -> Vec<u8> {
@@ -42,7 +44,11 @@ pub struct ExpectedWindow {
 pub const TINY: [&str; 3] = ["tiny-llama", "tiny-gpt2", "tiny-llama.gguf"];
 
 pub fn expected(name: &str) -> Expected {
-    let path = if name.ends_with(".gguf") { format!("{name}.expected.json") } else { format!("{name}/expected.json") };
+    let path = if name.ends_with(".gguf") {
+        format!("{name}.expected.json")
+    } else {
+        format!("{name}/expected.json")
+    };
     serde_json::from_str(&read_text(&path)).unwrap()
 }
 
@@ -67,17 +73,31 @@ pub fn generator(name: &str, backend: BackendKind, options: GeneratorOptions) ->
 
 /// Greedy, no stop ids: the reference runs ignore EOS.
 pub fn greedy(max_new_tokens: usize) -> GenerateOptions {
-    GenerateOptions { max_new_tokens, stop_ids: Some(vec![]), ..GenerateOptions::default() }
+    GenerateOptions {
+        max_new_tokens,
+        stop_ids: Some(vec![]),
+        ..GenerateOptions::default()
+    }
 }
 
 /// Largest absolute difference relative to the reference's largest magnitude.
 pub fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
-    assert_eq!(ours.len(), reference.len(), "logit vectors differ in length");
+    assert_eq!(
+        ours.len(),
+        reference.len(),
+        "logit vectors differ in length"
+    );
     let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-    ours.iter().zip(reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+    ours.iter()
+        .zip(reference)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale
 }
 
 pub fn assert_close(ours: &[f32], reference: &[f32], tolerance: f32, what: &str) {
     let err = relative_error(ours, reference);
-    assert!(err <= tolerance, "{what}: relative error {err:e} exceeds {tolerance:e}");
+    assert!(
+        err <= tolerance,
+        "{what}: relative error {err:e} exceeds {tolerance:e}"
+    );
 }
