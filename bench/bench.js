@@ -1,6 +1,7 @@
 // The in-browser half of `npm run bench` (scripts/bench.mjs drives it through playwright-core).
 //
 //   window.benchOurs(cfg)    our model in the page's Web Worker (/worker.js), exactly as the demo runs it
+//   window.benchStrategies(cfg)  the cache strategies head to head in one such worker
 //   window.benchWllama(cfg)  wllama (npm @wllama/wllama: llama.cpp compiled to wasm) on the same GGUF
 //
 // Both return plain objects with the per-token timings. Every token also gets its arrival time on
@@ -43,86 +44,81 @@ async function expect(next, type) {
   }
 }
 
+/** A fresh worker (the demo page's) with the model loaded. */
+async function startWorker(cfg) {
+  const worker = new Worker("/worker.js", { type: "module" });
+  const next = inbox(worker);
+  await expect(next, "ready");
+  const loadStart = performance.now();
+  worker.postMessage({ type: "load", source: cfg.source, options: cfg.options ?? {} });
+  const loaded = await expect(next, "loaded");
+  return { worker, next, loaded, loadWallMs: loaded.at - loadStart };
+}
+
+/**
+ * One generation in `w`'s worker, from an empty sequence: the per-token figures as they arrive.
+ * run: { prompt, maxTokens, useCache, cache, window, every? }
+ */
+async function generation(w, run) {
+  const started = performance.now();
+  w.worker.postMessage({
+    type: "generate",
+    runId: 1,
+    prompt: run.prompt,
+    run: { maxTokens: run.maxTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stopIds: [], chat: false },
+    useCache: run.useCache,
+    cache: run.cache ?? "concat",
+    window: run.window ?? undefined,
+    reset: true,
+  });
+  const out = { stepMs: [], arrivalMs: [], ids: [], positions: [], text: "", done: null };
+  while (!out.done) {
+    const item = await w.next();
+    if (item.data.type === "token") {
+      const ev = item.data.event;
+      out.stepMs.push(ev.ms);
+      out.arrivalMs.push(item.at - started);
+      out.ids.push(ev.id);
+      out.positions.push(ev.position);
+      out.text += ev.text;
+      if (run.every && out.stepMs.length % run.every === 0) {
+        progress(`${out.stepMs.length}/${run.maxTokens} tokens, last ${ev.ms.toFixed(1)} ms`);
+      }
+    } else if (item.data.type === "done") {
+      out.done = item.data;
+    }
+  }
+  return out;
+}
+
 /**
  * One run of our model through the demo page's worker, in a fresh worker (so the wasm memory
  * measured after the run is this run's peak).
- * cfg: { source, options, prompt, maxTokens, useCache, cache, window, every }
+ * cfg: { source, options, prompt, maxTokens, useCache, cache, window, every, warmupTokens }
  */
 window.benchOurs = async function benchOurs(cfg) {
-  const worker = new Worker("/worker.js", { type: "module" });
-  const next = inbox(worker);
+  const w = await startWorker(cfg);
   try {
-    await expect(next, "ready");
-    const loadStart = performance.now();
-    worker.postMessage({ type: "load", source: cfg.source, options: cfg.options ?? {} });
-    const loaded = await expect(next, "loaded");
-    const loadWallMs = loaded.at - loadStart;
-    const memoryAfterLoad = loaded.data.state?.wasmMemoryBytes ?? null;
-
-    const generate = (runId, maxTokens) =>
-      worker.postMessage({
-        type: "generate",
-        runId,
-        prompt: cfg.prompt,
-        run: { maxTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stopIds: [], chat: false },
-        useCache: cfg.useCache,
-        cache: cfg.cache ?? "concat",
-        window: cfg.window ?? undefined,
-        reset: true,
-      });
-
+    const memoryAfterLoad = w.loaded.data.state?.wasmMemoryBytes ?? null;
     // Warm-up: the same run, a few tokens, in the same worker. Chromium compiles wasm in two tiers
     // (a quick baseline first, optimized code once a function is hot), so the first tokens of a
     // fresh instance are several times slower; this keeps that out of the per-token figures.
     let warmup = null;
     if (cfg.warmupTokens) {
-      const warmStart = performance.now();
-      generate(0, cfg.warmupTokens);
-      const stepMs = [];
-      let firstAt = null;
-      for (;;) {
-        const item = await next();
-        if (item.data.type === "token") {
-          firstAt ??= item.at - warmStart;
-          stepMs.push(item.data.event.ms);
-        } else if (item.data.type === "done") break;
-      }
-      warmup = { stepMs, ttftMs: firstAt };
+      const warm = await generation(w, { ...cfg, maxTokens: cfg.warmupTokens, every: 0 });
+      warmup = { stepMs: warm.stepMs, ttftMs: warm.arrivalMs[0] ?? null };
     }
-
-    const started = performance.now();
-    generate(1, cfg.maxTokens);
-    const stepMs = [];
-    const arrivalMs = [];
-    const ids = [];
-    const positions = [];
-    let text = "";
-    let done = null;
-    while (!done) {
-      const item = await next();
-      if (item.data.type === "token") {
-        const ev = item.data.event;
-        stepMs.push(ev.ms);
-        arrivalMs.push(item.at - started);
-        ids.push(ev.id);
-        positions.push(ev.position);
-        text += ev.text;
-        if (cfg.every && stepMs.length % cfg.every === 0) {
-          progress(`${stepMs.length}/${cfg.maxTokens} tokens, last ${ev.ms.toFixed(1)} ms`);
-        }
-      } else if (item.data.type === "done") {
-        done = item.data;
-      }
-    }
+    const run = await generation(w, cfg);
+    const done = run.done;
     return {
-      backend: loaded.data.info.backend,
-      loadMs: loaded.data.info.loadMs ?? loadWallMs,
-      loadWallMs,
-      stepMs,
-      arrivalMs,
-      ids,
-      positions,
-      text,
+      backend: w.loaded.data.info.backend,
+      loadMs: w.loaded.data.info.loadMs ?? w.loadWallMs,
+      loadWallMs: w.loadWallMs,
+      stepMs: run.stepMs,
+      arrivalMs: run.arrivalMs,
+      ids: run.ids,
+      positions: run.positions,
+      text: run.text,
       stopReason: done.stopReason,
       cacheLen: done.state?.cacheLen ?? null,
       cacheBytes: done.state?.cacheBytes ?? null,
@@ -133,7 +129,46 @@ window.benchOurs = async function benchOurs(cfg) {
       warmup,
     };
   } finally {
-    worker.terminate();
+    w.worker.terminate();
+  }
+};
+
+/**
+ * The cache strategies head to head, in one worker with the model loaded once:
+ * - `Generator.cacheCost` for each strategy: cache update + attention alone, `costTokens` steps;
+ * - with `duel`, whole generations alternating concat and prealloc (ABBA order, `rounds` of
+ *   each), so that drift in the machine's speed falls on both alike.
+ * cfg: { source, options, caches: [{ cache, window }], costTokens, duel: { prompt, maxTokens, rounds, warmupTokens } | null }
+ */
+window.benchStrategies = async function benchStrategies(cfg) {
+  const w = await startWorker(cfg);
+  try {
+    const cost = [];
+    for (const c of cfg.caches) {
+      const measure = async (tokens) => {
+        w.worker.postMessage({ type: "cacheCost", cache: c.cache, window: c.window ?? undefined, tokens });
+        return (await expect(w.next, "cacheCost")).data.stepMs;
+      };
+      await measure(32); // warm-up: see benchOurs
+      cost.push({ ...c, stepMs: await measure(cfg.costTokens) });
+      progress(`cache cost of ${c.cache}: ${cfg.costTokens} steps`);
+    }
+    const duel = [];
+    if (cfg.duel) {
+      const run = { prompt: cfg.duel.prompt, useCache: true };
+      await generation(w, { ...run, cache: "concat", maxTokens: cfg.duel.warmupTokens });
+      for (let round = 0; round < cfg.duel.rounds; round++) {
+        const order = round % 2 ? ["prealloc", "concat"] : ["concat", "prealloc"];
+        for (const cache of order) {
+          const g = await generation(w, { ...run, cache, maxTokens: cfg.duel.maxTokens });
+          duel.push({ round, cache, stepMs: g.stepMs, ids: g.ids });
+        }
+        progress(`duel round ${round + 1}/${cfg.duel.rounds}`);
+      }
+    }
+    return { backend: w.loaded.data.info.backend, cost, duel };
+  } finally {
+    w.worker.terminate();
   }
 };
 

@@ -63,6 +63,27 @@ export function figures(run) {
 // ------------------------------------------------------------------ targets
 
 const find = (results, id) => results.runs.find((r) => r.id === id) ?? null;
+const findStrategies = (results, env, backend, model) =>
+  (results.strategies ?? []).find((st) => st.env === env && st.backend === backend && st.model === model) ?? null;
+
+export const COST_POSITIONS = [16, 64, 128, 200, 512];
+
+/** Per strategy: ms at COST_POSITIONS and the total over all steps of a strategy comparison's cost runs. */
+export function strategyFigures(st) {
+  const out = {};
+  for (const c of st.cost ?? []) {
+    // The p-th step (1-based) attends over p entries; the median of steps p-2 .. p+2, as msAt.
+    const at = (p) => (p <= c.stepMs.length ? median(c.stepMs.slice(Math.max(0, p - 1 - SPREAD), p + SPREAD)) : null);
+    out[c.cache] = {
+      totalMs: sum(c.stepMs),
+      msAt: Object.fromEntries(COST_POSITIONS.map((p) => [p, at(p)])),
+      series: c.stepMs,
+      window: c.window ?? null,
+    };
+  }
+  return out;
+}
+
 const full = (r) => r && !r.cut && perToken(r).length >= r.fullTokens;
 const x = (v, d = 1) => (v == null ? "—" : `${v.toFixed(d)}×`);
 
@@ -169,29 +190,40 @@ export function targets(results) {
     } else list.push({ name, target: "≤ 1.3×", value: null, met: null, summary: "not measured" });
   }
 
-  // prealloc no slower than concat: decode ms/token, each model, wasm flex (the default backend).
+  // prealloc no slower than concat: decode ms/token, each model, wasm flex (the default backend),
+  // from the duel (whole generations alternating in one worker), else from the separate runs.
   {
     const name = "prealloc no slower than concat (wasm flex, decode ms/token)";
     const parts = [];
     let worst = null;
     for (const model of ["gpt2", "smollm2"]) {
-      const p = find(results, `wasm-flex-${model}-prealloc`);
-      const c = find(results, `wasm-flex-${model}-concat`);
+      const duel = findStrategies(results, "wasm", "flex", model)?.duel ?? [];
+      const decodeMs = (cache) => {
+        const runs = duel.filter((d) => d.cache === cache);
+        if (runs.length) {
+          // How far apart the generations of one strategy are: the noise the ratio has to beat.
+          const each = runs.map((d) => sum(d.stepMs.slice(1)) / (d.stepMs.length - 1));
+          const spread = (Math.max(...each) - Math.min(...each)) / Math.min(...each);
+          return {
+            ms: sum(runs.map((d) => sum(d.stepMs.slice(1)))) / sum(runs.map((d) => d.stepMs.length - 1)),
+            how: `${runs.length} alternating generations each, which differ among themselves by up to ${(spread * 100).toFixed(1)}%`,
+          };
+        }
+        const r = find(results, `wasm-flex-${model}-${cache}`);
+        return r ? { ms: 1000 / figures(r).decodeTps, how: "one run each" } : null;
+      };
+      const p = decodeMs("prealloc");
+      const c = decodeMs("concat");
       if (!p || !c) continue;
-      const ratio = figures(c).decodeTps / figures(p).decodeTps; // prealloc ms ÷ concat ms
-      parts.push(`${model}: prealloc ${(1000 / figures(p).decodeTps).toFixed(2)} ms vs concat ${(1000 / figures(c).decodeTps).toFixed(2)} ms (${x(ratio, 3)})`);
+      const ratio = p.ms / c.ms;
+      parts.push(`${model}: prealloc ${p.ms.toFixed(2)} ms vs concat ${c.ms.toFixed(2)} ms (${x(ratio, 3)}, ${p.how})`);
       worst = worst == null ? ratio : Math.max(worst, ratio);
     }
-    const others = [];
-    for (const env of ["wasm", "native"]) {
-      for (const backend of ["flex", "ndarray"]) {
-        if (env === "wasm" && backend === "flex") continue;
-        for (const model of ["gpt2", "smollm2"]) {
-          const p = find(results, `${env}-${backend}-${model}-prealloc`);
-          const c = find(results, `${env}-${backend}-${model}-concat`);
-          if (p && c) others.push(`${env} ${backend} ${model}: ${x(figures(c).decodeTps / figures(p).decodeTps, 3)}`);
-        }
-      }
+    const alone = [];
+    for (const model of ["gpt2", "smollm2"]) {
+      const st = findStrategies(results, "wasm", "flex", model);
+      const f = st && strategyFigures(st);
+      if (f?.prealloc && f?.concat) alone.push(`${model} ${x(f.prealloc.totalMs / f.concat.totalMs, 2)}`);
     }
     const check = missedBy(worst, 1, false);
     list.push({
@@ -201,7 +233,9 @@ export function targets(results) {
       met: worst == null ? null : check.met,
       by: check?.by ?? null,
       summary: worst == null ? "not measured" : `${verdict(check)}: ${parts.join("; ")}`,
-      detail: others.length ? `prealloc ÷ concat elsewhere: ${others.join("; ")}` : "",
+      detail: alone.length
+        ? `the cache alone (update + attention, no weights; wasm flex, ${findStrategies(results, "wasm", "flex", "gpt2")?.tokens ?? "?"} steps), prealloc ÷ concat: ${alone.join(", ")}`
+        : "",
     });
   }
 
@@ -333,6 +367,11 @@ export function markdown(results, checks) {
       out.push("");
     }
   }
+  const head = strategiesSection(results);
+  if (head) {
+    out.push(head);
+    out.push("");
+  }
   out.push("## How to read it");
   out.push("");
   out.push(
@@ -350,6 +389,42 @@ export function markdown(results, checks) {
   out.push("");
   out.push("![ms per token against position](plot.svg)");
   out.push("");
+  return out.join("\n");
+}
+
+/** The strategies head to head: each one's cost alone, and the alternating generations. */
+function strategiesSection(results) {
+  const all = results.strategies ?? [];
+  if (!all.length) return null;
+  const tokens = all[0].tokens;
+  const out = ["## The cache strategies head to head", ""];
+  out.push(
+    `A decode step is mostly the weights' matmuls, the same whatever the cache does, and whole steps timed in separate runs vary by a few percent. So here each strategy alone: \`Generator.cacheCost\` in the page's worker (\`kvcache cache-cost\` natively) runs every layer's cache update and attention, no weights, for ${tokens} one-token steps from an empty cache, with the model's shapes (layers, heads, K/V heads, head size) and made-up values. ms @p is the p-th step (the median of steps p−${SPREAD}…p+${SPREAD}); **total** is all ${tokens} steps.`,
+  );
+  out.push("");
+  const head = ["env", "backend", "model", "cache", ...COST_POSITIONS.map((p) => `ms @${p}`), "total ms", "÷ concat"];
+  out.push(`| ${head.join(" | ")} |`);
+  out.push(`|${head.map(() => "---").join("|")}|`);
+  for (const st of all) {
+    const f = strategyFigures(st);
+    for (const [cache, g] of Object.entries(f)) {
+      const label = cache === "window" ? `window ${g.window}` : cache;
+      const ratio = f.concat ? x(g.totalMs / f.concat.totalMs, 2) : "";
+      out.push(`| ${[st.env, st.backend, st.model, label, ...COST_POSITIONS.map((p) => num(g.msAt[p], 2)), num(g.totalMs, 0), ratio].join(" | ")} |`);
+    }
+  }
+  out.push("");
+  for (const st of all.filter((q) => q.duel?.length)) {
+    const mean = (d) => sum(d.stepMs.slice(1)) / (d.stepMs.length - 1);
+    const list = (cache) => st.duel.filter((d) => d.cache === cache).map((d) => mean(d).toFixed(2)).join(", ");
+    const ref = st.duel[0].ids;
+    const same = st.duel.every((d) => d.ids.length === ref.length && d.ids.every((id, i) => id === ref[i]));
+    out.push(
+      `- ${st.env} ${st.backend} ${st.model}, whole generations (${st.duel[0].stepMs.length} tokens) alternating in one worker, concat, prealloc, prealloc, concat, …: decode ms/token concat ${list("concat")}; prealloc ${list("prealloc")}. Greedy tokens ${same ? "identical in every generation" : "NOT identical across generations"}.`,
+    );
+  }
+  out.push("");
+  out.push("![the cache's own cost per step against position](cache-cost.svg)");
   return out.join("\n");
 }
 
@@ -400,6 +475,30 @@ export function readmeBlock(results, checks) {
   out.push("");
   out.push("![ms per token against position, one line per run, log scale](bench/plot.svg)");
   out.push("");
+  const all = results.strategies ?? [];
+  if (all.length) {
+    out.push(`**The cache alone** (every layer's cache update and attention, no weights, with each model's shapes; \`Generator.cacheCost\`, \`kvcache cache-cost\`): ms per step at the ${COST_POSITIONS.slice(-2).join("th and ")}th step, and all ${all[0].tokens} steps relative to concat:`);
+    out.push("");
+    const cols = ["native-flex", "native-ndarray", "wasm-flex", "wasm-ndarray"];
+    out.push(`| model | cache | ${cols.map((c) => c.replace("-", " ")).join(" | ")} |`);
+    out.push(`|---|---|${cols.map(() => "---").join("|")}|`);
+    for (const model of [...new Set(all.map((st) => st.model))]) {
+      for (const c of ["concat", "prealloc", "window"]) {
+        const row = cols.map((k) => {
+          const [env, backend] = k.split("-");
+          const st = findStrategies(results, env, backend, model);
+          const f = st && strategyFigures(st);
+          if (!f?.[c]) return "";
+          const [a, b] = COST_POSITIONS.slice(-2);
+          return `${num(f[c].msAt[a], 2)} · ${num(f[c].msAt[b], 2)} ms (${x(f[c].totalMs / f.concat.totalMs, 2)})`;
+        });
+        out.push(`| ${model} | ${c === "window" ? `window ${m.window ?? 64}` : c} | ${row.join(" | ")} |`);
+      }
+    }
+    out.push("");
+    out.push("![the cache's own cost per step against position](bench/cache-cost.svg)");
+    out.push("");
+  }
   out.push(README_END);
   return out.join("\n");
 }
@@ -416,6 +515,10 @@ export function updateReadme(path, block) {
 
 // ------------------------------------------------------------------ SVG plot
 
+const BACKEND_LEGEND = [
+  ["flex backend (solid)", "#555", ""],
+  ["ndarray backend (dashed)", "#555", "5 3"],
+];
 const COLORS = { off: "#dc2626", concat: "#2563eb", prealloc: "#059669", window: "#d97706", "llama.cpp": "#111827" };
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
@@ -430,27 +533,48 @@ function logTicks(lo, hi) {
   return ticks;
 }
 
+const W = 1240; // every plot: two panels side by side (native, wasm), one row per model
+const PANEL_W = 530;
+const LEFT = 70;
+const TOP = 60;
+const GAP_X = 60;
+const GAP_Y = 80;
+
+/** The opening of a plot `H` high: the svg element, background, title and the machine line. */
+function svgHead(H, title, results) {
+  const m = results.meta;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="600">${esc(title)}</text>`,
+    `<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">${esc(`${m.machine.cores} × ${m.machine.cpu} · one thread · ${m.date.slice(0, 10)}${m.quick ? " · QUICK MODE" : ""}`)}</text>`,
+  ];
+}
+
+/** A row of legend items ([text, color, dash]) at height `y`, a note under it, and the closing tag. */
+function svgLegend(items, y, note) {
+  const parts = [];
+  let x = LEFT;
+  for (const [text, color, dash] of items) {
+    parts.push(`<line x1="${x}" x2="${x + 26}" y1="${y}" y2="${y}" stroke="${color}" stroke-width="2.2"${dash ? ` stroke-dasharray="${dash}"` : ""}/>`);
+    parts.push(`<text x="${x + 32}" y="${y + 4}">${esc(text)}</text>`);
+    x += 50 + text.length * 6.6;
+  }
+  parts.push(`<text x="${LEFT}" y="${y + 26}" fill="#555">${esc(note)}</text>`);
+  parts.push("</svg>");
+  return parts;
+}
+
 export function svg(results) {
   const models = [...new Set(results.runs.map((r) => r.model))];
   const envs = [
     { id: "native", title: "native (CLI)" },
     { id: "wasm", title: "wasm, headless Chromium (+ wllama)" },
   ];
-  const W = 1240;
-  const panelW = 530;
   const panelH = 300;
-  const left = 70;
-  const top = 60;
-  const gapX = 60;
-  const gapY = 80;
   const legendH = 70;
-  const H = top + models.length * (panelH + gapY) + legendH;
-  const parts = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`);
-  parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
-  parts.push(`<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="600">ms per token against position (log scale): KV cache on and off, native and wasm</text>`);
-  const m = results.meta;
-  parts.push(`<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">${esc(`${m.machine.cores} × ${m.machine.cpu} · one thread · ${m.date.slice(0, 10)}${m.quick ? " · QUICK MODE" : ""}`)}</text>`);
+  const H = TOP + models.length * (panelH + GAP_Y) + legendH;
+  const parts = svgHead(H, "ms per token against position (log scale): KV cache on and off, native and wasm", results);
 
   models.forEach((model, mi) => {
     const runs = results.runs.filter((r) => r.model === model);
@@ -460,15 +584,15 @@ export function svg(results) {
     const hi = steps.find((v) => v >= Math.max(...all)) ?? 1e6;
     const maxX = Math.max(...runs.map((r) => r.fullTokens));
     envs.forEach((env, ei) => {
-      const x0 = left + ei * (panelW + gapX);
-      const y0 = top + mi * (panelH + gapY) + 20;
-      const X = (i) => x0 + ((i - 1) / (maxX - 1)) * panelW;
+      const x0 = LEFT + ei * (PANEL_W + GAP_X);
+      const y0 = TOP + mi * (panelH + GAP_Y) + 20;
+      const X = (i) => x0 + ((i - 1) / (maxX - 1)) * PANEL_W;
       const Y = (v) => y0 + panelH - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * panelH;
       parts.push(`<text x="${x0}" y="${y0 - 8}" font-weight="600">${esc(`${runs[0].modelLabel.replace(/ \(.*\)$/, "")}, "${runs[0].prompt}" — ${env.title}`)}</text>`);
-      parts.push(`<rect x="${x0}" y="${y0}" width="${panelW}" height="${panelH}" fill="#fafafa" stroke="#ccc"/>`);
+      parts.push(`<rect x="${x0}" y="${y0}" width="${PANEL_W}" height="${panelH}" fill="#fafafa" stroke="#ccc"/>`);
       for (const t of logTicks(lo, hi)) {
         const y = Y(t).toFixed(1);
-        parts.push(`<line x1="${x0}" x2="${x0 + panelW}" y1="${y}" y2="${y}" stroke="#e5e5e5"/>`);
+        parts.push(`<line x1="${x0}" x2="${x0 + PANEL_W}" y1="${y}" y2="${y}" stroke="#e5e5e5"/>`);
         parts.push(`<text x="${x0 - 6}" y="${y}" dy="4" text-anchor="end" fill="#444">${t >= 1000 ? `${t / 1000}k` : t}</text>`);
       }
       for (const p of [1, ...POSITIONS.filter((p) => p <= maxX)]) {
@@ -476,7 +600,7 @@ export function svg(results) {
         parts.push(`<line x1="${x}" x2="${x}" y1="${y0}" y2="${y0 + panelH}" stroke="#eee"/>`);
         parts.push(`<text x="${x}" y="${y0 + panelH + 16}" text-anchor="middle" fill="#444">${p}</text>`);
       }
-      parts.push(`<text x="${x0 + panelW / 2}" y="${y0 + panelH + 34}" text-anchor="middle" fill="#444">new token (position)</text>`);
+      parts.push(`<text x="${x0 + PANEL_W / 2}" y="${y0 + panelH + 34}" text-anchor="middle" fill="#444">new token (position)</text>`);
       if (ei === 0) parts.push(`<text transform="translate(${x0 - 48} ${y0 + panelH / 2}) rotate(-90)" text-anchor="middle" fill="#444">ms / token</text>`);
       const mine = runs.filter((r) => (env.id === "wasm" ? r.env === "wasm" || r.env === "wllama" : r.env === env.id));
       for (const r of mine) {
@@ -489,26 +613,72 @@ export function svg(results) {
     });
   });
 
-  // Legend.
-  const ly = H - legendH + 20;
   const items = [
     ["cache off", COLORS.off, ""],
     ["concat", COLORS.concat, ""],
     ["prealloc", COLORS.prealloc, ""],
     [`window ${results.meta.window ?? 64}`, COLORS.window, ""],
     ["wllama (llama.cpp wasm, own cache)", COLORS["llama.cpp"], "1.5 2.5"],
-    ["flex backend (solid)", "#555", ""],
-    ["ndarray backend (dashed)", "#555", "5 3"],
+    ...BACKEND_LEGEND,
   ];
-  let lx = left;
-  for (const [text, color, dash] of items) {
-    parts.push(`<line x1="${lx}" x2="${lx + 26}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.2"${dash ? ` stroke-dasharray="${dash}"` : ""}/>`);
-    parts.push(`<text x="${lx + 32}" y="${ly + 4}">${esc(text)}</text>`);
-    lx += 50 + text.length * 6.6;
-  }
-  parts.push(`<text x="${left}" y="${ly + 28}" fill="#555">${esc("Each line is one run; the first token of each includes the prompt's prefill. Cut cache-off runs stop early (see bench/results.md).")}</text>`);
-  parts.push("</svg>");
-  return parts.join("\n");
+  const note = "Each line is one run; the first token of each includes the prompt's prefill. Cut cache-off runs stop early (see bench/results.md).";
+  return [...parts, ...svgLegend(items, H - legendH + 20, note)].join("\n");
+}
+
+/** Nice linear ticks from 0 to at least `hi`. */
+function linearTicks(hi) {
+  const raw = hi / 5;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((v) => v >= raw);
+  const ticks = [];
+  for (let v = 0; v < hi + step; v += step) ticks.push(v);
+  return ticks;
+}
+
+/** The cache's own cost per step against position: one panel per model and env, a line per strategy and backend. */
+export function costSvg(results) {
+  const all = results.strategies ?? [];
+  const models = [...new Set(all.map((st) => st.model))];
+  const labels = Object.fromEntries(results.runs.map((r) => [r.model, r.modelLabel.replace(/ \(.*\)$/, "")]));
+  const panelH = 240;
+  const legendH = 60;
+  const H = TOP + models.length * (panelH + GAP_Y) + legendH;
+  const parts = svgHead(H, "The cache alone: ms per step (cache update + attention, all layers, no weights) against position", results);
+  models.forEach((model, mi) => {
+    ["native", "wasm"].forEach((env, ei) => {
+      const mine = all.filter((st) => st.model === model && st.env === env);
+      const series = mine.flatMap((st) => st.cost.map((c) => ({ backend: st.backend, cache: c.cache, s: c.stepMs })));
+      const n = Math.max(2, ...series.map((q) => q.s.length));
+      const ticks = linearTicks(Math.max(1e-3, ...series.map((q) => median(q.s.slice(-8)))) * 1.15);
+      const hi = ticks[ticks.length - 1];
+      const x0 = LEFT + ei * (PANEL_W + GAP_X);
+      const y0 = TOP + mi * (panelH + GAP_Y) + 20;
+      const X = (i) => x0 + ((i - 1) / (n - 1)) * PANEL_W;
+      const Y = (v) => y0 + panelH - (Math.min(v, hi) / hi) * panelH;
+      parts.push(`<text x="${x0}" y="${y0 - 8}" font-weight="600">${esc(`${labels[model] ?? model} shapes — ${env === "wasm" ? "wasm, headless Chromium" : "native"}`)}</text>`);
+      parts.push(`<rect x="${x0}" y="${y0}" width="${PANEL_W}" height="${panelH}" fill="#fafafa" stroke="#ccc"/>`);
+      for (const t of ticks) {
+        const y = Y(t).toFixed(1);
+        parts.push(`<line x1="${x0}" x2="${x0 + PANEL_W}" y1="${y}" y2="${y}" stroke="#e5e5e5"/>`);
+        parts.push(`<text x="${x0 - 6}" y="${y}" dy="4" text-anchor="end" fill="#444">${+t.toPrecision(3)}</text>`);
+      }
+      for (const p of COST_POSITIONS.filter((p) => p <= n)) {
+        parts.push(`<text x="${X(p).toFixed(1)}" y="${y0 + panelH + 16}" text-anchor="middle" fill="#444">${p}</text>`);
+      }
+      parts.push(`<text x="${x0 + PANEL_W / 2}" y="${y0 + panelH + 34}" text-anchor="middle" fill="#444">step (entries attended over)</text>`);
+      if (ei === 0) parts.push(`<text transform="translate(${x0 - 48} ${y0 + panelH / 2}) rotate(-90)" text-anchor="middle" fill="#444">ms / step</text>`);
+      for (const q of series) {
+        // A running median of 9 steps: single steps jitter by more than the gaps between strategies.
+        const smooth = q.s.map((_, i) => median(q.s.slice(Math.max(0, i - 4), i + 5)));
+        const d = smooth.map((v, i) => `${i ? "L" : "M"}${X(i + 1).toFixed(1)},${Y(v).toFixed(1)}`).join("");
+        const dash = q.backend === "ndarray" ? ' stroke-dasharray="5 3"' : "";
+        parts.push(`<path d="${d}" fill="none" stroke="${COLORS[q.cache]}" stroke-width="1.5"${dash} stroke-linejoin="round"><title>${esc(`${env} ${q.backend} ${q.cache}`)}</title></path>`);
+      }
+    });
+  });
+  const items = [["concat", COLORS.concat, ""], ["prealloc", COLORS.prealloc, ""], [`window ${results.meta.window ?? 64}`, COLORS.window, ""], ...BACKEND_LEGEND];
+  const note = "Running median of 9 steps; the y axis stops a little above the slowest line's last steps.";
+  return [...parts, ...svgLegend(items, H - legendH + 20, note)].join("\n");
 }
 
 // ------------------------------------------------------------------ entry points
@@ -518,6 +688,7 @@ export function writeReport(results, outDir, { readme = null } = {}) {
   results.targets = checks.map(({ name, target, value, met, by, summary, detail }) => ({ name, target, value, met, missedBy: by ?? null, summary, detail }));
   writeFileSync(join(outDir, "results.md"), markdown(results, checks));
   writeFileSync(join(outDir, "plot.svg"), svg(results));
+  if (results.strategies?.length) writeFileSync(join(outDir, "cache-cost.svg"), costSvg(results));
   writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 1)}\n`);
   const readmeUpdated = readme ? updateReadme(readme, readmeBlock(results, checks)) : false;
   return { targets: checks, readmeUpdated };

@@ -2,7 +2,7 @@
 // `npm run bench`: per-token latency with the KV cache on and off, natively and in WebAssembly
 // inside headless Chromium, against wllama (llama.cpp compiled to wasm) on the same GGUF.
 //
-//   npm run bench                       every scenario; writes bench/results.json, results.md, plot.svg
+//   npm run bench                       every scenario; writes bench/results.json, results.md, plot.svg, cache-cost.svg
 //                                       and the benchmark block of README.md
 //   npm run bench -- --quick            16 tokens per run, into bench/out/quick/ (git ignores it): a smoke test
 //   npm run bench -- --only 'wasm.*smollm2'   only the runs whose id matches (a regex); README left alone
@@ -131,6 +131,25 @@ function scenarios() {
   return ONLY ? runs.filter((r) => ONLY.test(r.id)) : runs;
 }
 
+// The strategies head to head: each one's cost alone (`kvcache cache-cost`, `Generator.cacheCost`:
+// cache update + attention, no weights) over COST_TOKENS steps, and in the browser, for the default
+// backend, whole generations alternating concat and prealloc in one worker (DUEL_ROUNDS of each).
+const COST_TOKENS = QUICK ? 32 : 512;
+const DUEL_ROUNDS = QUICK ? 1 : 3;
+
+function strategyScenarios() {
+  const list = [];
+  for (const env of ["native", "wasm"]) {
+    for (const model of MODELS) {
+      for (const backend of ["flex", "ndarray"]) {
+        list.push({ id: `strategies-${env}-${backend}-${model.id}`, env, backend, model: model.id, duel: env === "wasm" && backend === "flex" });
+      }
+    }
+  }
+  return ONLY ? list.filter((r) => ONLY.test(r.id)) : list;
+}
+const STRATEGIES = [{ cache: "concat" }, { cache: "prealloc" }, { cache: "window", window: WINDOW }];
+
 // ------------------------------------------------------------------ helpers
 
 const t0 = performance.now();
@@ -138,6 +157,7 @@ const elapsed = () => {
   const s = Math.round((performance.now() - t0) / 1000);
   return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 };
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
 const say = (line) => console.log(`[bench ${elapsed()}] ${line}`);
 
 function run(cmd, args, { capture = false } = {}) {
@@ -223,6 +243,18 @@ async function runNative(r) {
   };
 }
 
+async function costNative(st) {
+  const model = MODELS.find((m) => m.id === st.model);
+  const cost = [];
+  for (const c of STRATEGIES) {
+    const args = ["cache-cost", ...model.cli, "--backend", st.backend, "--cache", c.cache, "--tokens", String(COST_TOKENS)];
+    if (c.window) args.push("--window", String(c.window));
+    const { stdout } = await run(CLI, args, { capture: true });
+    cost.push({ ...c, stepMs: JSON.parse(stdout).step_ms });
+  }
+  return { cost, duel: [] };
+}
+
 // ------------------------------------------------------------------ browser
 
 async function openBrowser() {
@@ -297,6 +329,19 @@ async function runWasm(browser, r) {
     warmup: out.warmup,
     wallMs: performance.now() - started,
   };
+}
+
+async function strategiesWasm(browser, st) {
+  const model = MODELS.find((m) => m.id === st.model);
+  const out = await browser.page.evaluate((cfg) => window.benchStrategies(cfg), {
+    source: model.source,
+    options: { backend: st.backend },
+    caches: STRATEGIES,
+    costTokens: COST_TOKENS,
+    duel: st.duel ? { prompt: model.prompt, maxTokens: QUICK ? 16 : model.tokens, rounds: DUEL_ROUNDS, warmupTokens: WARMUP } : null,
+  });
+  if (out.backend !== st.backend) throw new Error(`asked for the ${st.backend} backend, the worker ran ${out.backend}`);
+  return { cost: out.cost, duel: out.duel };
 }
 
 async function runWllama(browser, r) {
@@ -386,9 +431,10 @@ function wasmSize() {
 
 async function main() {
   const runs = scenarios();
-  const needNative = runs.some((r) => r.env === "native");
-  const needBrowser = runs.some((r) => r.env !== "native");
-  say(`${runs.length} runs${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
+  const strategies = strategyScenarios();
+  const needNative = [...runs, ...strategies].some((r) => r.env === "native");
+  const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native");
+  say(`${runs.length} runs and ${strategies.length} strategy comparisons${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
   await prepare(needNative, needBrowser);
 
   const results = {
@@ -404,6 +450,7 @@ async function main() {
       wallSeconds: null,
     },
     runs: [],
+    strategies: [],
   };
   const done = (r, res) => {
     const n = res.stepMs?.length ?? res.arrivalMs.length;
@@ -412,11 +459,22 @@ async function main() {
     results.runs.push({ ...r, ...res });
   };
   let i = 0;
-  const label = (r) => `[${++i}/${runs.length}] ${r.id} (${r.maxTokens} tokens${r.cut ? `, cut from ${r.fullTokens}` : ""})`;
+  const total = runs.length + strategies.length;
+  const label = (r) => `[${++i}/${total}] ${r.id} (${r.maxTokens} tokens${r.cut ? `, cut from ${r.fullTokens}` : ""})`;
+  const strategyLabel = (st) => `[${++i}/${total}] ${st.id} (cache cost over ${COST_TOKENS} steps${st.duel ? `; concat vs prealloc, ${DUEL_ROUNDS} generations each` : ""})`;
+  const compared = (st, res) => {
+    const ms = (c) => sum(res.cost.find((x) => x.cache === c).stepMs);
+    say(`  done: cache alone, ${COST_TOKENS} steps: ${STRATEGIES.map((c) => `${c.cache} ${ms(c.cache).toFixed(0)} ms`).join(", ")}`);
+    results.strategies.push({ ...st, tokens: COST_TOKENS, ...res });
+  };
 
   for (const r of runs.filter((x) => x.env === "native")) {
     say(label(r));
     done(r, await runNative(r));
+  }
+  for (const st of strategies.filter((x) => x.env === "native")) {
+    say(strategyLabel(st));
+    compared(st, await costNative(st));
   }
 
   if (needBrowser) {
@@ -424,7 +482,7 @@ async function main() {
     const browser = await openBrowser();
     results.meta.chromium = browser.version;
     try {
-      if (runs.some((r) => r.env === "wasm" && r.model === "smollm2")) {
+      if ([...runs, ...strategies].some((r) => r.env === "wasm" && r.model === "smollm2")) {
         // The first load of the GGUF downloads it into the browser's Cache API; every timed run
         // then loads it from there, as a page reload does.
         say("warm-up: SmolLM2 into the browser's Cache API, the wasm compiled once");
@@ -435,6 +493,12 @@ async function main() {
         say(label(r));
         browser.setPrefix(`${r.id}: `);
         done(r, r.env === "wasm" ? await runWasm(browser, r) : await runWllama(browser, r));
+        if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
+      }
+      for (const st of strategies.filter((x) => x.env === "wasm")) {
+        say(strategyLabel(st));
+        browser.setPrefix(`${st.id}: `);
+        compared(st, await strategiesWasm(browser, st));
         if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
       }
     } finally {

@@ -16,6 +16,7 @@ use std::str::FromStr;
 
 use burn::tensor::{s, Device, Tensor, TensorData};
 
+use crate::backend::BackendKind;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
@@ -82,13 +83,61 @@ impl FromStr for CacheStrategy {
 #[derive(Debug)]
 pub struct LayerCache {
     strategy: CacheStrategy,
-    /// For `Prealloc`, the buffers are `[capacity, kv_heads, head_dim]`, one slot per
-    /// position, and only `..len` is filled: one contiguous block, which ndarray
-    /// (whose slices copy) copies in one go instead of row by row.
+    /// For `Prealloc`, buffers of `capacity` slots of which `..len` are filled,
+    /// laid out as [`SlotLayout`] says; otherwise exactly the entries held.
     keys: Option<Tensor<3>>,
     values: Option<Tensor<3>>,
     len: usize,
     capacity: usize,
+}
+
+/// How `Prealloc` orders its buffers. Attention reads the filled slots as a
+/// view; which view each backend's matmul reads fastest was measured with
+/// `kvcache cache-cost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotLayout {
+    /// `[kv_heads, capacity, head_dim]`: each head's filled rows are the same
+    /// rows concat would hold, so flex's strided matmul reads them as it reads concat's.
+    HeadMajor,
+    /// `[capacity, kv_heads, head_dim]`: the filled slots are one contiguous block,
+    /// which ndarray (whose matmul copies a strided view first) copies in one go.
+    PositionMajor,
+}
+
+impl SlotLayout {
+    fn for_device(device: &Device) -> Self {
+        if BackendKind::of(device) == Some(BackendKind::NdArray) {
+            SlotLayout::PositionMajor
+        } else {
+            SlotLayout::HeadMajor
+        }
+    }
+
+    fn shape(self, capacity: usize, heads: usize, dim: usize) -> [usize; 3] {
+        match self {
+            SlotLayout::HeadMajor => [heads, capacity, dim],
+            SlotLayout::PositionMajor => [capacity, heads, dim],
+        }
+    }
+
+    /// Writes `new` (`[kv_heads, n, head_dim]`) into slots `start..start + n`.
+    fn write(self, buffer: Tensor<3>, start: usize, new: Tensor<3>) -> Tensor<3> {
+        let end = start + new.dims()[1];
+        match self {
+            SlotLayout::HeadMajor => buffer.slice_assign(s![.., start..end, ..], new),
+            SlotLayout::PositionMajor => {
+                buffer.slice_assign(s![start..end, .., ..], new.swap_dims(0, 1))
+            }
+        }
+    }
+
+    /// The first `len` slots as `[kv_heads, len, head_dim]`, a view where the backend allows.
+    fn filled(self, buffer: Tensor<3>, len: usize) -> Tensor<3> {
+        match self {
+            SlotLayout::HeadMajor => buffer.slice(s![.., 0..len, ..]),
+            SlotLayout::PositionMajor => buffer.slice(s![0..len, .., ..]).swap_dims(0, 1),
+        }
+    }
 }
 
 impl LayerCache {
@@ -130,20 +179,19 @@ impl LayerCache {
             }
             CacheStrategy::Prealloc => {
                 let device = k.device();
+                let layout = SlotLayout::for_device(&device);
                 let slots = |buffer: Option<Tensor<3>>| {
-                    buffer.unwrap_or_else(|| zeroed([self.capacity, heads, dim], &device))
+                    buffer
+                        .unwrap_or_else(|| zeroed(layout.shape(self.capacity, heads, dim), &device))
                 };
-                let (start, end) = (self.len, self.len + n);
                 // Taking the buffer out leaves us its only owner, so the backend writes in place.
-                let keys =
-                    slots(self.keys.take()).slice_assign(s![start..end, .., ..], k.swap_dims(0, 1));
-                let values = slots(self.values.take())
-                    .slice_assign(s![start..end, .., ..], v.swap_dims(0, 1));
-                self.len = end;
+                let keys = layout.write(slots(self.keys.take()), self.len, k);
+                let values = layout.write(slots(self.values.take()), self.len, v);
+                self.len += n;
                 // Views of the filled slots; attention drops them before the next append.
                 let seen = (
-                    keys.clone().slice(s![0..end, .., ..]).swap_dims(0, 1),
-                    values.clone().slice(s![0..end, .., ..]).swap_dims(0, 1),
+                    layout.filled(keys.clone(), self.len),
+                    layout.filled(values.clone(), self.len),
                 );
                 self.keys = Some(keys);
                 self.values = Some(values);

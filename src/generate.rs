@@ -9,6 +9,7 @@ use serde::Serialize;
 use web_time::Instant;
 
 use crate::cache::{self, CacheStrategy, KvCache};
+use crate::cache_cost;
 use crate::error::{Error, Result};
 use crate::load::Loaded;
 use crate::model::Model;
@@ -232,6 +233,19 @@ impl Generator {
 
     pub fn max_seq_len(&self) -> usize {
         self.cache.capacity()
+    }
+
+    /// Per-token milliseconds of this generator's cache strategy alone (cache update
+    /// plus attention, no weights) over `tokens` steps; see [`cache_cost`]. The
+    /// generator's own sequence and cache are left as they are.
+    pub fn cache_cost(&self, tokens: usize) -> Result<Vec<f64>> {
+        cache_cost::measure(
+            self.model.config(),
+            self.options.strategy,
+            self.cache.capacity(),
+            tokens,
+            self.model.device(),
+        )
     }
 
     /// Runs the prompt (after anything already in the sequence) and samples the

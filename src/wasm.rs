@@ -270,6 +270,15 @@ impl Generator {
         to_js(&self.inner.finish()?)
     }
 
+    /// Per-token milliseconds of the current cache strategy alone (cache update
+    /// plus attention, no weights) over `tokens` one-token steps from an empty
+    /// cache: what the strategy itself costs as the sequence grows. Leaves this
+    /// generator's sequence and cache as they are.
+    #[wasm_bindgen(js_name = cacheCost)]
+    pub fn cache_cost(&self, tokens: usize) -> Result<Vec<f64>, JsValue> {
+        Ok(self.inner.cache_cost(tokens)?)
+    }
+
     /// Empties the KV cache; position back to 0.
     pub fn reset(&mut self) {
         self.inner.reset();

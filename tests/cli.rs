@@ -126,6 +126,30 @@ fn streams_text_without_json() {
 }
 
 #[test]
+fn cache_cost_times_every_step_of_the_chosen_strategy() {
+    let tiny = fixture("tiny-llama");
+    let tiny = tiny.to_str().unwrap();
+    for (strategy, expect) in [("prealloc", "prealloc"), ("window", "window(4)")] {
+        let args = [
+            "cache-cost",
+            "--model",
+            tiny,
+            "--cache",
+            strategy,
+            "--window",
+            "4",
+            "--tokens",
+            "12",
+        ];
+        let out = json(&kvcache(&args));
+        assert_eq!(out["strategy"], expect);
+        let ms = out["step_ms"].as_array().unwrap();
+        assert_eq!(ms.len(), 12);
+        assert!(ms.iter().all(|t| t.as_f64().unwrap() >= 0.0));
+    }
+}
+
+#[test]
 fn bad_input_gives_one_line_and_a_failure_code() {
     let tiny = fixture("tiny-gpt2");
     let tiny = tiny.to_str().unwrap();
@@ -190,6 +214,18 @@ fn bad_input_gives_one_line_and_a_failure_code() {
             "lots",
         ),
         (vec!["logits", "--model", tiny, "--ids", "1,x"], "x"),
+        (
+            vec![
+                "cache-cost",
+                "--model",
+                tiny,
+                "--max-seq-len",
+                "8",
+                "--tokens",
+                "9",
+            ],
+            "maxSeqLen is 8",
+        ),
         (vec!["generate", "--prompt", "hi"], "--model"),
     ];
     for (args, want) in cases {

@@ -312,6 +312,24 @@ fn strategy_and_window_are_settable_between_runs() {
 }
 
 #[wasm_bindgen_test]
+fn cache_cost_times_each_step_and_leaves_the_sequence_alone() {
+    let exp = expected(TINY_LLAMA.expected);
+    let mut g = hf(&TINY_LLAMA, r#"{"cache": "prealloc", "maxSeqLen": 16}"#).unwrap();
+    let first = generate(&mut g, &exp.prompt, greedy(3));
+    let position = g.position();
+    let ms = g.cache_cost(16).unwrap();
+    assert_eq!(ms.len(), 16);
+    assert!(ms.iter().all(|t| t.is_finite() && *t >= 0.0), "{ms:?}");
+    throws(g.cache_cost(17), "maxSeqLen is 16");
+    assert_eq!(g.position(), position, "the measurement has its own cache");
+    let more = generate(&mut g, " and", greedy(2));
+    // The first run's last token was pending; this run consumes it, its prompt and one more.
+    assert_eq!(g.position(), position + 1 + more.prompt_ids.len() + 1);
+    g.reset();
+    assert_eq!(generate(&mut g, &exp.prompt, greedy(3)).ids, first.ids);
+}
+
+#[wasm_bindgen_test]
 fn reset_starts_the_sequence_afresh() {
     let exp = expected(TINY_GPT2.expected);
     let mut g = hf(&TINY_GPT2, "{}").unwrap();

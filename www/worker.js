@@ -7,12 +7,13 @@
 //   { type: "configure", useCache, cache, window }   change strategy / window (starts the sequence afresh)
 //   { type: "generate", runId, prompt, run, useCache, cache, window, reset }
 //   { type: "reset" }
+//   { type: "cacheCost", cache, window, tokens }   times the strategy alone, no weights (bench/)
 //   { type: "stop" }                         ends the current generation after the token in flight
 // Messages out:
 //   { type: "ready" }  { type: "progress", loaded, total }
 //   { type: "loaded", info: { config, backend, loadMs }, state }
 //   { type: "token", runId, event, state }   { type: "done", runId, stopReason, state }
-//   { type: "state", state }  { type: "error", message, during, fatal }
+//   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "error", message, during, fatal }
 // `state` is the cache panel's figures plus wasmMemoryBytes, the WebAssembly memory's size
 // (it only grows, so after a run it is the instance's peak).
 
@@ -189,6 +190,10 @@ const handlers = {
   reset() {
     gen.reset();
     post({ type: "state", state: cacheState() });
+  },
+  cacheCost(msg) {
+    applySettings({ ...msg, useCache: true });
+    post({ type: "cacheCost", stepMs: Array.from(gen.cacheCost(msg.tokens)) });
   },
 };
 

@@ -31,6 +31,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Print the logits of the last position for a list of token ids.
     Logits(LogitsArgs),
+    /// Time the cache strategy alone (cache update + attention, no weights) per token, as JSON.
+    CacheCost(CacheCostArgs),
 }
 
 #[derive(Args)]
@@ -94,6 +96,15 @@ struct LogitsArgs {
     /// Print JSON (the only format).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct CacheCostArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// One-token steps to time, from an empty cache.
+    #[arg(long, default_value_t = 1024)]
+    tokens: usize,
 }
 
 fn open(args: &ModelArgs) -> Result<(Generator, f64)> {
@@ -186,6 +197,19 @@ fn logits(args: &LogitsArgs) -> Result<()> {
     Ok(())
 }
 
+fn cache_cost(args: &CacheCostArgs) -> Result<()> {
+    let (generator, _) = open(&args.model)?;
+    let step_ms = generator.cache_cost(args.tokens)?;
+    let out = json!({
+        "strategy": generator.options().strategy.to_string(),
+        "backend": args.model.backend,
+        "max_seq_len": generator.max_seq_len(),
+        "step_ms": step_ms,
+    });
+    println!("{out}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -210,6 +234,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Generate(args) => generate(args),
         Command::Logits(args) => logits(args),
+        Command::CacheCost(args) => cache_cost(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
