@@ -136,9 +136,11 @@ window.benchOurs = async function benchOurs(cfg) {
 /**
  * The cache strategies head to head, in one worker with the model loaded once:
  * - `Generator.cacheCost` for each strategy: cache update + attention alone, `costTokens` steps;
- * - with `duel`, whole generations alternating concat and prealloc (ABBA order, `rounds` of
- *   each), so that drift in the machine's speed falls on both alike.
- * cfg: { source, options, caches: [{ cache, window }], costTokens, duel: { prompt, maxTokens, rounds, warmupTokens } | null }
+ * - with `interleave`, `Generator.interleaved`: greedy decoding with concat and prealloc taking
+ *   turns token by token, every whole step timed, `rounds` times, so that drift in the machine's
+ *   speed falls on both alike.
+ * cfg: { source, options, caches: [{ cache, window }], costTokens,
+ *        interleave: { prompt, tokens, rounds, warmupTokens } | null }
  */
 window.benchStrategies = async function benchStrategies(cfg) {
   const w = await startWorker(cfg);
@@ -153,20 +155,20 @@ window.benchStrategies = async function benchStrategies(cfg) {
       cost.push({ ...c, stepMs: await measure(cfg.costTokens) });
       progress(`cache cost of ${c.cache}: ${cfg.costTokens} steps`);
     }
-    const duel = [];
-    if (cfg.duel) {
-      const run = { prompt: cfg.duel.prompt, useCache: true };
-      await generation(w, { ...run, cache: "concat", maxTokens: cfg.duel.warmupTokens });
-      for (let round = 0; round < cfg.duel.rounds; round++) {
-        const order = round % 2 ? ["prealloc", "concat"] : ["concat", "prealloc"];
-        for (const cache of order) {
-          const g = await generation(w, { ...run, cache, maxTokens: cfg.duel.maxTokens });
-          duel.push({ round, cache, stepMs: g.stepMs, ids: g.ids });
-        }
-        progress(`duel round ${round + 1}/${cfg.duel.rounds}`);
+    const interleaved = [];
+    if (cfg.interleave) {
+      const { prompt, tokens, rounds, warmupTokens } = cfg.interleave;
+      const measure = async (n) => {
+        w.worker.postMessage({ type: "interleaved", prompt, caches: ["concat", "prealloc"], tokens: n });
+        return (await expect(w.next, "interleaved")).data.result;
+      };
+      await measure(warmupTokens);
+      for (let round = 0; round < rounds; round++) {
+        interleaved.push({ round, ...(await measure(tokens)) });
+        progress(`concat and prealloc interleaved, round ${round + 1}/${rounds}`);
       }
     }
-    return { backend: w.loaded.data.info.backend, cost, duel };
+    return { backend: w.loaded.data.info.backend, cost, interleaved };
   } finally {
     w.worker.terminate();
   }

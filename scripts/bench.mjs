@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
-import { writeReport } from "./bench-report.mjs";
+import { pairedFigures, pairedSummary, writeReport } from "./bench-report.mjs";
 import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.mjs";
 import { startServer } from "./serve.mjs";
 
@@ -132,17 +132,18 @@ function scenarios() {
 }
 
 // The strategies head to head: each one's cost alone (`kvcache cache-cost`, `Generator.cacheCost`:
-// cache update + attention, no weights) over COST_TOKENS steps, and in the browser, for the default
-// backend, whole generations alternating concat and prealloc in one worker (DUEL_ROUNDS of each).
+// cache update + attention, no weights) over COST_TOKENS steps, and on the default backend whole
+// decode steps with concat and prealloc taking turns token by token (`kvcache interleave`,
+// `Generator.interleaved`), INTERLEAVE_ROUNDS generations of the scenario's length.
 const COST_TOKENS = QUICK ? 32 : 512;
-const DUEL_ROUNDS = QUICK ? 1 : 3;
+const INTERLEAVE_ROUNDS = QUICK ? 1 : 3;
 
 function strategyScenarios() {
   const list = [];
   for (const env of ["native", "wasm"]) {
     for (const model of MODELS) {
       for (const backend of ["flex", "ndarray"]) {
-        list.push({ id: `strategies-${env}-${backend}-${model.id}`, env, backend, model: model.id, duel: env === "wasm" && backend === "flex" });
+        list.push({ id: `strategies-${env}-${backend}-${model.id}`, env, backend, model: model.id, interleave: backend === "flex" });
       }
     }
   }
@@ -252,7 +253,13 @@ async function costNative(st) {
     const { stdout } = await run(CLI, args, { capture: true });
     cost.push({ ...c, stepMs: JSON.parse(stdout).step_ms });
   }
-  return { cost, duel: [] };
+  const interleaved = [];
+  for (let round = 0; st.interleave && round < INTERLEAVE_ROUNDS; round++) {
+    const args = ["interleave", ...model.cli, "--backend", st.backend, "--caches", "concat,prealloc", "--prompt", model.prompt, "--tokens", String(QUICK ? 16 : model.tokens)];
+    const j = JSON.parse((await run(CLI, args, { capture: true })).stdout);
+    interleaved.push({ round, strategies: j.strategies, ids: j.ids, stepMs: j.step_ms, disagreements: j.disagreements });
+  }
+  return { cost, interleaved };
 }
 
 // ------------------------------------------------------------------ browser
@@ -338,10 +345,10 @@ async function strategiesWasm(browser, st) {
     options: { backend: st.backend },
     caches: STRATEGIES,
     costTokens: COST_TOKENS,
-    duel: st.duel ? { prompt: model.prompt, maxTokens: QUICK ? 16 : model.tokens, rounds: DUEL_ROUNDS, warmupTokens: WARMUP } : null,
+    interleave: st.interleave ? { prompt: model.prompt, tokens: QUICK ? 16 : model.tokens, rounds: INTERLEAVE_ROUNDS, warmupTokens: WARMUP } : null,
   });
   if (out.backend !== st.backend) throw new Error(`asked for the ${st.backend} backend, the worker ran ${out.backend}`);
-  return { cost: out.cost, duel: out.duel };
+  return { cost: out.cost, interleaved: out.interleaved };
 }
 
 async function runWllama(browser, r) {
@@ -461,10 +468,12 @@ async function main() {
   let i = 0;
   const total = runs.length + strategies.length;
   const label = (r) => `[${++i}/${total}] ${r.id} (${r.maxTokens} tokens${r.cut ? `, cut from ${r.fullTokens}` : ""})`;
-  const strategyLabel = (st) => `[${++i}/${total}] ${st.id} (cache cost over ${COST_TOKENS} steps${st.duel ? `; concat vs prealloc, ${DUEL_ROUNDS} generations each` : ""})`;
+  const strategyLabel = (st) => `[${++i}/${total}] ${st.id} (cache cost over ${COST_TOKENS} steps${st.interleave ? `; concat and prealloc interleaved, ${INTERLEAVE_ROUNDS} rounds` : ""})`;
   const compared = (st, res) => {
     const ms = (c) => sum(res.cost.find((x) => x.cache === c).stepMs);
     say(`  done: cache alone, ${COST_TOKENS} steps: ${STRATEGIES.map((c) => `${c.cache} ${ms(c.cache).toFixed(0)} ms`).join(", ")}`);
+    const paired = pairedFigures(res);
+    if (paired) say(`  interleaved whole steps, prealloc ÷ concat: ${pairedSummary(paired)}`);
     results.strategies.push({ ...st, tokens: COST_TOKENS, ...res });
   };
 

@@ -9,12 +9,15 @@
 //! the sequence.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
 use web_time::Instant;
 
 use crate::attention::attend;
 use crate::cache::{self, CacheStrategy, KvCache};
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::sampling::argmax;
 
 /// Milliseconds of each of `tokens` one-token decode steps, cache and attention
 /// only, starting from an empty cache of `capacity` slots.
@@ -69,6 +72,78 @@ pub fn measure(
         cache.advance(1);
     }
     Ok(step_ms)
+}
+
+/// Whole decode steps with several cache strategies in turn: see [`interleaved`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interleaved {
+    /// The strategies, in the order given.
+    pub strategies: Vec<String>,
+    /// The greedy tokens, picked from the first strategy's logits and fed to all of them.
+    pub ids: Vec<u32>,
+    /// Per strategy, the milliseconds of each decode step (the prefill is not timed).
+    pub step_ms: Vec<Vec<f64>>,
+    /// Steps at which a strategy's logits picked another token than the first strategy's.
+    pub disagreements: usize,
+}
+
+/// Greedy generation of `tokens` new tokens after `prompt` with one cache per
+/// strategy, all fed the same tokens. Each decode step runs every strategy
+/// once, in an order that rotates from step to step (A B, B A, …), and times
+/// each: the same work as `Generator::step` apart from sampling and detokenizing.
+pub fn interleaved(
+    model: &Model,
+    strategies: &[CacheStrategy],
+    capacity: usize,
+    prompt: &[u32],
+    tokens: usize,
+) -> Result<Interleaved> {
+    if strategies.is_empty() || tokens == 0 {
+        return Err(Error::invalid(
+            "name at least one cache strategy and ask for at least one token",
+        ));
+    }
+    let mut caches = strategies
+        .iter()
+        .map(|&strategy| KvCache::new(model.config(), strategy, capacity))
+        .collect::<Result<Vec<_>>>()?;
+    let limit = model.position_limit();
+    for cache in &caches {
+        cache::check_fits(0, prompt.len() + tokens, limit, cache.max_len())?;
+    }
+    let run = |index: usize, caches: &mut [KvCache], ids: &[u32]| {
+        let window = strategies[index].window();
+        let started = Instant::now();
+        let logits = model.forward_last(ids, Some(&mut caches[index]), window)?;
+        Ok::<_, Error>((argmax(&logits), started.elapsed().as_secs_f64() * 1000.0))
+    };
+    let mut out = Interleaved {
+        strategies: strategies.iter().map(ToString::to_string).collect(),
+        ids: Vec::with_capacity(tokens),
+        step_ms: vec![Vec::with_capacity(tokens); strategies.len()],
+        disagreements: 0,
+    };
+    let firsts = (0..strategies.len())
+        .map(|index| run(index, &mut caches, prompt).map(|(id, _)| id))
+        .collect::<Result<Vec<_>>>()?;
+    let mut id = firsts[0];
+    for step in 0..tokens {
+        out.ids.push(id);
+        if step + 1 == tokens {
+            break;
+        }
+        let mut picks = vec![0; strategies.len()];
+        for turn in 0..strategies.len() {
+            let index = (turn + step) % strategies.len();
+            let (pick, ms) = run(index, &mut caches, &[id])?;
+            picks[index] = pick;
+            out.step_ms[index].push(ms);
+        }
+        out.disagreements += picks.iter().filter(|&&p| p != picks[0]).count();
+        id = picks[0];
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

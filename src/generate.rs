@@ -248,6 +248,25 @@ impl Generator {
         )
     }
 
+    /// Greedy decoding of `prompt` for `tokens` new tokens with each of `strategies`,
+    /// taking turns token by token and timing every step: the strategies compared
+    /// on whole steps of the real model; see [`cache_cost::interleaved`]. Uses
+    /// fresh caches of this generator's capacity and leaves its own sequence as it is.
+    pub fn interleaved(
+        &self,
+        prompt: &str,
+        strategies: &[CacheStrategy],
+        tokens: usize,
+    ) -> Result<cache_cost::Interleaved> {
+        let ids = self.tokenizer.encode_prompt(prompt, true)?;
+        if ids.is_empty() {
+            return Err(Error::invalid(
+                "the prompt is empty: give at least one token of text",
+            ));
+        }
+        cache_cost::interleaved(&self.model, strategies, self.cache.capacity(), &ids, tokens)
+    }
+
     /// Runs the prompt (after anything already in the sequence) and samples the
     /// first new token. `None` when that token is a stop id or `max_new_tokens` is 0.
     pub fn prefill(

@@ -106,6 +106,18 @@ export interface Generation {
   stopReason: "maxTokens" | "stopToken" | "contextFull" | null;
 }
 
+/** Generator.interleaved's measurement: whole decode steps, the strategies taking turns. */
+export interface Interleaved {
+  /** As given; "window" shows its size, e.g. "window(64)". */
+  strategies: string[];
+  /** The greedy tokens, from the first strategy's logits, fed to every strategy. */
+  ids: number[];
+  /** Per strategy, the milliseconds of each decode step (ids.length - 1 of them; the prefill is not timed). */
+  stepMs: number[][];
+  /** Steps at which another strategy's logits picked a different token than the first's. */
+  disagreements: number;
+}
+
 /** Model hyper-parameters (the Rust ModelConfig, keys in camelCase). */
 export interface ModelConfig {
   architecture: "gpt2" | "llama";
@@ -277,6 +289,24 @@ impl Generator {
     #[wasm_bindgen(js_name = cacheCost)]
     pub fn cache_cost(&self, tokens: usize) -> Result<Vec<f64>, JsValue> {
         Ok(self.inner.cache_cost(tokens)?)
+    }
+
+    /// Greedy decoding of `prompt` for `tokens` new tokens with each of the named
+    /// cache strategies ("window" uses `window`), taking turns token by token and
+    /// timing every whole step, so that the machine's drift falls on all alike.
+    /// Uses fresh caches; leaves this generator's sequence and cache as they are.
+    #[wasm_bindgen(unchecked_return_type = "Interleaved")]
+    pub fn interleaved(
+        &self,
+        prompt: &str,
+        caches: Vec<String>,
+        tokens: usize,
+    ) -> Result<JsValue, JsValue> {
+        let strategies = caches
+            .iter()
+            .map(|name| CacheStrategy::parse(name, self.window))
+            .collect::<Result<Vec<_>, Error>>()?;
+        to_js(&self.inner.interleaved(prompt, &strategies, tokens)?)
     }
 
     /// Empties the KV cache; position back to 0.

@@ -150,6 +150,38 @@ fn cache_cost_times_every_step_of_the_chosen_strategy() {
 }
 
 #[test]
+fn interleave_decodes_the_reference_tokens_with_each_strategy_timed() {
+    let exp = expected("tiny-gpt2");
+    let tiny = fixture("tiny-gpt2");
+    let args = [
+        "interleave",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--caches",
+        "concat,prealloc,window",
+        "--window",
+        "6",
+        "--prompt",
+        &exp.prompt,
+        "--tokens",
+        "16",
+    ];
+    let out = json(&kvcache(&args));
+    assert_eq!(ids(&out["ids"]), exp.greedy_ids);
+    assert_eq!(
+        out["strategies"],
+        serde_json::json!(["concat", "prealloc", "window(6)"])
+    );
+    let steps = out["step_ms"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert!(steps.iter().all(|ms| ms.as_array().unwrap().len() == 15));
+    assert_eq!(
+        out["disagreements"].as_u64().unwrap() > 0,
+        exp.window.greedy_ids != exp.greedy_ids
+    );
+}
+
+#[test]
 fn bad_input_gives_one_line_and_a_failure_code() {
     let tiny = fixture("tiny-gpt2");
     let tiny = tiny.to_str().unwrap();
@@ -225,6 +257,18 @@ fn bad_input_gives_one_line_and_a_failure_code() {
                 "9",
             ],
             "maxSeqLen is 8",
+        ),
+        (
+            vec![
+                "interleave",
+                "--model",
+                tiny,
+                "--caches",
+                "concat,ring",
+                "--prompt",
+                "hi",
+            ],
+            "unknown cache strategy `ring`",
         ),
         (vec!["generate", "--prompt", "hi"], "--model"),
     ];

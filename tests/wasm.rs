@@ -82,6 +82,16 @@ struct TokenEvent {
     cache_bytes: usize,
 }
 
+/// What `interleaved` returns, read back from the JS object.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Interleaved {
+    strategies: Vec<String>,
+    ids: Vec<u32>,
+    step_ms: Vec<Vec<f64>>,
+    disagreements: usize,
+}
+
 fn expected(json: &str) -> Expected {
     serde_json::from_str(json).unwrap()
 }
@@ -309,6 +319,43 @@ fn strategy_and_window_are_settable_between_runs() {
     assert_eq!(g.position(), 0, "a new window size resets the cache");
     g.set_cache_strategy("concat").unwrap();
     assert_reference(&mut g, &exp, "concat by setter");
+}
+
+#[wasm_bindgen_test]
+fn interleaved_decodes_the_reference_tokens_and_leaves_the_sequence_alone() {
+    let exp = expected(TINY_LLAMA.expected);
+    let mut g = hf(&TINY_LLAMA, "{}").unwrap();
+    let first = generate(&mut g, &exp.prompt, greedy(3));
+    let position = g.position();
+    let tokens = exp.greedy_ids.len();
+    let caches = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    throws(
+        g.interleaved(&exp.prompt, caches(&["window"]), 4),
+        "needs a window size",
+    );
+    g.set_window(exp.window.size).unwrap();
+    let out = g
+        .interleaved(
+            &exp.prompt,
+            caches(&["concat", "prealloc", "window"]),
+            tokens,
+        )
+        .unwrap();
+    let out: Interleaved = serde_wasm_bindgen::from_value(out).unwrap();
+    assert_eq!(out.ids, exp.greedy_ids);
+    assert_eq!(out.strategies, ["concat", "prealloc", "window(6)"]);
+    assert!(out.step_ms.len() == 3 && out.step_ms.iter().all(|ms| ms.len() == tokens - 1));
+    assert_eq!(
+        out.disagreements > 0,
+        exp.window.greedy_ids != exp.greedy_ids
+    );
+    throws(
+        g.interleaved(&exp.prompt, caches(&["concat", "ring"]), 4),
+        "unknown cache strategy `ring`",
+    );
+    assert_eq!(g.position(), position, "the measurement has its own caches");
+    g.reset();
+    assert_eq!(generate(&mut g, &exp.prompt, greedy(3)).ids, first.ids);
 }
 
 #[wasm_bindgen_test]

@@ -8,12 +8,14 @@
 //   { type: "generate", runId, prompt, run, useCache, cache, window, reset }
 //   { type: "reset" }
 //   { type: "cacheCost", cache, window, tokens }   times the strategy alone, no weights (bench/)
+//   { type: "interleaved", prompt, caches, tokens } strategies taking turns token by token (bench/)
 //   { type: "stop" }                         ends the current generation after the token in flight
 // Messages out:
 //   { type: "ready" }  { type: "progress", loaded, total }
 //   { type: "loaded", info: { config, backend, loadMs }, state }
 //   { type: "token", runId, event, state }   { type: "done", runId, stopReason, state }
-//   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "error", message, during, fatal }
+//   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "interleaved", result }
+//   { type: "error", message, during, fatal }
 // `state` is the cache panel's figures plus wasmMemoryBytes, the WebAssembly memory's size
 // (it only grows, so after a run it is the instance's peak).
 
@@ -194,6 +196,9 @@ const handlers = {
   cacheCost(msg) {
     applySettings({ ...msg, useCache: true });
     post({ type: "cacheCost", stepMs: Array.from(gen.cacheCost(msg.tokens)) });
+  },
+  interleaved(msg) {
+    post({ type: "interleaved", result: gen.interleaved(msg.prompt, msg.caches, msg.tokens) });
   },
 };
 

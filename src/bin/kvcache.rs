@@ -33,6 +33,9 @@ enum Command {
     Logits(LogitsArgs),
     /// Time the cache strategy alone (cache update + attention, no weights) per token, as JSON.
     CacheCost(CacheCostArgs),
+    /// Greedy decoding with several cache strategies taking turns token by token,
+    /// every whole step timed, as JSON (the strategies compared on the real model).
+    Interleave(InterleaveArgs),
 }
 
 #[derive(Args)]
@@ -104,6 +107,21 @@ struct CacheCostArgs {
     model: ModelArgs,
     /// One-token steps to time, from an empty cache.
     #[arg(long, default_value_t = 1024)]
+    tokens: usize,
+}
+
+#[derive(Args)]
+struct InterleaveArgs {
+    /// The model and its options; `--cache` is replaced by `--caches`.
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The strategies that take turns, e.g. concat,prealloc (`window` uses `--window`).
+    #[arg(long, value_delimiter = ',', required = true)]
+    caches: Vec<String>,
+    #[arg(long)]
+    prompt: String,
+    /// New tokens, the first from the prefill (which is not timed).
+    #[arg(long, default_value_t = 64)]
     tokens: usize,
 }
 
@@ -210,6 +228,26 @@ fn cache_cost(args: &CacheCostArgs) -> Result<()> {
     Ok(())
 }
 
+fn interleave(args: &InterleaveArgs) -> Result<()> {
+    let strategies = args
+        .caches
+        .iter()
+        .map(|name| CacheStrategy::parse(name, args.model.window))
+        .collect::<Result<Vec<_>>>()?;
+    let (generator, _) = open(&args.model)?;
+    let out = generator.interleaved(&args.prompt, &strategies, args.tokens)?;
+    let out = json!({
+        "strategies": out.strategies,
+        "backend": args.model.backend,
+        "max_seq_len": generator.max_seq_len(),
+        "ids": out.ids,
+        "step_ms": out.step_ms,
+        "disagreements": out.disagreements,
+    });
+    println!("{out}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -235,6 +273,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(args),
         Command::Logits(args) => logits(args),
         Command::CacheCost(args) => cache_cost(args),
+        Command::Interleave(args) => interleave(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
