@@ -4,6 +4,7 @@
 use burn::tensor::{activation::softmax, Tensor, TensorData};
 
 use crate::cache::LayerCache;
+use crate::slots::Slots;
 
 /// Attention for `n` new tokens at absolute positions `q_start..q_start + n`.
 ///
@@ -12,6 +13,8 @@ use crate::cache::LayerCache;
 /// - no cache: the chunk attends to itself only (the caller passes the whole sequence);
 /// - a cache, first call: the cache is empty and simply stores `k`, `v`;
 /// - a cache, later calls: the new entries are appended and the chunk attends to all of them.
+///
+/// `prealloc`'s slots take the new entries and compute attention in place (no window applies).
 pub fn attend(
     q: Tensor<3>,
     k: Tensor<3>,
@@ -23,12 +26,33 @@ pub fn attend(
     let (keys, values, k_start) = match cache {
         None => (k, v, q_start),
         Some(cache) => {
+            let [kv_heads, _, dim] = k.dims();
+            if let Some(slots) = cache.slots(kv_heads, dim) {
+                return in_slots(q, k, v, slots);
+            }
             let cached = cache.len();
             let (keys, values) = cache.append(k, v);
             (keys, values, q_start - cached)
         }
     };
     scaled_dot_product(q, keys, values, q_start, k_start, window)
+}
+
+fn in_slots(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, slots: &mut Slots) -> Tensor<3> {
+    let [heads, n, dim] = q.dims();
+    let device = q.device();
+    slots.write(&floats(k), &floats(v), n);
+    let out = slots.attend(&floats(q), heads, n);
+    Tensor::from_data(TensorData::new(out, [heads, n, dim]), &device)
+}
+
+/// A tensor's values, row-major. The model computes in `f32` throughout, and
+/// `convert` makes sure of it, so reading them back cannot fail.
+fn floats(t: Tensor<3>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("converted to f32 just before")
 }
 
 /// softmax(q·kᵀ/√d + mask)·v, with grouped-query attention done by folding

@@ -50,13 +50,6 @@ impl BackendKind {
         Ok(kind)
     }
 
-    /// The backend a device belongs to, if it is one of ours.
-    pub fn of(device: &Device) -> Option<BackendKind> {
-        Self::available()
-            .into_iter()
-            .find(|kind| kind.device() == *device)
-    }
-
     pub fn device(self) -> Device {
         match self {
             #[cfg(feature = "flex")]
@@ -79,15 +72,3 @@ impl Default for BackendKind {
 
 #[cfg(not(any(feature = "flex", feature = "ndarray")))]
 compile_error!("enable at least one backend feature: `flex` or `ndarray`");
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_device_tells_its_backend() {
-        for kind in BackendKind::available() {
-            assert_eq!(BackendKind::of(&kind.device()), Some(kind));
-        }
-    }
-}

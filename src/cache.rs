@@ -2,9 +2,10 @@
 //! seen, so that a new token costs one small forward pass instead of a re-run
 //! of the whole sequence.
 //!
-//! Three strategies, one small implementation each (see [`LayerCache::append`]):
+//! Three strategies:
 //! - `Concat` grows the buffers by concatenation on every step (the article's version);
-//! - `Prealloc` allocates `capacity` slots once and writes new entries in place;
+//! - `Prealloc` allocates `capacity` slots once and writes new entries in place
+//!   ([`crate::slots`], where attention also runs);
 //! - `Window` keeps at most `size` entries, dropping the oldest.
 //!
 //! The position counter (how many tokens the model has consumed) is kept apart
@@ -14,11 +15,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{s, Device, Tensor, TensorData};
+use burn::tensor::{s, Tensor};
 
-use crate::backend::BackendKind;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::slots::Slots;
 
 /// How a layer's keys and values are stored as the sequence grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,61 +84,13 @@ impl FromStr for CacheStrategy {
 #[derive(Debug)]
 pub struct LayerCache {
     strategy: CacheStrategy,
-    /// For `Prealloc`, buffers of `capacity` slots of which `..len` are filled,
-    /// laid out as [`SlotLayout`] says; otherwise exactly the entries held.
+    /// `Concat` and `Window`: exactly the entries held.
     keys: Option<Tensor<3>>,
     values: Option<Tensor<3>>,
     len: usize,
+    /// `Prealloc`: the slot buffers, allocated at the first token.
+    slots: Option<Slots>,
     capacity: usize,
-}
-
-/// How `Prealloc` orders its buffers. Attention reads the filled slots as a
-/// view; which view each backend's matmul reads fastest was measured with
-/// `kvcache cache-cost`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotLayout {
-    /// `[kv_heads, capacity, head_dim]`: each head's filled rows are the same
-    /// rows concat would hold, so flex's strided matmul reads them as it reads concat's.
-    HeadMajor,
-    /// `[capacity, kv_heads, head_dim]`: the filled slots are one contiguous block,
-    /// which ndarray (whose matmul copies a strided view first) copies in one go.
-    PositionMajor,
-}
-
-impl SlotLayout {
-    fn for_device(device: &Device) -> Self {
-        if BackendKind::of(device) == Some(BackendKind::NdArray) {
-            SlotLayout::PositionMajor
-        } else {
-            SlotLayout::HeadMajor
-        }
-    }
-
-    fn shape(self, capacity: usize, heads: usize, dim: usize) -> [usize; 3] {
-        match self {
-            SlotLayout::HeadMajor => [heads, capacity, dim],
-            SlotLayout::PositionMajor => [capacity, heads, dim],
-        }
-    }
-
-    /// Writes `new` (`[kv_heads, n, head_dim]`) into slots `start..start + n`.
-    fn write(self, buffer: Tensor<3>, start: usize, new: Tensor<3>) -> Tensor<3> {
-        let end = start + new.dims()[1];
-        match self {
-            SlotLayout::HeadMajor => buffer.slice_assign(s![.., start..end, ..], new),
-            SlotLayout::PositionMajor => {
-                buffer.slice_assign(s![start..end, .., ..], new.swap_dims(0, 1))
-            }
-        }
-    }
-
-    /// The first `len` slots as `[kv_heads, len, head_dim]`, a view where the backend allows.
-    fn filled(self, buffer: Tensor<3>, len: usize) -> Tensor<3> {
-        match self {
-            SlotLayout::HeadMajor => buffer.slice(s![.., 0..len, ..]),
-            SlotLayout::PositionMajor => buffer.slice(s![0..len, .., ..]).swap_dims(0, 1),
-        }
-    }
 }
 
 impl LayerCache {
@@ -147,81 +100,64 @@ impl LayerCache {
             keys: None,
             values: None,
             len: 0,
+            slots: None,
             capacity,
         }
     }
 
     /// Number of tokens whose keys and values this layer holds.
     pub fn len(&self) -> usize {
-        self.len
+        self.slots.as_ref().map_or(self.len, Slots::len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// `Prealloc`'s buffers for `kv_heads` heads of size `head_dim`, which
+    /// [`crate::attention`] writes and reads in place; `None` for the other strategies.
+    pub fn slots(&mut self, kv_heads: usize, head_dim: usize) -> Option<&mut Slots> {
+        if self.strategy != CacheStrategy::Prealloc {
+            return None;
+        }
+        let capacity = self.capacity;
+        Some(
+            self.slots
+                .get_or_insert_with(|| Slots::new(kv_heads, head_dim, capacity)),
+        )
     }
 
     /// Stores this step's keys and values (`[kv_heads, n, head_dim]`) and
-    /// returns what attention must see: the cached entries followed by the new ones.
+    /// returns what attention must see: the cached entries followed by the new
+    /// ones. For `Concat` and `Window` (`Prealloc` goes through [`Self::slots`]).
     ///
     /// With `Window` the returned tensors may hold more than `size` entries
     /// (the old window plus this chunk); the attention mask hides what falls
     /// outside each query's window, and only the newest `size` are kept.
     pub fn append(&mut self, k: Tensor<3>, v: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
-        let [heads, n, dim] = k.dims();
-        match self.strategy {
-            CacheStrategy::Concat => {
-                let keys = concat(self.keys.take(), k);
-                let values = concat(self.values.take(), v);
-                self.len += n;
-                self.keys = Some(keys.clone());
-                self.values = Some(values.clone());
-                (keys, values)
-            }
-            CacheStrategy::Prealloc => {
-                let device = k.device();
-                let layout = SlotLayout::for_device(&device);
-                let slots = |buffer: Option<Tensor<3>>| {
-                    buffer
-                        .unwrap_or_else(|| zeroed(layout.shape(self.capacity, heads, dim), &device))
-                };
-                // Taking the buffer out leaves us its only owner, so the backend writes in place.
-                let keys = layout.write(slots(self.keys.take()), self.len, k);
-                let values = layout.write(slots(self.values.take()), self.len, v);
-                self.len += n;
-                // Views of the filled slots; attention drops them before the next append.
-                let seen = (
-                    layout.filled(keys.clone(), self.len),
-                    layout.filled(values.clone(), self.len),
-                );
-                self.keys = Some(keys);
-                self.values = Some(values);
-                seen
-            }
-            CacheStrategy::Window { size } => {
-                let keys = concat(self.keys.take(), k);
-                let values = concat(self.values.take(), v);
-                let total = self.len + n;
-                let keep_from = total.saturating_sub(size);
-                self.len = total - keep_from;
-                self.keys = Some(keys.clone().slice(s![.., keep_from..total, ..]));
-                self.values = Some(values.clone().slice(s![.., keep_from..total, ..]));
-                (keys, values)
-            }
+        let n = k.dims()[1];
+        let keys = concat(self.keys.take(), k);
+        let values = concat(self.values.take(), v);
+        let total = self.len + n;
+        if let CacheStrategy::Window { size } = self.strategy {
+            let keep_from = total.saturating_sub(size);
+            self.len = total - keep_from;
+            self.keys = Some(keys.clone().slice(s![.., keep_from..total, ..]));
+            self.values = Some(values.clone().slice(s![.., keep_from..total, ..]));
+        } else {
+            self.len = total;
+            self.keys = Some(keys.clone());
+            self.values = Some(values.clone());
         }
+        (keys, values)
     }
 
     /// Bytes of the buffers this layer holds right now (for `Prealloc`, the whole allocation).
     pub fn bytes(&self) -> usize {
         let numel = |t: &Option<Tensor<3>>| t.as_ref().map_or(0, |t| t.shape().num_elements());
-        (numel(&self.keys) + numel(&self.values)) * std::mem::size_of::<f32>()
+        let tensors = (numel(&self.keys) + numel(&self.values)) * std::mem::size_of::<f32>();
+        tensors + self.slots.as_ref().map_or(0, Slots::bytes)
     }
-}
-
-/// One zeroed allocation. On flex `Tensor::zeros` makes a second, aligned one
-/// and copies into it: ~15 ms more on the first token for SmolLM2's 1024 slots.
-fn zeroed(shape: [usize; 3], device: &Device) -> Tensor<3> {
-    let data = TensorData::new(vec![0.0f32; shape.iter().product()], shape);
-    Tensor::from_data(data, device)
 }
 
 fn concat(old: Option<Tensor<3>>, new: Tensor<3>) -> Tensor<3> {

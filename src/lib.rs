@@ -16,6 +16,7 @@ pub mod model;
 pub mod options;
 pub mod quant;
 pub mod sampling;
+pub mod slots;
 pub mod tokenizer;
 pub mod weights;
 
