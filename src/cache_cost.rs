@@ -3,7 +3,7 @@
 //! shape, with made-up queries, keys and values.
 //!
 //! A SmolLM2 decode step takes about 15 ms, almost all of it in the weight
-//! matmuls; the cache's part is well under 1 ms at a few hundred tokens. Whole
+//! matmuls; the cache's part is 0.5-2 ms at a couple of hundred tokens. Whole
 //! steps timed run against run vary by more than that, so they cannot tell the
 //! strategies apart; this measurement can, and shows how each one grows with
 //! the sequence.
