@@ -1,0 +1,230 @@
+//! Downloads for `Generator.load`: every file of a model streamed with
+//! progress over all of them, and kept in the browser's Cache API when this
+//! context has one (secure contexts only), so the next load reads it from there.
+
+use js_sys::{Function, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Cache, CacheStorage, ReadableStreamDefaultReader, ReadableStreamReadResult, Response,
+    ResponseInit,
+};
+
+use crate::error::Error;
+use crate::options::RemoteModel;
+
+/// Name of the browser Cache API store that `Generator.load` keeps downloads in.
+pub const BROWSER_CACHE_NAME: &str = "kvcache-wasm-models-v1";
+
+/// A model's files, downloaded.
+pub(super) enum ModelFiles {
+    Gguf(Vec<u8>),
+    HfFolder {
+        config_json: String,
+        tokenizer_json: String,
+        weights: Vec<u8>,
+    },
+}
+
+/// Downloads the files of the model at `source`, reporting progress over all of them.
+pub(super) async fn download(
+    source: &RemoteModel,
+    on_progress: Option<&Function>,
+    browser_cache: bool,
+) -> Result<ModelFiles, JsValue> {
+    match source {
+        RemoteModel::Gguf(file) => {
+            let mut bodies = fetch_all(&[file.clone()], on_progress, browser_cache).await?;
+            Ok(ModelFiles::Gguf(bodies.remove(0)))
+        }
+        RemoteModel::HfFolder {
+            config,
+            weights,
+            tokenizer,
+        } => {
+            let urls = [config.clone(), tokenizer.clone(), weights.clone()];
+            let [config_json, tokenizer_json, weights]: [Vec<u8>; 3] =
+                fetch_all(&urls, on_progress, browser_cache)
+                    .await?
+                    .try_into()
+                    .expect("one body per URL");
+            Ok(ModelFiles::HfFolder {
+                config_json: utf8(config_json, config)?,
+                tokenizer_json: utf8(tokenizer_json, tokenizer)?,
+                weights,
+            })
+        }
+    }
+}
+
+fn utf8(bytes: Vec<u8>, url: &str) -> Result<String, Error> {
+    String::from_utf8(bytes).map_err(|_| Error::invalid(format!("{url} is not UTF-8 text")))
+}
+
+/// What a JS exception says, for our own messages.
+fn message(error: &JsValue) -> String {
+    match error.dyn_ref::<js_sys::Error>() {
+        Some(e) => String::from(e.message()),
+        None => error.as_string().unwrap_or_else(|| format!("{error:?}")),
+    }
+}
+
+/// Downloads every URL in turn, reporting progress over all of them, through
+/// the browser cache when there is one. A failure names the URL.
+async fn fetch_all(
+    urls: &[String],
+    on_progress: Option<&Function>,
+    browser_cache: bool,
+) -> Result<Vec<Vec<u8>>, JsValue> {
+    let cache = if browser_cache {
+        open_cache().await
+    } else {
+        None
+    };
+    let mut responses = Vec::new();
+    for url in urls {
+        let cached = match &cache {
+            Some(cache) => cached(cache, url).await,
+            None => None,
+        };
+        let from_cache = cached.is_some();
+        let response = match cached {
+            Some(response) => response,
+            None => fetch(url).await?,
+        };
+        responses.push((url, response, from_cache));
+    }
+    let lengths: Option<Vec<f64>> = responses
+        .iter()
+        .map(|(_, r, _)| content_length(r))
+        .collect();
+    let total = lengths.map(|l| l.iter().sum::<f64>());
+    let mut loaded = 0.0;
+    let mut bodies = Vec::new();
+    for (url, response, from_cache) in responses {
+        let bytes = read_body(url, &response, content_length(&response), &mut |chunk| {
+            loaded += chunk as f64;
+            match on_progress {
+                Some(f) => f
+                    .call2(
+                        &JsValue::NULL,
+                        &loaded.into(),
+                        &total.map_or(JsValue::UNDEFINED, JsValue::from),
+                    )
+                    .map(|_| ()),
+                None => Ok(()),
+            }
+        })
+        .await?;
+        if let (Some(cache), false) = (&cache, from_cache) {
+            store(cache, url, &bytes).await;
+        }
+        bodies.push(bytes);
+    }
+    Ok(bodies)
+}
+
+async fn fetch(url: &str) -> Result<Response, JsValue> {
+    let global = js_sys::global();
+    let fail = |why: String| -> JsValue { Error::invalid(format!("fetching {url}: {why}")).into() };
+    let fetch: Function = Reflect::get(&global, &"fetch".into())
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or_else(|| fail("this environment has no fetch()".into()))?;
+    let promise: js_sys::Promise = fetch
+        .call1(&global, &url.into())
+        .map_err(|e| fail(message(&e)))?
+        .unchecked_into();
+    let response: Response = JsFuture::from(promise)
+        .await
+        .map_err(|e| fail(message(&e)))?
+        .unchecked_into();
+    if !response.ok() {
+        return Err(fail(format!(
+            "HTTP {} {}",
+            response.status(),
+            response.status_text()
+        )));
+    }
+    Ok(response)
+}
+
+fn content_length(response: &Response) -> Option<f64> {
+    response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn read_body(
+    url: &str,
+    response: &Response,
+    length: Option<f64>,
+    on_chunk: &mut dyn FnMut(usize) -> Result<(), JsValue>,
+) -> Result<Vec<u8>, JsValue> {
+    let fail = |e: JsValue| -> JsValue {
+        Error::invalid(format!("reading {url}: {}", message(&e))).into()
+    };
+    let mut bytes = Vec::with_capacity(length.unwrap_or(0.0) as usize);
+    let Some(body) = response.body() else {
+        return Ok(bytes);
+    };
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    loop {
+        let result: ReadableStreamReadResult = JsFuture::from(reader.read())
+            .await
+            .map_err(fail)?
+            .unchecked_into();
+        if result.get_done().unwrap_or(false) {
+            break;
+        }
+        let chunk: Uint8Array = result.get_value().unchecked_into();
+        let start = bytes.len();
+        bytes.resize(start + chunk.length() as usize, 0);
+        chunk.copy_to(&mut bytes[start..]);
+        if let Err(e) = on_chunk(chunk.length() as usize) {
+            let _ = reader.cancel();
+            return Err(e);
+        }
+    }
+    Ok(bytes)
+}
+
+/// The browser's Cache API store, if this context has one (secure contexts only).
+async fn open_cache() -> Option<Cache> {
+    let caches: CacheStorage = Reflect::get(&js_sys::global(), &"caches".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    JsFuture::from(caches.open(BROWSER_CACHE_NAME))
+        .await
+        .ok()?
+        .dyn_into()
+        .ok()
+}
+
+async fn cached(cache: &Cache, url: &str) -> Option<Response> {
+    let found = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+    found.dyn_into::<Response>().ok().filter(Response::ok)
+}
+
+/// Best effort: a full disk or a refused write only costs a download next time.
+async fn store(cache: &Cache, url: &str, bytes: &[u8]) {
+    let headers = Object::new();
+    let _ = Reflect::set(
+        &headers,
+        &"content-length".into(),
+        &bytes.len().to_string().into(),
+    );
+    let init = ResponseInit::new();
+    init.set_headers(&headers);
+    let body = Uint8Array::from(bytes);
+    if let Ok(response) = Response::new_with_opt_buffer_source_and_init(Some(&body), &init) {
+        let _ = JsFuture::from(cache.put_with_str(url, &response)).await;
+    }
+}

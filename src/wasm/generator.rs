@@ -1,0 +1,294 @@
+//! The exported `Generator` class: each method reads its arguments (through
+//! [`super::convert`]), calls the engine's [`crate::Generator`], and returns
+//! plain JS values. Engine errors are thrown as JS `Error`s.
+
+use wasm_bindgen::prelude::*;
+
+use super::convert::{callback, event_to_js, flag, model_options, run_options, to_js};
+use super::fetch::{download, ModelFiles};
+use crate::backend::BackendKind;
+use crate::cache::CacheStrategy;
+use crate::error::Error;
+use crate::generate::{Generator as Engine, GeneratorOptions, TokenEvent};
+use crate::load::{self, Loaded};
+use crate::options::{ModelOptions, RemoteModel};
+
+/// A decoder LLM with its tokenizer and KV cache. Every method throws an
+/// `Error` saying what is wrong, and a failed call leaves the generator as it was.
+#[wasm_bindgen]
+pub struct Generator {
+    inner: Engine,
+    backend: BackendKind,
+    /// Window size for `cacheStrategy = "window"`, remembered across strategy changes.
+    window: Option<usize>,
+}
+
+#[wasm_bindgen]
+impl Generator {
+    /// A model from Hugging Face files: `config.json` text, `model.safetensors` bytes, `tokenizer.json` text.
+    #[wasm_bindgen(js_name = fromHfFiles)]
+    pub fn from_hf_files(
+        config_json: &str,
+        weights: Vec<u8>,
+        tokenizer_json: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "ModelOptions")] options: JsValue,
+    ) -> Result<Generator, JsValue> {
+        let options = model_options("model", &options, &[])?;
+        Self::build(&options, |device| {
+            load::from_hf_files(config_json, weights, tokenizer_json, device)
+        })
+    }
+
+    /// A model from the bytes of a `.gguf` file (weights, config and tokenizer).
+    #[wasm_bindgen(js_name = fromGguf)]
+    pub fn from_gguf(
+        bytes: Vec<u8>,
+        #[wasm_bindgen(unchecked_optional_param_type = "ModelOptions")] options: JsValue,
+    ) -> Result<Generator, JsValue> {
+        let options = model_options("model", &options, &[])?;
+        Self::build(&options, |device| load::from_gguf_bytes(bytes, device))
+    }
+
+    /// GPT-2 124M with seeded random weights (`options.seed`) and GPT-2's tokenizer: no files needed.
+    #[wasm_bindgen(js_name = randomGpt2)]
+    pub fn random_gpt2(
+        #[wasm_bindgen(unchecked_optional_param_type = "ModelOptions")] options: JsValue,
+    ) -> Result<Generator, JsValue> {
+        let options = model_options("model", &options, &[])?;
+        let seed = options.weights_seed();
+        Self::build(&options, |device| load::random_gpt2(seed, device))
+    }
+
+    /// Downloads a model: a URL ending in `.gguf`, or a folder URL holding
+    /// `config.json`, `model.safetensors` and `tokenizer.json`. Streams with
+    /// progress and keeps the files in the browser Cache API when there is one.
+    pub async fn load(
+        url: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: JsValue,
+    ) -> Result<Generator, JsValue> {
+        let model = model_options("load", &options, &["onProgress", "browserCache"])?;
+        // Check everything that can be checked before downloading anything.
+        model.generator_options()?;
+        model.backend()?;
+        let on_progress = callback(&options, "onProgress")?;
+        let browser_cache = flag(&options, "browserCache")?.unwrap_or(true);
+        let source = RemoteModel::from_url(&url)?;
+        match download(&source, on_progress.as_ref(), browser_cache).await? {
+            ModelFiles::Gguf(bytes) => {
+                Self::build(&model, |device| load::from_gguf_bytes(bytes, device))
+            }
+            ModelFiles::HfFolder {
+                config_json,
+                tokenizer_json,
+                weights,
+            } => Self::build(&model, |device| {
+                load::from_hf_files(&config_json, weights, &tokenizer_json, device)
+            }),
+        }
+    }
+
+    /// Runs `prompt` (after whatever the sequence already holds) and then one
+    /// token at a time until a stop id, `maxTokens`, or a full context.
+    #[wasm_bindgen(unchecked_return_type = "Generation")]
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "GenerateOptions")] options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let run = run_options("generate", &options, &["onToken"])?;
+        let on_token = callback(&options, "onToken")?;
+        let generation = self
+            .inner
+            .try_generate(prompt, &run, |event: &TokenEvent| {
+                if let Some(on_token) = &on_token {
+                    on_token.call1(&JsValue::NULL, &to_js(event)?)?;
+                }
+                Ok::<(), JsValue>(())
+            })?;
+        to_js(&generation)
+    }
+
+    /// Runs the prompt and returns the first new token, or null (a stop id, or maxTokens 0).
+    /// Then call `step()` once per token, so a worker can yield between tokens.
+    #[wasm_bindgen(unchecked_return_type = "TokenEvent | null")]
+    pub fn prefill(
+        &mut self,
+        prompt: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "PrefillOptions")] options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let run = run_options("prefill", &options, &[])?;
+        event_to_js(self.inner.prefill(prompt, &run)?)
+    }
+
+    /// The next token, or null once the run has stopped.
+    #[wasm_bindgen(unchecked_return_type = "TokenEvent | null")]
+    pub fn step(&mut self) -> Result<JsValue, JsValue> {
+        event_to_js(self.inner.step()?)
+    }
+
+    /// The summary of the run started by `prefill` (complete once `step()` returned null).
+    #[wasm_bindgen(unchecked_return_type = "Generation")]
+    pub fn finish(&mut self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.finish()?)
+    }
+
+    /// Per-token milliseconds of the current cache strategy alone (cache update
+    /// plus attention, no weights) over `tokens` one-token steps from an empty
+    /// cache: what the strategy itself costs as the sequence grows. Leaves this
+    /// generator's sequence and cache as they are.
+    #[wasm_bindgen(js_name = cacheCost)]
+    pub fn cache_cost(&self, tokens: usize) -> Result<Vec<f64>, JsValue> {
+        Ok(self.inner.cache_cost(tokens)?)
+    }
+
+    /// Greedy decoding of `prompt` for `tokens` new tokens with each of the named
+    /// cache strategies ("window" uses `window`), taking turns token by token and
+    /// timing every whole step, so that the machine's drift falls on all alike.
+    /// Uses fresh caches; leaves this generator's sequence and cache as they are.
+    #[wasm_bindgen(unchecked_return_type = "Interleaved")]
+    pub fn interleaved(
+        &self,
+        prompt: &str,
+        caches: Vec<String>,
+        tokens: usize,
+    ) -> Result<JsValue, JsValue> {
+        let strategies = caches
+            .iter()
+            .map(|name| CacheStrategy::parse(name, self.window))
+            .collect::<Result<Vec<_>, Error>>()?;
+        to_js(&self.inner.interleaved(prompt, &strategies, tokens)?)
+    }
+
+    /// Empties the KV cache; position back to 0.
+    pub fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    /// Whether the KV cache is used (true by default); setting it resets the sequence.
+    #[wasm_bindgen(getter = useCache)]
+    pub fn use_cache(&self) -> bool {
+        self.inner.options().use_cache
+    }
+
+    #[wasm_bindgen(setter = useCache)]
+    pub fn set_use_cache(&mut self, use_cache: bool) {
+        self.inner.set_use_cache(use_cache);
+    }
+
+    /// "concat", "prealloc" or "window" (which uses `window`); setting it resets the cache.
+    #[wasm_bindgen(getter = cacheStrategy)]
+    pub fn cache_strategy(&self) -> String {
+        self.inner.options().strategy.name().to_string()
+    }
+
+    #[wasm_bindgen(setter = cacheStrategy)]
+    pub fn set_cache_strategy(&mut self, name: &str) -> Result<(), JsValue> {
+        if name == "window" && self.window.is_none() {
+            return Err(Error::invalid(
+                "the `window` cache strategy needs a window size: set `window` first (g.window = 64), or pass it in the options",
+            )
+            .into());
+        }
+        let strategy = CacheStrategy::parse(name, self.window)?;
+        self.inner.set_strategy(strategy)?;
+        Ok(())
+    }
+
+    /// The sliding-window size (undefined until given); setting it while the
+    /// strategy is "window" resets the cache.
+    #[wasm_bindgen(getter)]
+    pub fn window(&self) -> Option<usize> {
+        self.window
+    }
+
+    #[wasm_bindgen(setter)]
+    pub fn set_window(&mut self, size: usize) -> Result<(), JsValue> {
+        match self.inner.options().strategy {
+            CacheStrategy::Window { .. } => {
+                self.inner.set_strategy(CacheStrategy::Window { size })?
+            }
+            _ if size == 0 || size > self.inner.max_seq_len() => {
+                return Err(Error::invalid(format!(
+                    "window must be between 1 and maxSeqLen ({}), got {size}",
+                    self.inner.max_seq_len()
+                ))
+                .into())
+            }
+            _ => {}
+        }
+        self.window = Some(size);
+        Ok(())
+    }
+
+    /// Tokens the model has consumed since the last reset (the next token's position).
+    #[wasm_bindgen(getter)]
+    pub fn position(&self) -> usize {
+        self.inner.position()
+    }
+
+    /// Tokens whose keys and values the cache holds (0 with the cache off).
+    #[wasm_bindgen(getter = cacheLen)]
+    pub fn cache_len(&self) -> usize {
+        self.inner.cache_len()
+    }
+
+    /// Bytes the cache's buffers hold right now (for "prealloc", the whole allocation).
+    #[wasm_bindgen(getter = cacheBytes)]
+    pub fn cache_bytes(&self) -> usize {
+        self.inner.cache_bytes()
+    }
+
+    /// 2 × layers × kvHeads × headDim × cacheLen × 4 bytes: what the textbook formula predicts.
+    #[wasm_bindgen(getter = cacheBytesFormula)]
+    pub fn cache_bytes_formula(&self) -> usize {
+        self.inner.cache_bytes_formula()
+    }
+
+    /// Longest sequence accepted.
+    #[wasm_bindgen(getter = maxSeqLen)]
+    pub fn max_seq_len(&self) -> usize {
+        self.inner.max_seq_len()
+    }
+
+    /// The burn backend running the model: "flex" or "ndarray".
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.name().to_string()
+    }
+
+    /// The model's hyper-parameters, as a plain object.
+    #[wasm_bindgen(getter, unchecked_return_type = "ModelConfig")]
+    pub fn config(&self) -> Result<JsValue, JsValue> {
+        to_js(self.inner.model().config())
+    }
+
+    /// Token ids of `text` (no special tokens added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        Ok(self.inner.tokenizer().encode(text)?)
+    }
+
+    /// Text of token ids.
+    pub fn decode(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint32Array | number[]")] ids: Vec<u32>,
+    ) -> Result<String, JsValue> {
+        Ok(self.inner.tokenizer().decode(&ids)?)
+    }
+}
+
+impl Generator {
+    fn build(
+        options: &ModelOptions,
+        load: impl FnOnce(&burn::tensor::Device) -> crate::Result<Loaded>,
+    ) -> Result<Generator, JsValue> {
+        console_error_panic_hook::set_once();
+        let generator_options: GeneratorOptions = options.generator_options()?;
+        let backend = options.backend()?;
+        let inner = Engine::new(load(&backend.device())?, generator_options)?;
+        Ok(Generator {
+            inner,
+            backend,
+            window: options.window,
+        })
+    }
+}

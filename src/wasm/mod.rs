@@ -1,0 +1,33 @@
+//! The JS API: a thin wasm-bindgen layer over the plain Rust API that the CLI
+//! and the native tests drive. Each file has one job:
+//!
+//! - [`generator`]: the exported `Generator` class. Its methods read their
+//!   arguments through [`convert`], call [`crate::Generator`], and hand the
+//!   result back as a plain JS object.
+//! - [`convert`]: JS values in and out. Options objects are read and checked
+//!   into the engine's option structs ([`crate::options`], shared with the CLI,
+//!   holds the checks themselves); results become plain JS objects.
+//! - [`fetch`]: downloads for `Generator.load`, with progress, through the
+//!   browser's Cache API when there is one.
+//! - [`types`]: the TypeScript of the objects that cross the boundary (options
+//!   and results), which wasm-bindgen appends to the package's `.d.ts`.
+//!
+//! Engine errors become JS `Error`s whose message is the error's text.
+
+mod convert;
+mod fetch;
+mod generator;
+mod types;
+
+use wasm_bindgen::JsValue;
+
+use crate::error::Error;
+
+pub use fetch::BROWSER_CACHE_NAME;
+pub use generator::Generator;
+
+impl From<Error> for JsValue {
+    fn from(error: Error) -> JsValue {
+        js_sys::Error::new(&error.to_string()).into()
+    }
+}
