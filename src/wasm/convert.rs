@@ -39,11 +39,19 @@ fn read_options<T: DeserializeOwned + Default>(
         .map_err(|e| Error::invalid(format!("{what} option `{}`: {}", e.path(), e.inner())))
 }
 
-pub(super) fn model_options(what: &str, value: &JsValue, extra: &[&str]) -> Result<ModelOptions, Error> {
+pub(super) fn model_options(
+    what: &str,
+    value: &JsValue,
+    extra: &[&str],
+) -> Result<ModelOptions, Error> {
     read_options(what, value, ModelOptions::KEYS, extra)
 }
 
-pub(super) fn run_options(what: &str, value: &JsValue, extra: &[&str]) -> Result<GenerateOptions, Error> {
+pub(super) fn run_options(
+    what: &str,
+    value: &JsValue,
+    extra: &[&str],
+) -> Result<GenerateOptions, Error> {
     read_options::<RunOptions>(what, value, RunOptions::KEYS, extra)?.generate_options()
 }
 

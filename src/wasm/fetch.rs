@@ -35,7 +35,8 @@ pub(super) async fn download(
 ) -> Result<ModelFiles, JsValue> {
     match source {
         RemoteModel::Gguf(file) => {
-            let mut bodies = fetch_all(&[file.clone()], on_progress, browser_cache).await?;
+            let mut bodies =
+                fetch_all(std::slice::from_ref(file), on_progress, browser_cache).await?;
             Ok(ModelFiles::Gguf(bodies.remove(0)))
         }
         RemoteModel::HfFolder {
