@@ -333,3 +333,34 @@ fn chat_needs_chatml_tokens() {
     let err = loaded.tokenizer.chat_prompt("hi", None).unwrap_err();
     assert!(err.to_string().contains("ChatML"), "{err}");
 }
+
+/// The tiny Gemma 3 GGUF with its sliding window (a u32 right after its key) set to `window`.
+fn gemma3_gguf_with_window(window: u32) -> Vec<u8> {
+    let mut bytes = read("tiny-gemma3.gguf");
+    let key = b"gemma3.attention.sliding_window";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes(), "a u32 value follows");
+    bytes[at + 4..at + 8].copy_from_slice(&window.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn sliding_windows_of_zero_or_past_the_context_are_refused() {
+    let gguf_err = |window| match load::from_gguf_bytes(gemma3_gguf_with_window(window), &device())
+    {
+        Ok(_) => panic!("a sliding window of {window} should be refused"),
+        Err(e) => e.to_string(),
+    };
+    let msg = gguf_err(0);
+    assert!(msg.contains("at least 1 position"), "{msg}");
+    let msg = gguf_err(65);
+    assert!(
+        msg.contains("sliding window (65)") && msg.contains("context (64"),
+        "{msg}"
+    );
+
+    let (config, weights, tokenizer) = hf("tiny-gemma3");
+    let zero = config.replace("\"sliding_window\": 4", "\"sliding_window\": 0");
+    assert_ne!(zero, config);
+    assert!(load_err(&zero, weights, &tokenizer).contains("at least 1 position"));
+}

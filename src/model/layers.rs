@@ -183,6 +183,13 @@ impl RmsNorm {
         let rms = (x.clone().square().mean_dim(1) + self.eps).sqrt();
         x / rms * self.weight.clone().unsqueeze_dim(0)
     }
+
+    /// Over each head of `x` `[n, heads · head_dim]` on its own (q/k norms).
+    pub fn forward_per_head(&self, x: Tensor<2>, head_dim: usize) -> Tensor<2> {
+        let [n, width] = x.dims();
+        self.forward(x.reshape([n * width / head_dim, head_dim]))
+            .reshape([n, width])
+    }
 }
 
 /// Token embeddings kept on the host: a lookup is a row copy, and the same

@@ -1,12 +1,14 @@
 //! Llama (SmolLM2, Llama 3.x shapes): RMSNorm, rotary position embeddings,
-//! grouped-query attention, SwiGLU MLP, tied or untied LM head.
+//! grouped-query attention, SwiGLU MLP, tied or untied LM head. Qwen3 is the
+//! same with an RMSNorm over each head's queries and keys before RoPE.
 
-use burn::tensor::{activation::silu, s, Device, Tensor, TensorData};
+use burn::tensor::{activation::silu, Device, Tensor, TensorData};
 
 use super::layers::{load, Embedding, Linear, RmsNorm};
+use super::rope::Rope;
 use crate::attention::attend;
 use crate::cache::KvCache;
-use crate::config::{ModelConfig, RopeScaling};
+use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
 use crate::weights::TensorSource;
 
@@ -29,6 +31,8 @@ struct Layer {
     q: Linear,
     k: Linear,
     v: Linear,
+    /// Qwen3's per-head norms of queries and keys.
+    qk_norms: Option<(RmsNorm, RmsNorm)>,
     o: Linear,
     post_norm: RmsNorm,
     gate: Linear,
@@ -41,7 +45,8 @@ struct Layer {
 pub enum LlamaLayout {
     /// HF safetensors: `model.layers.0.self_attn.q_proj.weight`, rotate-half RoPE rows.
     HuggingFace,
-    /// llama.cpp GGUF: `blk.0.attn_q.weight`, q/k rows permuted for interleaved (adjacent-pair) RoPE.
+    /// llama.cpp GGUF: `blk.0.attn_q.weight`; for the `llama` architecture,
+    /// q/k rows permuted for interleaved (adjacent-pair) RoPE.
     Gguf,
 }
 
@@ -56,6 +61,8 @@ impl LlamaLayout {
                 "self_attn.q_proj.weight" => "attn_q.weight",
                 "self_attn.k_proj.weight" => "attn_k.weight",
                 "self_attn.v_proj.weight" => "attn_v.weight",
+                "self_attn.q_norm.weight" => "attn_q_norm.weight",
+                "self_attn.k_norm.weight" => "attn_k_norm.weight",
                 "self_attn.o_proj.weight" => "attn_output.weight",
                 "post_attention_layernorm.weight" => "ffn_norm.weight",
                 "mlp.gate_proj.weight" => "ffn_gate.weight",
@@ -109,13 +116,17 @@ impl Llama {
         let linear = |hf: &str, n_out: usize, n_in: usize| -> Result<Linear> {
             Linear::load(src, &layout.name(hf), [n_out, n_in], None, device)
         };
-        // GGUF's q/k rows are reordered for interleaved RoPE; restore HF order so one RoPE serves both.
+        // llama.cpp reorders a Llama's q/k rows for interleaved RoPE (not
+        // Qwen3's, which it rotates in halves); restore HF order so one RoPE serves both.
+        let permuted = layout == LlamaLayout::Gguf && c.architecture == Architecture::Llama;
         let qk = |hf: &str, n_out: usize, heads: usize| -> Result<Linear> {
-            let order = (layout == LlamaLayout::Gguf).then(|| unpermuted_rows(n_out, heads));
+            let order = permuted.then(|| unpermuted_rows(n_out, heads));
             Linear::load(src, &layout.name(hf), [n_out, d], order.as_deref(), device)
         };
-        let norm =
-            |hf: &str| -> Result<RmsNorm> { Ok(RmsNorm::new(get(hf, &[d])?, c.norm_eps, device)) };
+        let norm_of = |hf: &str, dim: usize| -> Result<RmsNorm> {
+            Ok(RmsNorm::new(get(hf, &[dim])?, c.norm_eps, device))
+        };
+        let norm = |hf: &str| norm_of(hf, d);
         let layers = (0..c.num_layers)
             .map(|i| {
                 let p = format!("model.layers.{i}");
@@ -128,6 +139,13 @@ impl Llama {
                         c.num_kv_heads,
                     )?,
                     v: linear(&format!("{p}.self_attn.v_proj.weight"), kv_dim, d)?,
+                    qk_norms: match c.architecture {
+                        Architecture::Qwen3 => Some((
+                            norm_of(&format!("{p}.self_attn.q_norm.weight"), hd)?,
+                            norm_of(&format!("{p}.self_attn.k_norm.weight"), hd)?,
+                        )),
+                        _ => None,
+                    },
                     o: linear(&format!("{p}.self_attn.o_proj.weight"), d, q_dim)?,
                     post_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
                     gate: linear(&format!("{p}.mlp.gate_proj.weight"), ff, d)?,
@@ -152,7 +170,7 @@ impl Llama {
             layers,
             norm: norm("model.norm.weight")?,
             lm_head,
-            rope: Rope::new(c),
+            rope: Rope::new(hd, c.rope_theta, c.rope_scaling.as_ref()),
             heads: c.num_heads,
             kv_heads: c.num_kv_heads,
             head_dim: hd,
@@ -177,12 +195,13 @@ impl Llama {
 
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(x.clone());
-            let q = self
-                .rope
-                .apply(heads(layer.q.forward(h.clone()), self.heads), &cos, &sin);
-            let k = self
-                .rope
-                .apply(heads(layer.k.forward(h.clone()), self.kv_heads), &cos, &sin);
+            let (mut q, mut k) = (layer.q.forward(h.clone()), layer.k.forward(h.clone()));
+            if let Some((q_norm, k_norm)) = &layer.qk_norms {
+                q = q_norm.forward_per_head(q, self.head_dim);
+                k = k_norm.forward_per_head(k, self.head_dim);
+            }
+            let q = self.rope.apply(heads(q, self.heads), &cos, &sin);
+            let k = self.rope.apply(heads(k, self.kv_heads), &cos, &sin);
             let v = heads(layer.v.forward(h), self.kv_heads);
             let layer_cache = cache.as_deref_mut().map(|c| c.layer_mut(i));
             let attn = attend(q, k, v, layer_cache, start, window);
@@ -203,85 +222,5 @@ impl Llama {
 
     pub(crate) fn lm_head(&self) -> &Linear {
         &self.lm_head
-    }
-}
-
-/// Rotary position embeddings in HF's rotate-half form: dimension `i` of the
-/// first half pairs with `i + d/2`, rotated by `position × inv_freq[i]`.
-#[derive(Debug)]
-struct Rope {
-    inv_freq: Vec<f64>,
-    head_dim: usize,
-}
-
-impl Rope {
-    fn new(c: &ModelConfig) -> Self {
-        let d = c.head_dim;
-        let base: Vec<f64> = (0..d / 2)
-            .map(|i| c.rope_theta.powf(-((2 * i) as f64) / d as f64))
-            .collect();
-        let inv_freq = match &c.rope_scaling {
-            None => base,
-            Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
-            Some(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            }) => {
-                let low_wavelen = original_max_position_embeddings / low_freq_factor;
-                let high_wavelen = original_max_position_embeddings / high_freq_factor;
-                base.iter()
-                    .map(|&f| {
-                        let wavelen = 2.0 * std::f64::consts::PI / f;
-                        if wavelen < high_wavelen {
-                            f
-                        } else if wavelen > low_wavelen {
-                            f / factor
-                        } else {
-                            let smooth = (original_max_position_embeddings / wavelen
-                                - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
-                            (1.0 - smooth) * f / factor + smooth * f
-                        }
-                    })
-                    .collect()
-            }
-        };
-        Rope {
-            inv_freq,
-            head_dim: d,
-        }
-    }
-
-    /// cos and sin `[1, n, head_dim]` for positions `start..start + n` (each half repeated).
-    fn tables(&self, start: usize, n: usize, device: &Device) -> (Tensor<3>, Tensor<3>) {
-        let (mut cos, mut sin) = (
-            Vec::with_capacity(n * self.head_dim),
-            Vec::with_capacity(n * self.head_dim),
-        );
-        for p in start..start + n {
-            for _half in 0..2 {
-                for f in &self.inv_freq {
-                    let angle = p as f64 * f;
-                    cos.push(angle.cos() as f32);
-                    sin.push(angle.sin() as f32);
-                }
-            }
-        }
-        let shape = [1, n, self.head_dim];
-        (
-            Tensor::from_data(TensorData::new(cos, shape), device),
-            Tensor::from_data(TensorData::new(sin, shape), device),
-        )
-    }
-
-    /// `x·cos + rotate_half(x)·sin` for `x` of shape `[heads, n, head_dim]`.
-    fn apply(&self, x: Tensor<3>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<3> {
-        let half = self.head_dim / 2;
-        let first = x.clone().slice(s![.., .., 0..half]);
-        let second = x.clone().slice(s![.., .., half..self.head_dim]);
-        let rotated = Tensor::cat(vec![second.neg(), first], 2);
-        x * cos.clone() + rotated * sin.clone()
     }
 }

@@ -6,6 +6,7 @@ pub mod gpt2;
 pub mod layers;
 pub mod llama;
 pub mod random;
+mod rope;
 
 use burn::tensor::{s, Device, Tensor};
 
@@ -70,7 +71,12 @@ impl Model {
         config.validate()?;
         let decoder = match config.architecture {
             Architecture::Gpt2 => Decoder::Gpt2(Gpt2::load(&config, src, device)?),
-            Architecture::Llama => Decoder::Llama(Llama::load(&config, src, layout, device)?),
+            Architecture::Llama | Architecture::Qwen3 => {
+                Decoder::Llama(Llama::load(&config, src, layout, device)?)
+            }
+            Architecture::Gemma3 => return Err(Error::config(
+                "the gemma3 architecture is not supported yet (it needs per-layer cache windows)",
+            )),
         };
         Ok(Model {
             config,
@@ -91,7 +97,7 @@ impl Model {
     pub fn position_limit(&self) -> Option<usize> {
         match self.config.architecture {
             Architecture::Gpt2 => Some(self.config.max_position_embeddings),
-            Architecture::Llama => None,
+            Architecture::Llama | Architecture::Qwen3 | Architecture::Gemma3 => None,
         }
     }
 

@@ -99,7 +99,7 @@ export interface Interleaved {
 
 /** Model hyper-parameters (the Rust ModelConfig, keys in camelCase). */
 export interface ModelConfig {
-  architecture: "gpt2" | "llama";
+  architecture: "gpt2" | "llama" | "qwen3" | "gemma3";
   vocabSize: number;
   hiddenSize: number;
   numLayers: number;
@@ -115,5 +115,11 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** Each layer's own sliding window (Gemma 3's local layers), null for a global layer; empty when no layer has one. */
+  layerWindows: (number | null)[];
+  /** RoPE base of the layers with a window of their own, where it differs from ropeTheta. */
+  localRopeTheta: number | null;
+  /** Attention scales q·k by 1/√queryPreAttnScalar; null: by 1/√headDim. */
+  queryPreAttnScalar: number | null;
 }
 "#;

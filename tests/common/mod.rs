@@ -23,6 +23,19 @@ pub fn read_text(path: &str) -> String {
     String::from_utf8(read(path)).unwrap()
 }
 
+/// A file `scripts/fetch-model.sh` puts in `models/` (the README's test command runs it).
+pub fn fetched(path: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(path);
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/fetch-model.sh`",
+        p.display()
+    );
+    p
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Expected {
     pub prompt: String,
@@ -40,8 +53,14 @@ pub struct ExpectedWindow {
     pub step_logits: Vec<Vec<f32>>,
 }
 
-/// The three tiny reference models, by name.
-pub const TINY: [&str; 3] = ["tiny-llama", "tiny-gpt2", "tiny-llama.gguf"];
+/// The tiny reference models, by name (`make_fixtures.py`, `make_family_fixtures.py`).
+pub const TINY: [&str; 5] = [
+    "tiny-llama",
+    "tiny-gpt2",
+    "tiny-llama.gguf",
+    "tiny-qwen3",
+    "tiny-llama3",
+];
 
 pub fn expected(name: &str) -> Expected {
     let path = if name.ends_with(".gguf") {
