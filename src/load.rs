@@ -54,7 +54,8 @@ pub fn random_gpt2(seed: u64, device: &Device) -> Result<Loaded> {
     Ok(Loaded { model, tokenizer })
 }
 
-/// `path` is a folder with `config.json`, `model.safetensors` and `tokenizer.json`,
+/// `path` is a folder with `config.json`, `model.safetensors` and `tokenizer.json`
+/// (and, for the chat template, optionally `tokenizer_config.json`),
 /// a `.gguf` file, or [`RANDOM_GPT2`]. (In a browser there is no file system:
 /// it fails there, except for [`RANDOM_GPT2`].)
 pub fn from_path(path: &str, seed: u64, device: &Device) -> Result<Loaded> {
@@ -77,7 +78,14 @@ pub fn from_path(path: &str, seed: u64, device: &Device) -> Result<Loaded> {
         let config = read_text(&p.join("config.json"))?;
         let tokenizer = read_text(&p.join("tokenizer.json"))?;
         let weights = read(&p.join("model.safetensors"))?;
-        return from_hf_files(&config, weights, &tokenizer, device);
+        let mut loaded = from_hf_files(&config, weights, &tokenizer, device)?;
+        let tokenizer_config = p.join("tokenizer_config.json");
+        if tokenizer_config.is_file() {
+            loaded
+                .tokenizer
+                .set_chat_template_from_config(&read_text(&tokenizer_config)?)?;
+        }
+        return Ok(loaded);
     }
     if p.is_file() {
         return from_gguf_bytes(read(p)?, device);

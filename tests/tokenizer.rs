@@ -1,10 +1,21 @@
-//! Tokenizers against independent data: GPT-2's published ids, and the
-//! tokenizer.json that the `tokenizers` Python package built from GPT-2's files.
+//! Tokenizers against independent data: GPT-2's published ids, the
+//! tokenizer.json that the `tokenizers` Python package built from GPT-2's
+//! files, and the ids that package gives with the real Gemma 3, Llama 3 and
+//! Qwen3 tokenizers (`tests/fixtures/tokenizer_reference.py`), which we must
+//! reproduce from their tokenizer.json, from the real Gemma 3 GGUF's
+//! SentencePiece metadata, and from the byte-level vocabularies with the
+//! `llama-bpe` and `qwen2` pre-tokenizers of a GGUF.
 
 mod common;
 
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
 use kvcache_wasm::load::GPT2_MERGES;
-use kvcache_wasm::tokenizer::Tokenizer;
+use kvcache_wasm::tokenizer::{GgufVocab, Tokenizer};
+use kvcache_wasm::weights::gguf::GgufFile;
 
 fn gpt2_json() -> Tokenizer {
     let json = std::fs::read_to_string(concat!(
@@ -53,4 +64,153 @@ fn gpt2_from_merges_equals_the_converted_tokenizer_json() {
             "id {id}"
         );
     }
+}
+
+#[derive(Deserialize)]
+struct Case {
+    text: String,
+    ids: Vec<u32>,
+    prompt_ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct Family {
+    cases: Vec<Case>,
+}
+
+fn expected(family: &str) -> Family {
+    let mut all: HashMap<String, Family> =
+        serde_json::from_str(&common::read_text("tokenizer-expected.json")).unwrap();
+    all.remove(family).unwrap()
+}
+
+fn real_tokenizer_json(family: &str) -> String {
+    std::fs::read_to_string(common::fetched(&format!(
+        "tokenizers/{family}/tokenizer.json"
+    )))
+    .unwrap()
+}
+
+fn assert_reproduces(t: &Tokenizer, family: &str, how: &str) {
+    for case in expected(family).cases {
+        let what = format!("{family} ({how}) on {:?}", case.text);
+        assert_eq!(t.encode(&case.text).unwrap(), case.ids, "{what}");
+        // HF puts a BOS in front even of text that starts with one; we do not
+        // double it (a chat template writes its own).
+        let prompt_ids = match (t.bos(), case.ids.first()) {
+            (Some(bos), Some(&first)) if first == bos => case.ids.clone(),
+            _ => case.prompt_ids,
+        };
+        assert_eq!(
+            t.encode_prompt(&case.text, true).unwrap(),
+            prompt_ids,
+            "{what}, as a prompt"
+        );
+    }
+}
+
+#[test]
+fn real_tokenizer_jsons_match_the_python_library() {
+    for family in ["gemma3", "llama3", "qwen3"] {
+        let t = Tokenizer::from_json(&real_tokenizer_json(family)).unwrap();
+        assert_reproduces(&t, family, "tokenizer.json");
+    }
+}
+
+/// Gemma 3's SentencePiece vocabulary as the real GGUF stores it (pieces,
+/// scores, types; no merges) gives the ids of its tokenizer.json.
+#[test]
+fn gemma3_gguf_tokenizer_matches_its_tokenizer_json() {
+    let bytes = std::fs::read(common::fetched("gemma-3-270m-q4_k_m.gguf")).unwrap();
+    let gguf = GgufFile::from_bytes(bytes).unwrap();
+    let t = Tokenizer::from_gguf(&gguf).unwrap();
+    assert_eq!(t.bos(), Some(2));
+    assert_reproduces(&t, "gemma3", "rebuilt from the GGUF");
+    assert_eq!(
+        t.decode(&expected("gemma3").cases[16].ids).unwrap(),
+        expected("gemma3").cases[16].text,
+        "the emoji decode back"
+    );
+}
+
+/// A byte-level vocabulary (tokens in id order, control tokens marked, merges
+/// as `left right`) as a GGUF would list it, taken from a tokenizer.json.
+fn byte_level_fields(json: &Value) -> (Vec<String>, Vec<i32>, Vec<String>) {
+    let model = &json["model"];
+    let mut by_id: Vec<(u32, String, i32)> = model["vocab"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(t, id)| (id.as_u64().unwrap() as u32, t.clone(), 1))
+        .collect();
+    for added in json["added_tokens"].as_array().unwrap() {
+        let id = added["id"].as_u64().unwrap() as u32;
+        if by_id.iter().all(|(i, _, _)| *i != id) {
+            by_id.push((id, added["content"].as_str().unwrap().to_string(), 3));
+        }
+    }
+    by_id.sort();
+    assert!(by_id
+        .iter()
+        .enumerate()
+        .all(|(i, (id, _, _))| i as u32 == *id));
+    let merges = model["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match m {
+            Value::String(s) => s.clone(),
+            pair => format!(
+                "{} {}",
+                pair[0].as_str().unwrap(),
+                pair[1].as_str().unwrap()
+            ),
+        })
+        .collect();
+    let (tokens, types) = by_id.into_iter().map(|(_, t, ty)| (t, ty)).unzip();
+    (tokens, types, merges)
+}
+
+/// llama.cpp's `llama-bpe` and `qwen2` pre-tokenizers over the real Llama 3 and
+/// Qwen3 vocabularies give the ids of their tokenizer.json.
+#[test]
+fn llama_bpe_and_qwen2_pre_tokenizers_match_the_tokenizer_jsons() {
+    for (family, pre) in [("llama3", "llama-bpe"), ("qwen3", "qwen2")] {
+        let json: Value = serde_json::from_str(&real_tokenizer_json(family)).unwrap();
+        let (tokens, types, merges) = byte_level_fields(&json);
+        let vocab = GgufVocab {
+            model: "gpt2",
+            pre: Some(pre),
+            tokens: tokens.iter().map(String::as_str).collect(),
+            types: Some(types),
+            merges: Some(merges.iter().map(String::as_str).collect()),
+            ..GgufVocab::default()
+        };
+        let t = Tokenizer::from_gguf_vocab(&vocab).unwrap();
+        assert_reproduces(&t, family, pre);
+    }
+}
+
+#[test]
+fn unknown_pre_tokenizers_and_sentencepiece_without_scores_are_refused() {
+    let tokens = vec!["<unk>", "a"];
+    let vocab = GgufVocab {
+        model: "gpt2",
+        pre: Some("tekken"),
+        tokens: tokens.clone(),
+        merges: Some(vec![]),
+        ..GgufVocab::default()
+    };
+    let err = Tokenizer::from_gguf_vocab(&vocab).unwrap_err().to_string();
+    assert!(
+        err.contains("`tekken`") && err.contains("llama-bpe"),
+        "{err}"
+    );
+    let vocab = GgufVocab {
+        model: "llama",
+        tokens,
+        ..GgufVocab::default()
+    };
+    let err = Tokenizer::from_gguf_vocab(&vocab).unwrap_err().to_string();
+    assert!(err.contains("no scores"), "{err}");
 }

@@ -1,15 +1,20 @@
-//! Text ↔ token ids through the `tokenizers` crate (HF `tokenizer.json`),
-//! or a tokenizer rebuilt from GGUF metadata; plus the ChatML template and
-//! streaming decode.
+//! Text ↔ token ids through the `tokenizers` crate: a Hugging Face
+//! `tokenizer.json`, or the tokenizer a GGUF file describes, rebuilt from its
+//! metadata ([`gguf`]); the model's chat template ([`chat`]); and streaming
+//! decode ([`stream`]).
 
-use serde_json::{json, Value};
+mod chat;
+mod gguf;
+mod stream;
+
+pub use chat::{ChatFamily, ChatMessage, ChatTemplate, NoChat, Role};
+pub use gguf::GgufVocab;
+pub use stream::TextStream;
+
+use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::weights::gguf::{GgufFile, MetaValue};
-
-/// SmolLM2's default system prompt, used when a chat has none.
-pub const DEFAULT_SYSTEM_PROMPT: &str =
-    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+use crate::weights::gguf::GgufFile;
 
 #[derive(Clone)]
 pub struct Tokenizer {
@@ -17,14 +22,18 @@ pub struct Tokenizer {
     /// One past the largest id the tokenizer can produce.
     id_limit: usize,
     /// Prepended to a sequence's first prompt when the model expects it
-    /// (Llama 3 does; SmolLM2 and GPT-2 do not).
+    /// (Gemma's and Llama 3's GGUFs do; SmolLM2 and GPT-2 do not).
     bos: Option<u32>,
+    /// The model's chat template, or why it has none we can use.
+    chat: std::result::Result<ChatTemplate, NoChat>,
 }
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokenizer")
             .field("id_limit", &self.id_limit)
+            .field("bos", &self.bos)
+            .field("chat", &self.chat)
             .finish()
     }
 }
@@ -34,64 +43,51 @@ fn tok_err(context: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Tokenizer {
-    /// From the text of a Hugging Face `tokenizer.json`.
-    pub fn from_json(json: &str) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes())
-            .map_err(|e| tok_err("tokenizer.json could not be read", e))?;
+    fn new(inner: tokenizers::Tokenizer, bos: Option<u32>) -> Self {
         let id_limit = inner
             .get_vocab(true)
             .values()
             .max()
             .map_or(0, |&m| m as usize + 1);
+        Tokenizer {
+            inner,
+            id_limit,
+            bos,
+            chat: Err(NoChat::Missing),
+        }
+    }
+
+    /// From the text of a Hugging Face `tokenizer.json`. Its chat template,
+    /// if any, is in `tokenizer_config.json`: see [`Self::set_chat_template_from_config`].
+    pub fn from_json(json: &str) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes())
+            .map_err(|e| tok_err("tokenizer.json could not be read", e))?;
         // The post-processor of a tokenizer.json says whether a BOS starts each sequence.
         let bos = inner
             .encode("", true)
             .ok()
             .and_then(|e| e.get_ids().first().copied());
-        Ok(Tokenizer {
-            inner,
-            id_limit,
-            bos,
-        })
+        Ok(Self::new(inner, bos))
     }
 
-    /// Rebuilds the byte-level BPE tokenizer llama.cpp stores in GGUF metadata
-    /// (`tokenizer.ggml.*`), as the equivalent `tokenizer.json`.
-    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
-        let model = gguf.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(Error::Tokenizer(format!(
-                "GGUF tokenizer model `{model}` is not supported (supported: gpt2, the byte-level BPE)"
-            )));
+    /// Rebuilds the tokenizer llama.cpp stores in GGUF metadata
+    /// (`tokenizer.ggml.*`: byte-level BPE or SentencePiece), with the chat
+    /// template of `tokenizer.chat_template`.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        let vocab = GgufVocab::read(file)?;
+        let mut tokenizer = Self::from_gguf_vocab(&vocab)?;
+        if file.metadata("tokenizer.chat_template").is_some() {
+            let bos = vocab.bos.and_then(|id| tokenizer.inner.id_to_token(id));
+            tokenizer.chat =
+                ChatTemplate::detect(file.get_str("tokenizer.chat_template")?, bos.as_deref());
         }
-        let tokens = gguf.get_str_array("tokenizer.ggml.tokens")?;
-        let merges = gguf.get_str_array("tokenizer.ggml.merges")?;
-        let types = match gguf.metadata("tokenizer.ggml.token_type") {
-            Some(_) => gguf.get_i32_array("tokenizer.ggml.token_type")?,
-            None => vec![1; tokens.len()],
-        };
-        if types.len() != tokens.len() {
-            return Err(Error::Tokenizer(format!(
-                "GGUF has {} tokens but {} token types",
-                tokens.len(),
-                types.len()
-            )));
-        }
-        let pre = match gguf.metadata("tokenizer.ggml.pre") {
-            Some(_) => gguf.get_str("tokenizer.ggml.pre")?,
-            None => "default",
-        };
-        let json = bpe_tokenizer_json(&tokens, &merges, &types, pre)?;
-        let mut tokenizer = Self::from_json(&json.to_string())?;
-        let add_bos = matches!(
-            gguf.metadata("tokenizer.ggml.add_bos_token"),
-            Some(MetaValue::Bool(true))
-        );
-        tokenizer.bos = match gguf.metadata("tokenizer.ggml.bos_token_id") {
-            Some(_) if add_bos => Some(gguf.get_u32("tokenizer.ggml.bos_token_id")?),
-            _ => None,
-        };
         Ok(tokenizer)
+    }
+
+    /// The tokenizer that GGUF tokenizer fields describe.
+    pub fn from_gguf_vocab(vocab: &GgufVocab) -> Result<Self> {
+        let (inner, bos) = vocab.rebuild()?;
+        Ok(Self::new(inner, bos))
     }
 
     /// GPT-2's tokenizer from its merges file (`vocab.bpe`) alone: GPT-2's
@@ -114,7 +110,35 @@ impl Tokenizer {
         let mut types = vec![1; tokens.len()];
         *types.last_mut().unwrap() = 3;
         let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-        Self::from_json(&bpe_tokenizer_json(&token_refs, &merges, &types, "gpt2")?.to_string())
+        let inner = gguf::byte_level_bpe(&token_refs, &merges, &types, "gpt2")?;
+        Ok(Self::new(inner, None))
+    }
+
+    /// Takes the chat template from the text of a Hugging Face
+    /// `tokenizer_config.json` (`chat_template`, a string or a list of named
+    /// templates of which `default` is used; `bos_token`).
+    pub fn set_chat_template_from_config(&mut self, config_json: &str) -> Result<()> {
+        let config: Value = serde_json::from_str(config_json)
+            .map_err(|e| tok_err("tokenizer_config.json is not valid JSON", e))?;
+        let template = match config.get("chat_template") {
+            Some(Value::String(t)) => Some(t.as_str()),
+            Some(Value::Array(named)) => named
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+                .and_then(|t| t.get("template"))
+                .and_then(Value::as_str),
+            _ => None,
+        };
+        let bos = match config.get("bos_token") {
+            Some(Value::String(t)) => Some(t.as_str()),
+            Some(Value::Object(t)) => t.get("content").and_then(Value::as_str),
+            _ => None,
+        };
+        self.chat = match template {
+            Some(template) => ChatTemplate::detect(template, bos),
+            None => Err(NoChat::Missing),
+        };
+        Ok(())
     }
 
     /// Fails when the tokenizer can produce ids the model has no embedding for.
@@ -171,34 +195,28 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// The ChatML prompt instruct models like SmolLM2 were trained on, ending
-    /// where the assistant's reply begins.
-    pub fn chat_prompt(&self, user: &str, system: Option<&str>) -> Result<String> {
-        if self.token_id("<|im_start|>").is_none() || self.token_id("<|im_end|>").is_none() {
-            return Err(Error::invalid(
-                "chat needs a model whose tokenizer has ChatML tokens (<|im_start|>, <|im_end|>); this one does not",
-            ));
-        }
-        let system = system.unwrap_or(DEFAULT_SYSTEM_PROMPT);
-        Ok(format!(
-            "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-        ))
+    /// The model's chat template, or why it cannot chat.
+    pub fn chat_template(&self) -> std::result::Result<&ChatTemplate, &NoChat> {
+        self.chat.as_ref()
     }
-}
 
-/// The pre-tokenizer each `tokenizer.ggml.pre` value stands for.
-fn pre_tokenizer(pre: &str) -> Result<Value> {
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    match pre {
-        "gpt2" | "default" => Ok(byte_level),
-        // llama.cpp's smollm: single digits split first, then GPT-2's byte-level regex.
-        "smollm" | "starcoder" | "refact" => Ok(json!({
-            "type": "Sequence",
-            "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]
-        })),
-        other => Err(Error::Tokenizer(format!(
-            "GGUF pre-tokenizer `{other}` is not supported (supported: smollm, gpt2)"
-        ))),
+    /// A one-message chat in the model's template, ending where the
+    /// assistant's reply begins; `system` replaces the template's default
+    /// system message, if it has one.
+    pub fn chat_prompt(&self, user: &str, system: Option<&str>) -> Result<String> {
+        let template = self.chat.as_ref().map_err(NoChat::error)?;
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = system {
+            messages.push(ChatMessage {
+                role: Role::System,
+                content: system,
+            });
+        }
+        messages.push(ChatMessage {
+            role: Role::User,
+            content: user,
+        });
+        Ok(template.render(&messages, true))
     }
 }
 
@@ -214,73 +232,4 @@ fn byte_symbols() -> Vec<char> {
         .take((0..256).filter(|&b| !printable(b)).count())
         .filter_map(char::from_u32);
     kept.chain(moved).collect()
-}
-
-fn bpe_tokenizer_json(tokens: &[&str], merges: &[&str], types: &[i32], pre: &str) -> Result<Value> {
-    const CONTROL: i32 = 3;
-    const USER_DEFINED: i32 = 4;
-    let vocab: serde_json::Map<String, Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(id, t)| (t.to_string(), json!(id)))
-        .collect();
-    let added: Vec<Value> = tokens
-        .iter()
-        .zip(types)
-        .enumerate()
-        .filter(|(_, (_, &ty))| ty == CONTROL || ty == USER_DEFINED)
-        .map(|(id, (t, &ty))| {
-            json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": ty == CONTROL})
-        })
-        .collect();
-    Ok(json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": pre_tokenizer(pre)?,
-        "post_processor": null,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-            "vocab": vocab, "merges": merges,
-        }
-    }))
-}
-
-/// Turns generated ids into text piece by piece. A character split across
-/// byte-level tokens is held back until it is complete, so streamed pieces
-/// concatenate to exactly the decoded whole.
-#[derive(Debug, Default, Clone)]
-pub struct TextStream {
-    ids: Vec<u32>,
-    emitted: usize,
-}
-
-impl TextStream {
-    /// The new text that `id` completes (possibly empty).
-    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
-        self.ids.push(id);
-        let text = tokenizer.decode(&self.ids)?;
-        if text.ends_with('\u{FFFD}')
-            || text.len() <= self.emitted
-            || !text.is_char_boundary(self.emitted)
-        {
-            return Ok(String::new());
-        }
-        let piece = text[self.emitted..].to_string();
-        self.emitted = text.len();
-        Ok(piece)
-    }
-
-    /// What is left once generation ends (an incomplete character, if any).
-    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<String> {
-        let text = tokenizer.decode(&self.ids)?;
-        let piece = text.get(self.emitted..).unwrap_or_default().to_string();
-        self.emitted = text.len();
-        Ok(piece)
-    }
 }
