@@ -60,10 +60,10 @@ enum Weight {
 /// every length; ndarray's gains past about 64 rows (606 against 794 ms/token
 /// over 128 uncached tokens, before paying for dequantization), which we
 /// leave to the kernel. Both paths agree to `f32` rounding.
-const DENSE_FROM_ROWS: usize = if cfg!(target_arch = "wasm32") {
-    usize::MAX
+const DENSE_FROM_ROWS: Option<usize> = if cfg!(target_arch = "wasm32") {
+    None
 } else {
-    16
+    Some(16)
 };
 
 impl Linear {
@@ -115,7 +115,7 @@ impl Linear {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let y = match &self.weight {
             Weight::Dense(w) => x.matmul(w.clone()),
-            Weight::Quant(m) if x.dims()[0] >= DENSE_FROM_ROWS => {
+            Weight::Quant(m) if DENSE_FROM_ROWS.is_some_and(|rows| x.dims()[0] >= rows) => {
                 let device = x.device();
                 let w = TensorData::new(m.dequantize(), m.shape());
                 x.matmul(Tensor::<2>::from_data(w, &device).transpose())
