@@ -181,13 +181,37 @@ fn greedy_ids_match_the_reference_for_hf_fixtures() {
         );
         assert!(out.cache_bytes > 0);
         assert_eq!(g.decode(out.ids.clone()).unwrap(), out.text, "{name}");
-        assert_eq!(g.encode(&exp.prompt).unwrap(), exp.prompt_ids, "{name}");
+        assert_eq!(
+            g.encode(&exp.prompt, JsValue::UNDEFINED).unwrap(),
+            exp.prompt_ids,
+            "{name}"
+        );
         assert_eq!(
             g.decode(exp.prompt_ids.clone()).unwrap(),
             exp.prompt,
             "{name}"
         );
     }
+}
+
+/// `encode(text, { special: true })` gives the ids a prompt starts with (no
+/// BOS for this model, which asks for none); bad options throw.
+#[wasm_bindgen_test]
+fn encode_with_special_tokens_gives_the_prompt_ids() {
+    let exp = expected(TINY_LLAMA.expected);
+    let g = hf(&TINY_LLAMA, "{}").unwrap();
+    let special = g.encode(&exp.prompt, js(r#"{"special": true}"#)).unwrap();
+    assert_eq!(special, exp.prompt_ids);
+    assert_eq!(
+        g.encode("<|im_start|>", js(r#"{"special": false}"#))
+            .unwrap(),
+        [1]
+    );
+    throws(
+        g.encode("x", js(r#"{"special": 1}"#)),
+        "encode option `special`",
+    );
+    throws(g.encode("x", js(r#"{"bos": true}"#)), "bos");
 }
 
 /// Waits on the GGUF reader; passes once it lands.

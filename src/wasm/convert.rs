@@ -55,6 +55,18 @@ pub(super) fn run_options(
     read_options::<RunOptions>(what, value, RunOptions::KEYS, extra)?.generate_options()
 }
 
+/// `encode`'s options: `{ special }`.
+#[derive(serde::Deserialize, Default)]
+struct EncodeOptions {
+    special: Option<bool>,
+}
+
+/// Whether `encode` adds the special tokens a prompt starts with.
+pub(super) fn encode_special(options: &JsValue) -> Result<bool, Error> {
+    let options: EncodeOptions = read_options("encode", options, &["special"], &[])?;
+    Ok(options.special.unwrap_or(false))
+}
+
 /// The function under `key`, if any.
 pub(super) fn callback(options: &JsValue, key: &str) -> Result<Option<Function>, Error> {
     let value = get(options, key);

@@ -4,7 +4,9 @@
 
 use wasm_bindgen::prelude::*;
 
-use super::convert::{callback, event_to_js, flag, model_options, run_options, to_js};
+use super::convert::{
+    callback, encode_special, event_to_js, flag, model_options, run_options, to_js,
+};
 use super::fetch::{download, ModelFiles};
 use crate::backend::BackendKind;
 use crate::cache::CacheStrategy;
@@ -262,9 +264,19 @@ impl Generator {
         to_js(self.inner.model().config())
     }
 
-    /// Token ids of `text` (no special tokens added).
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsValue> {
-        Ok(self.inner.tokenizer().encode(text)?)
+    /// Token ids of `text`: none added, or with `{ special: true }` the ids a
+    /// prompt starts with (the model's BOS in front where it wants one), as
+    /// `kvcache tokenize` prints them.
+    pub fn encode(
+        &self,
+        text: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "EncodeOptions")] options: JsValue,
+    ) -> Result<Vec<u32>, JsValue> {
+        let tokenizer = self.inner.tokenizer();
+        Ok(match encode_special(&options)? {
+            true => tokenizer.encode_prompt(text, true)?,
+            false => tokenizer.encode(text)?,
+        })
     }
 
     /// Text of token ids.

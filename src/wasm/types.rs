@@ -51,6 +51,12 @@ export interface PrefillOptions {
   systemPrompt?: string;
 }
 
+/** Options of encode. */
+export interface EncodeOptions {
+  /** Add the special tokens a prompt starts with (the model's BOS, where it wants one). Default false. */
+  special?: boolean;
+}
+
 /** Options of generate. */
 export interface GenerateOptions extends PrefillOptions {
   /** Called for every token as it is produced; throwing stops the run. */
