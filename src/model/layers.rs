@@ -258,7 +258,6 @@ impl Embedding {
 mod tests {
     use super::*;
     use crate::backend::BackendKind;
-    use crate::quant::Group;
 
     /// A file holding one quantized matrix under any name.
     struct OneMatrix(QuantMatrix);
@@ -277,11 +276,12 @@ mod tests {
 
     #[test]
     fn quantized_weights_of_the_wrong_shape_are_refused() {
-        let src = OneMatrix(QuantMatrix::from_groups(
-            2,
+        let src = OneMatrix(QuantMatrix::new(
+            [2, 32],
             32,
-            false,
-            [Group::default(); 2],
+            vec![0; 64],
+            vec![0.0; 2],
+            None,
         ));
         let device = BackendKind::default().device();
         let err = Linear::load(&src, "blk.0.ffn_up.weight", [3, 32], None, &device).unwrap_err();

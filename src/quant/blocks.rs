@@ -9,7 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::{dequant, Group, GROUP};
+use super::dequant;
 
 // Blocks are read as ggml writes them, little-endian.
 #[cfg(target_endian = "big")]
@@ -23,12 +23,16 @@ pub trait Block: Pod {
     fn dequantize(&self, out: &mut [f32]);
 }
 
-/// A block made of `scale · q + offset` groups of 32 (see [`super::QuantMatrix`]).
+/// A block made of groups of `WIDTH` weights `scale · q + offset` with small
+/// integers `q` (see [`super::QuantMatrix`]).
 pub trait GroupBlock: Block {
+    /// Weights per group: 32, or 16 for the K-quants whose sub-blocks are 16 wide.
+    const WIDTH: usize;
     /// False for the symmetric formats, whose offsets are all zero.
     const OFFSETS: bool;
-    /// Fills `LEN / 32` groups.
-    fn groups(&self, out: &mut [Group]);
+    /// The block's `LEN` weights as `q`, and per group its scale and (when
+    /// `OFFSETS`; `offsets` is empty otherwise) offset.
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]);
 }
 
 /// The blocks of `raw`, whose length is a multiple of the block's size.
@@ -46,25 +50,27 @@ pub fn dequantize<B: Block>(src: &[u8], dst: &mut [f32]) {
 
 /// Dequantizes through the groups, with [`dequant`]: the one formula the matmul also uses.
 fn dequantize_groups<B: GroupBlock>(block: &B, out: &mut [f32]) {
-    let mut groups = [Group::default(); 8];
-    let groups = &mut groups[..B::LEN / GROUP];
-    block.groups(groups);
-    for (g, out) in groups.iter().zip(out.chunks_exact_mut(GROUP)) {
-        let offset = B::OFFSETS.then_some(g.offset);
-        for (v, &q) in out.iter_mut().zip(&g.q) {
-            *v = dequant(q, g.scale, offset);
+    let (mut q, mut scales, mut offsets) = ([0i8; 256], [0f32; 16], [0f32; 16]);
+    let n = B::LEN / B::WIDTH;
+    let offsets = &mut offsets[..if B::OFFSETS { n } else { 0 }];
+    block.unpack(&mut q[..B::LEN], &mut scales[..n], offsets);
+    for (g, (out, q)) in out
+        .chunks_exact_mut(B::WIDTH)
+        .zip(q.chunks_exact(B::WIDTH))
+        .enumerate()
+    {
+        let offset = offsets.get(g).copied();
+        for (v, &q) in out.iter_mut().zip(q) {
+            *v = dequant(q, scales[g], offset);
         }
     }
 }
 
-/// Checks a block's size in bytes as `ggml-common.h` does; for group blocks,
-/// also declares its weight count and dequantizes it through its groups.
+/// Declares a block's weight count and group width, checks its size in bytes
+/// as `ggml-common.h` does, and dequantizes it through its groups.
 macro_rules! block {
-    ($ty:ident, $bytes:expr) => {
+    ($ty:ident: $len:literal weights in $bytes:literal bytes) => {
         const _: () = assert!(size_of::<$ty>() == $bytes, "wrong block size or padding");
-    };
-    ($ty:ident, $bytes:expr, $len:expr, groups) => {
-        block!($ty, $bytes);
         impl Block for $ty {
             const LEN: usize = $len;
             fn dequantize(&self, out: &mut [f32]) {
@@ -84,17 +90,22 @@ pub struct BlockQ4_0 {
     pub d: f16,
     pub qs: [u8; 16],
 }
-block!(BlockQ4_0, 18, 32, groups);
+block!(BlockQ4_0: 32 weights in 18 bytes);
 
 impl GroupBlock for BlockQ4_0 {
+    const WIDTH: usize = 32;
     const OFFSETS: bool = false;
-    fn groups(&self, out: &mut [Group]) {
-        let g = &mut out[0];
-        g.scale = self.d.to_f32();
-        for (j, &q) in self.qs.iter().enumerate() {
-            g.q[j] = (q & 0x0F) as i8 - 8;
-            g.q[j + 16] = (q >> 4) as i8 - 8;
-        }
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], _: &mut [f32]) {
+        scales[0] = self.d.to_f32();
+        nibbles(&self.qs, q, 8);
+    }
+}
+
+/// The 32 weights of a 16-byte `qs`: low nibbles are elements 0..16, high nibbles 16..32; less `bias`.
+fn nibbles(qs: &[u8; 16], q: &mut [i8], bias: i8) {
+    for (j, &b) in qs.iter().enumerate() {
+        q[j] = (b & 0x0F) as i8 - bias;
+        q[j + 16] = (b >> 4) as i8 - bias;
     }
 }
 
@@ -106,17 +117,14 @@ pub struct BlockQ4_1 {
     pub m: f16,
     pub qs: [u8; 16],
 }
-block!(BlockQ4_1, 20, 32, groups);
+block!(BlockQ4_1: 32 weights in 20 bytes);
 
 impl GroupBlock for BlockQ4_1 {
+    const WIDTH: usize = 32;
     const OFFSETS: bool = true;
-    fn groups(&self, out: &mut [Group]) {
-        let g = &mut out[0];
-        (g.scale, g.offset) = (self.d.to_f32(), self.m.to_f32());
-        for (j, &q) in self.qs.iter().enumerate() {
-            g.q[j] = (q & 0x0F) as i8;
-            g.q[j + 16] = (q >> 4) as i8;
-        }
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
+        (scales[0], offsets[0]) = (self.d.to_f32(), self.m.to_f32());
+        nibbles(&self.qs, q, 0);
     }
 }
 
@@ -128,13 +136,14 @@ pub struct BlockQ5_0 {
     pub qh: [u8; 4],
     pub qs: [u8; 16],
 }
-block!(BlockQ5_0, 22, 32, groups);
+block!(BlockQ5_0: 32 weights in 22 bytes);
 
 impl GroupBlock for BlockQ5_0 {
+    const WIDTH: usize = 32;
     const OFFSETS: bool = false;
-    fn groups(&self, out: &mut [Group]) {
-        out[0].scale = self.d.to_f32();
-        five_bit(&mut out[0], self.qh, &self.qs, 16);
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], _: &mut [f32]) {
+        scales[0] = self.d.to_f32();
+        five_bit(self.qh, &self.qs, q, 16);
     }
 }
 
@@ -147,25 +156,26 @@ pub struct BlockQ5_1 {
     pub qh: [u8; 4],
     pub qs: [u8; 16],
 }
-block!(BlockQ5_1, 24, 32, groups);
+block!(BlockQ5_1: 32 weights in 24 bytes);
 
 impl GroupBlock for BlockQ5_1 {
+    const WIDTH: usize = 32;
     const OFFSETS: bool = true;
-    fn groups(&self, out: &mut [Group]) {
-        (out[0].scale, out[0].offset) = (self.d.to_f32(), self.m.to_f32());
-        five_bit(&mut out[0], self.qh, &self.qs, 0);
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
+        (scales[0], offsets[0]) = (self.d.to_f32(), self.m.to_f32());
+        five_bit(self.qh, &self.qs, q, 0);
     }
 }
 
 /// Nibbles `qs` plus fifth bits from the little-endian word `qh` (bit `j`
 /// for element `j`), less `bias`.
-fn five_bit(g: &mut Group, qh: [u8; 4], qs: &[u8; 16], bias: i8) {
+fn five_bit(qh: [u8; 4], qs: &[u8; 16], q: &mut [i8], bias: i8) {
     let qh = u32::from_le_bytes(qh);
-    for (j, &q) in qs.iter().enumerate() {
+    for (j, &b) in qs.iter().enumerate() {
         let h0 = ((qh >> j) as u8 & 1) << 4;
         let h1 = ((qh >> (j + 16)) as u8 & 1) << 4;
-        g.q[j] = ((q & 0x0F) | h0) as i8 - bias;
-        g.q[j + 16] = ((q >> 4) | h1) as i8 - bias;
+        q[j] = ((b & 0x0F) | h0) as i8 - bias;
+        q[j + 16] = ((b >> 4) | h1) as i8 - bias;
     }
 }
 
@@ -176,13 +186,14 @@ pub struct BlockQ8_0 {
     pub d: f16,
     pub qs: [i8; 32],
 }
-block!(BlockQ8_0, 34, 32, groups);
+block!(BlockQ8_0: 32 weights in 34 bytes);
 
 impl GroupBlock for BlockQ8_0 {
+    const WIDTH: usize = 32;
     const OFFSETS: bool = false;
-    fn groups(&self, out: &mut [Group]) {
-        out[0].scale = self.d.to_f32();
-        out[0].q = self.qs;
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], _: &mut [f32]) {
+        scales[0] = self.d.to_f32();
+        q.copy_from_slice(&self.qs);
     }
 }
 
@@ -206,18 +217,20 @@ pub struct BlockQ2K {
     pub d: f16,
     pub dmin: f16,
 }
-block!(BlockQ2K, 84);
+block!(BlockQ2K: 256 weights in 84 bytes);
 
-impl Block for BlockQ2K {
-    const LEN: usize = 256;
-    fn dequantize(&self, out: &mut [f32]) {
+impl GroupBlock for BlockQ2K {
+    const WIDTH: usize = 16;
+    const OFFSETS: bool = true;
+    /// ggml's `dl · q − ml` is `q · dl + (−ml)` to the bit.
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
         let (d, dmin) = (self.d.to_f32(), self.dmin.to_f32());
-        for (g, out) in out.chunks_exact_mut(16).enumerate() {
+        for (g, q) in q.chunks_exact_mut(16).enumerate() {
             let (at, shift) = k_group(g);
-            let dl = d * (self.scales[g] & 0x0F) as f32;
-            let ml = dmin * (self.scales[g] >> 4) as f32;
-            for (v, &q) in out.iter_mut().zip(&self.qs[at..at + 16]) {
-                *v = dl * ((q >> shift) & 3) as f32 - ml;
+            scales[g] = d * (self.scales[g] & 0x0F) as f32;
+            offsets[g] = -(dmin * (self.scales[g] >> 4) as f32);
+            for (v, &b) in q.iter_mut().zip(&self.qs[at..at + 16]) {
+                *v = ((b >> shift) & 3) as i8;
             }
         }
     }
@@ -233,7 +246,7 @@ pub struct BlockQ3K {
     pub scales: [u8; 12],
     pub d: f16,
 }
-block!(BlockQ3K, 110);
+block!(BlockQ3K: 256 weights in 110 bytes);
 
 impl BlockQ3K {
     /// The 16 signed 6-bit group scales, packed into 12 bytes: low nibbles in
@@ -246,18 +259,19 @@ impl BlockQ3K {
     }
 }
 
-impl Block for BlockQ3K {
-    const LEN: usize = 256;
-    fn dequantize(&self, out: &mut [f32]) {
+impl GroupBlock for BlockQ3K {
+    const WIDTH: usize = 16;
+    const OFFSETS: bool = false;
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], _: &mut [f32]) {
         let d = self.d.to_f32();
-        for (g, out) in out.chunks_exact_mut(16).enumerate() {
+        for (g, q) in q.chunks_exact_mut(16).enumerate() {
             let (at, shift) = k_group(g);
-            let dl = d * self.scale(g) as f32;
+            scales[g] = d * self.scale(g) as f32;
             let bit = 1u8 << (g / 2);
             let hm = &self.hmask[16 * (g % 2)..16 * (g % 2) + 16];
-            for ((v, &q), &h) in out.iter_mut().zip(&self.qs[at..at + 16]).zip(hm) {
+            for ((v, &b), &h) in q.iter_mut().zip(&self.qs[at..at + 16]).zip(hm) {
                 let sub = if h & bit != 0 { 0 } else { 4 };
-                *v = dl * (((q >> shift) & 3) as i32 - sub) as f32;
+                *v = ((b >> shift) & 3) as i8 - sub;
             }
         }
     }
@@ -280,24 +294,24 @@ fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
 /// `fifth(p, j)` gives Q5_K's fifth bits of element `j` of both groups.
 /// Group `j`'s `d·sc·q − dmin·m` becomes `scale · q + offset` with the same
 /// float operations, so the same bits.
-fn k4_groups(
+fn k4_unpack(
     (d, dmin): (f16, f16),
-    scales: &[u8; 12],
+    packed_scales: &[u8; 12],
     qs: &[u8; 128],
-    out: &mut [Group],
+    (q, scales, offsets): (&mut [i8], &mut [f32], &mut [f32]),
     fifth: impl Fn(usize, usize) -> (u8, u8),
 ) {
     let (d, dmin) = (d.to_f32(), dmin.to_f32());
-    for (p, (pair, q)) in out.chunks_exact_mut(2).zip(qs.chunks_exact(32)).enumerate() {
-        let [lo, hi] = pair else { continue };
-        for (g, j) in [(&mut *lo, 2 * p), (&mut *hi, 2 * p + 1)] {
-            let (sc, m) = scale_min_k4(j, scales);
-            (g.scale, g.offset) = (d * sc as f32, -(dmin * m as f32));
-        }
-        for (j, &q) in q.iter().enumerate() {
+    for g in 0..8 {
+        let (sc, m) = scale_min_k4(g, packed_scales);
+        (scales[g], offsets[g]) = (d * sc as f32, -(dmin * m as f32));
+    }
+    for (p, (pair, chunk)) in q.chunks_exact_mut(64).zip(qs.chunks_exact(32)).enumerate() {
+        let (lo, hi) = pair.split_at_mut(32);
+        for (j, &b) in chunk.iter().enumerate() {
             let (h1, h2) = fifth(p, j);
-            lo.q[j] = ((q & 0x0F) + h1) as i8;
-            hi.q[j] = ((q >> 4) + h2) as i8;
+            lo[j] = ((b & 0x0F) + h1) as i8;
+            hi[j] = ((b >> 4) + h2) as i8;
         }
     }
 }
@@ -311,12 +325,14 @@ pub struct BlockQ4K {
     pub scales: [u8; 12],
     pub qs: [u8; 128],
 }
-block!(BlockQ4K, 144, 256, groups);
+block!(BlockQ4K: 256 weights in 144 bytes);
 
 impl GroupBlock for BlockQ4K {
+    const WIDTH: usize = 32;
     const OFFSETS: bool = true;
-    fn groups(&self, out: &mut [Group]) {
-        k4_groups((self.d, self.dmin), &self.scales, &self.qs, out, |_, _| {
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
+        let out = (q, scales, offsets);
+        k4_unpack((self.d, self.dmin), &self.scales, &self.qs, out, |_, _| {
             (0, 0)
         });
     }
@@ -333,13 +349,15 @@ pub struct BlockQ5K {
     pub qh: [u8; 32],
     pub qs: [u8; 128],
 }
-block!(BlockQ5K, 176, 256, groups);
+block!(BlockQ5K: 256 weights in 176 bytes);
 
 impl GroupBlock for BlockQ5K {
+    const WIDTH: usize = 32;
     const OFFSETS: bool = true;
-    fn groups(&self, out: &mut [Group]) {
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
         let bit = |j: usize, mask: u8| if self.qh[j] & mask != 0 { 16 } else { 0 };
-        k4_groups((self.d, self.dmin), &self.scales, &self.qs, out, |p, j| {
+        let out = (q, scales, offsets);
+        k4_unpack((self.d, self.dmin), &self.scales, &self.qs, out, |p, j| {
             (bit(j, 1 << (2 * p)), bit(j, 2 << (2 * p)))
         });
     }
@@ -356,22 +374,25 @@ pub struct BlockQ6K {
     pub scales: [i8; 16],
     pub d: f16,
 }
-block!(BlockQ6K, 210);
+block!(BlockQ6K: 256 weights in 210 bytes);
 
-impl Block for BlockQ6K {
-    const LEN: usize = 256;
-    fn dequantize(&self, out: &mut [f32]) {
+impl GroupBlock for BlockQ6K {
+    const WIDTH: usize = 16;
+    const OFFSETS: bool = false;
+    /// Element `e` belongs to group `e / 16`, whose scale is `scales[e / 16]`.
+    /// ggml computes `d * sc * q` left to right, so folding `d * sc` first is bit-identical.
+    fn unpack(&self, q: &mut [i8], scales: &mut [f32], _: &mut [f32]) {
         let d = self.d.to_f32();
-        // ggml computes `d * sc[is] * q` left to right, so folding `d * sc` first is bit-identical.
-        let scales: [f32; 16] = std::array::from_fn(|i| d * self.scales[i] as f32);
-        for (n, half) in out.chunks_exact_mut(128).enumerate() {
+        for (s, &sc) in scales.iter_mut().zip(&self.scales) {
+            *s = d * sc as f32;
+        }
+        for (n, half) in q.chunks_exact_mut(128).enumerate() {
             let (ql, qh) = (&self.ql[64 * n..64 * n + 64], &self.qh[32 * n..32 * n + 32]);
             for (k, quarter) in half.chunks_exact_mut(32).enumerate() {
                 let ql = &ql[32 * (k % 2)..32 * (k % 2) + 32];
                 let (lshift, hshift) = (4 * (k / 2), 2 * k);
-                for (l, ((v, &lo), &hi)) in quarter.iter_mut().zip(ql).zip(qh).enumerate() {
-                    let q = (((lo >> lshift) & 0x0F) | (((hi >> hshift) & 3) << 4)) as i32 - 32;
-                    *v = scales[8 * n + l / 16 + 2 * k] * q as f32;
+                for ((v, &lo), &hi) in quarter.iter_mut().zip(ql).zip(qh) {
+                    *v = (((lo >> lshift) & 0x0F) | (((hi >> hshift) & 3) << 4)) as i8 - 32;
                 }
             }
         }

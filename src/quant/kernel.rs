@@ -1,7 +1,7 @@
 //! `x · Wᵀ` over a [`QuantMatrix`]: the activations become integers per group
 //! too, so the inner loop is an integer dot product.
 
-use super::{QuantMatrix, GROUP};
+use super::QuantMatrix;
 
 /// Output rows whose weights are reused, from cache, across all activation rows.
 const ROW_TILE: usize = 16;
@@ -9,9 +9,16 @@ const ROW_TILE: usize = 16;
 impl QuantMatrix {
     /// `x · selfᵀ` for `x` row-major `[n, cols]`: the `[n, rows]` result, row-major.
     pub fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
-        debug_assert_eq!(x.len(), n * self.cols);
-        let groups = self.cols / GROUP;
-        let acts = Activations::new(x, self.offsets.is_some());
+        match self.width {
+            16 => self.matmul_groups_of::<16>(x, n),
+            _ => self.matmul_groups_of::<32>(x, n),
+        }
+    }
+
+    fn matmul_groups_of<const W: usize>(&self, x: &[f32], n: usize) -> Vec<f32> {
+        debug_assert_eq!((x.len(), self.width), (n * self.cols, W));
+        let groups = self.cols / W;
+        let acts = Activations::new::<W>(x, self.offsets.is_some());
         let mut out = vec![0.0f32; n * self.rows];
         for tile in (0..self.rows).step_by(ROW_TILE) {
             for r in 0..n {
@@ -21,7 +28,7 @@ impl QuantMatrix {
                 for o in tile..(tile + ROW_TILE).min(self.rows) {
                     let w = &self.q[o * self.cols..(o + 1) * self.cols];
                     let ws = &self.scales[o * groups..(o + 1) * groups];
-                    let mut y = dot(w, ws, high, low, xs);
+                    let mut y = dot::<W>(w, ws, high, low, xs);
                     if let Some(offsets) = &self.offsets {
                         let sums = &acts.sums[r * groups..(r + 1) * groups];
                         let off = &offsets[o * groups..(o + 1) * groups];
@@ -48,17 +55,18 @@ struct Activations {
 const LOW: f32 = 32768.0;
 
 impl Activations {
-    fn new(x: &[f32], with_sums: bool) -> Self {
+    /// `x` in groups of `W`.
+    fn new<const W: usize>(x: &[f32], with_sums: bool) -> Self {
         let mut acts = Activations {
             high: vec![0; x.len()],
             low: vec![0; x.len()],
-            scales: Vec::with_capacity(x.len() / GROUP),
-            sums: Vec::with_capacity(if with_sums { x.len() / GROUP } else { 0 }),
+            scales: Vec::with_capacity(x.len() / W),
+            sums: Vec::with_capacity(if with_sums { x.len() / W } else { 0 }),
         };
         let groups = x
-            .chunks_exact(GROUP)
-            .zip(acts.high.chunks_exact_mut(GROUP))
-            .zip(acts.low.chunks_exact_mut(GROUP));
+            .chunks_exact(W)
+            .zip(acts.high.chunks_exact_mut(W))
+            .zip(acts.low.chunks_exact_mut(W));
         for ((xg, high), low) in groups {
             let max = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             if max > 0.0 {
@@ -87,43 +95,32 @@ fn round(t: f32) -> f32 {
     (t + MAGIC) - MAGIC
 }
 
-/// `Σ_g ws[g] · xs[g] · (w_g · (high_g + low_g / 2¹⁵))` over one weight row and one activation row.
+/// `Σ_g ws[g] · xs[g] · (w_g · (high_g + low_g / 2¹⁵))` over one weight row
+/// and one activation row, in groups of `W`.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline]
-fn dot(w: &[i8], ws: &[f32], high: &[i16], low: &[i16], xs: &[f32]) -> f32 {
+fn dot<const W: usize>(w: &[i8], ws: &[f32], high: &[i16], low: &[i16], xs: &[f32]) -> f32 {
     use core::arch::wasm32::*;
     let (mut total_high, mut total_low) = (f32x4_splat(0.0), f32x4_splat(0.0));
     for (g, &scale) in ws.iter().enumerate() {
-        let at = g * GROUP..(g + 1) * GROUP;
-        let (w, h, l) = (&w[at.clone()], &high[at.clone()], &low[at]);
-        // SAFETY: `w` holds 32 i8 (two v128), `h` and `l` 32 i16 (four v128
-        // each); v128_load has no alignment requirement.
-        let (acc_high, acc_low) = unsafe {
-            let wp = w.as_ptr() as *const v128;
-            let (w0, w1) = (v128_load(wp), v128_load(wp.add(1)));
-            let w16 = [
-                i16x8_extend_low_i8x16(w0),
-                i16x8_extend_high_i8x16(w0),
-                i16x8_extend_low_i8x16(w1),
-                i16x8_extend_high_i8x16(w1),
-            ];
-            let dot4 = |x: *const v128| {
-                i32x4_add(
+        let (mut acc_high, mut acc_low) = (i32x4_splat(0), i32x4_splat(0));
+        for at in (g * W..(g + 1) * W).step_by(16) {
+            let (w, h, l) = (&w[at..at + 16], &high[at..at + 16], &low[at..at + 16]);
+            // SAFETY: `w` holds 16 i8 (one v128), `h` and `l` 16 i16 (two v128
+            // each); v128_load has no alignment requirement.
+            unsafe {
+                let w = v128_load(w.as_ptr() as *const v128);
+                let (w0, w1) = (i16x8_extend_low_i8x16(w), i16x8_extend_high_i8x16(w));
+                let dot2 = |x: *const v128| {
                     i32x4_add(
-                        i32x4_dot_i16x8(w16[0], v128_load(x)),
-                        i32x4_dot_i16x8(w16[1], v128_load(x.add(1))),
-                    ),
-                    i32x4_add(
-                        i32x4_dot_i16x8(w16[2], v128_load(x.add(2))),
-                        i32x4_dot_i16x8(w16[3], v128_load(x.add(3))),
-                    ),
-                )
-            };
-            (
-                dot4(h.as_ptr() as *const v128),
-                dot4(l.as_ptr() as *const v128),
-            )
-        };
+                        i32x4_dot_i16x8(w0, v128_load(x)),
+                        i32x4_dot_i16x8(w1, v128_load(x.add(1))),
+                    )
+                };
+                acc_high = i32x4_add(acc_high, dot2(h.as_ptr() as *const v128));
+                acc_low = i32x4_add(acc_low, dot2(l.as_ptr() as *const v128));
+            }
+        }
         let s = f32x4_splat(scale * xs[g]);
         total_high = f32x4_add(total_high, f32x4_mul(f32x4_convert_i32x4(acc_high), s));
         total_low = f32x4_add(total_low, f32x4_mul(f32x4_convert_i32x4(acc_low), s));
@@ -138,10 +135,10 @@ fn dot(w: &[i8], ws: &[f32], high: &[i16], low: &[i16], xs: &[f32]) -> f32 {
 /// Portable form of the same sum; the compiler vectorizes the 8-lane integer loops.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline]
-fn dot(w: &[i8], ws: &[f32], high: &[i16], low: &[i16], xs: &[f32]) -> f32 {
+fn dot<const W: usize>(w: &[i8], ws: &[f32], high: &[i16], low: &[i16], xs: &[f32]) -> f32 {
     let (mut total_high, mut total_low) = (0.0f32, 0.0f32);
     for (g, &scale) in ws.iter().enumerate() {
-        let at = g * GROUP..(g + 1) * GROUP;
+        let at = g * W..(g + 1) * W;
         let w = &w[at.clone()];
         let dot8 = |x: &[i16]| {
             let mut acc = [0i32; 8];
@@ -187,13 +184,17 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn matmul_matches_dequantized_f64_reference() {
         // Rows not a multiple of the tile, one and several activation rows, with and without offsets.
-        for (rows, cols, n, has_offsets) in
-            [(37, 64, 1, true), (20, 96, 5, false), (3, 32, 2, true)]
-        {
-            let m = random_matrix(rows, cols, has_offsets, rows as u64);
+        for (rows, cols, width, n, has_offsets) in [
+            (37, 64, 32, 1, true),
+            (20, 96, 32, 5, false),
+            (3, 32, 32, 2, true),
+            (19, 48, 16, 3, false),
+            (5, 64, 16, 1, true),
+        ] {
+            let m = random_matrix([rows, cols], width, has_offsets, rows as u64);
             let mut rng = ChaCha8Rng::seed_from_u64(7);
             let mut x: Vec<f32> = (0..n * cols).map(|_| uniform(&mut rng) * 3.0).collect();
-            x[..GROUP].fill(0.0); // an all-zero group has scale 0
+            x[..32].fill(0.0); // an all-zero group has scale 0
             let got = m.matmul(&x, n);
             let want = reference(&m, &x, n);
             let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();

@@ -1,14 +1,15 @@
-//! Weight matrices kept as 8-bit integers in groups of 32, and the matmul that reads them.
+//! Weight matrices kept as 8-bit integers in groups, and the matmul that reads them.
 //!
-//! Every 32-element block of llama.cpp's Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, and
-//! every 32-element group of Q4_K and Q5_K, is `scale · q + offset` with small
-//! integers `q`, so all of them convert to this one form without changing a
-//! weight. A decode step multiplies one row by every weight once, so its speed
-//! is set by the bytes it reads: 1.25 per weight here (plus 4 per 32 for the
-//! offsets of the asymmetric formats), against 4 for `f32`.
+//! Every block of llama.cpp's Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and K-quants
+//! (Q2_K to Q6_K) is made of groups of 32 weights (16 for Q2_K, Q3_K and
+//! Q6_K) that are `scale · q + offset` with small integers `q`, so all of them
+//! convert to this one form without changing a weight. A decode step
+//! multiplies one row by every weight once, so its speed is set by the bytes
+//! it reads: 1.125 to 1.25 per weight here (plus the offsets of the asymmetric
+//! formats), against 4 for `f32`.
 //!
 //! The activations become integers too, so the inner loop is an integer dot
-//! product (`i32x4.dot_i16x8_s` in wasm SIMD): per group of 32, a scale and two
+//! product (`i32x4.dot_i16x8_s` in wasm SIMD): per group, a scale and two
 //! 16-bit parts, `x ≈ scale · (high + low / 2¹⁵)`. One part alone would be
 //! faster but costs about 1e-4 of the logits; with both the error is below
 //! `f32` rounding, so results match the dense `f32` path. burn has no kernel for this
@@ -22,77 +23,68 @@ mod kernel;
 
 use blocks::GroupBlock;
 
-/// Weights per group; every group has its own scale and offset.
-pub const GROUP: usize = 32;
-
-/// One group of 32 weights, `scale · q[i] + offset`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Group {
-    pub scale: f32,
-    pub offset: f32,
-    pub q: [i8; GROUP],
-}
-
-impl Default for Group {
-    fn default() -> Self {
-        Group {
-            scale: 0.0,
-            offset: 0.0,
-            q: [0; GROUP],
-        }
-    }
-}
-
-/// A `[rows, cols]` matrix (PyTorch's `[out, in]`), each row `cols / 32` groups.
+/// A `[rows, cols]` matrix (PyTorch's `[out, in]`) of small integers `q`,
+/// each row cut into groups of `width` weights with one scale (and offset) each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantMatrix {
     rows: usize,
     cols: usize,
+    /// Weights per group: 32, or 16 for the K-quants whose sub-blocks are 16 wide.
+    width: usize,
     q: Vec<i8>,
     scales: Vec<f32>,
     /// `None` for the symmetric formats, whose offsets are all zero.
     offsets: Option<Vec<f32>>,
 }
 
+/// Group widths the kernels are built for.
+pub const WIDTHS: [usize; 2] = [16, 32];
+
 impl QuantMatrix {
-    /// From the row-major groups of a `[rows, cols]` matrix; `cols` must be a
-    /// multiple of 32 and `groups` yield exactly `rows · cols / 32` items.
-    /// With `has_offsets` false every offset is taken to be zero.
-    pub fn from_groups(
-        rows: usize,
-        cols: usize,
-        has_offsets: bool,
-        groups: impl IntoIterator<Item = Group>,
+    /// From row-major weights `q` of a `[rows, cols]` matrix and one scale
+    /// (and offset) per `width` of them; `width` is 16 or 32 and divides `cols`.
+    pub fn new(
+        [rows, cols]: [usize; 2],
+        width: usize,
+        q: Vec<i8>,
+        scales: Vec<f32>,
+        offsets: Option<Vec<f32>>,
     ) -> Self {
-        let n = rows * cols / GROUP;
-        let mut m = QuantMatrix {
+        assert!(WIDTHS.contains(&width) && cols.is_multiple_of(width));
+        assert_eq!(q.len(), rows * cols);
+        assert_eq!(scales.len(), rows * cols / width);
+        assert!(offsets.as_ref().is_none_or(|o| o.len() == scales.len()));
+        QuantMatrix {
             rows,
             cols,
-            q: Vec::with_capacity(rows * cols),
-            scales: Vec::with_capacity(n),
-            offsets: has_offsets.then(|| Vec::with_capacity(n)),
-        };
-        for g in groups {
-            m.q.extend_from_slice(&g.q);
-            m.scales.push(g.scale);
-            if let Some(offsets) = &mut m.offsets {
-                offsets.push(g.offset);
-            }
+            width,
+            q,
+            scales,
+            offsets,
         }
-        debug_assert!(cols.is_multiple_of(GROUP) && m.scales.len() == n);
-        m
     }
 
     /// From the blocks of `B` in `raw`, row-major, for a `[rows, cols]`
-    /// matrix whose `cols` is a multiple of the block's length.
-    pub fn from_blocks<B: GroupBlock>(rows: usize, cols: usize, raw: &[u8]) -> Self {
-        let per_block = B::LEN / GROUP;
-        let groups = blocks::read::<B>(raw).flat_map(|block| {
-            let mut groups = [Group::default(); 8];
-            block.groups(&mut groups[..per_block]);
-            groups.into_iter().take(per_block)
-        });
-        Self::from_groups(rows, cols, B::OFFSETS, groups)
+    /// matrix whose `cols` is a multiple of the block's length; `None` when
+    /// memory runs out.
+    pub fn from_blocks<B: GroupBlock>(rows: usize, cols: usize, raw: &[u8]) -> Option<Self> {
+        let n = rows * cols;
+        let groups = n / B::WIDTH;
+        let mut q = zeroed::<i8>(n)?;
+        let mut scales = zeroed::<f32>(groups)?;
+        let mut offsets = zeroed::<f32>(if B::OFFSETS { groups } else { 0 })?;
+        let per_block = B::LEN / B::WIDTH;
+        for (i, block) in blocks::read::<B>(raw).enumerate() {
+            let at = i * per_block..(i + 1) * per_block;
+            let offsets = offsets.get_mut(at.clone()).unwrap_or_default();
+            block.unpack(
+                &mut q[i * B::LEN..(i + 1) * B::LEN],
+                &mut scales[at],
+                offsets,
+            );
+        }
+        let offsets = B::OFFSETS.then_some(offsets);
+        Some(Self::new([rows, cols], B::WIDTH, q, scales, offsets))
     }
 
     pub fn shape(&self) -> [usize; 2] {
@@ -106,10 +98,10 @@ impl QuantMatrix {
 
     /// Row `r` as `f32`, appended to `out` (an embedding lookup).
     pub fn row_into(&self, r: usize, out: &mut Vec<f32>) {
-        let groups = self.cols / GROUP;
+        let (groups, w) = (self.cols / self.width, self.width);
         for g in r * groups..(r + 1) * groups {
-            let q = &self.q[g * GROUP..(g + 1) * GROUP];
             let offset = self.offsets.as_ref().map(|o| o[g]);
+            let q = &self.q[g * w..(g + 1) * w];
             out.extend(q.iter().map(|&q| dequant(q, self.scales[g], offset)));
         }
     }
@@ -125,7 +117,7 @@ impl QuantMatrix {
 
     /// A matrix whose row `i` is this one's row `order[i]`.
     pub fn select_rows(&self, order: &[usize]) -> Self {
-        let groups = self.cols / GROUP;
+        let groups = self.cols / self.width;
         let pick = |v: &[f32]| -> Vec<f32> {
             order
                 .iter()
@@ -135,6 +127,7 @@ impl QuantMatrix {
         QuantMatrix {
             rows: order.len(),
             cols: self.cols,
+            width: self.width,
             q: order
                 .iter()
                 .flat_map(|&r| self.q[r * self.cols..(r + 1) * self.cols].iter().copied())
@@ -143,6 +136,14 @@ impl QuantMatrix {
             offsets: self.offsets.as_deref().map(pick),
         }
     }
+}
+
+/// `n` zeros, allocated fallibly so that running out of memory in the browser is an error, not an abort.
+fn zeroed<T: Clone + Default>(n: usize) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, T::default());
+    Some(v)
 }
 
 /// The one formula from a group to `f32`, shared with the GGUF dequantizers so
@@ -166,30 +167,23 @@ mod tests {
     }
 
     pub(super) fn random_matrix(
-        rows: usize,
-        cols: usize,
+        [rows, cols]: [usize; 2],
+        width: usize,
         has_offsets: bool,
         seed: u64,
     ) -> QuantMatrix {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let groups: Vec<Group> = (0..rows * cols / GROUP)
-            .map(|_| Group {
-                scale: uniform(&mut rng) * 0.1,
-                offset: if has_offsets {
-                    uniform(&mut rng) * 0.2
-                } else {
-                    0.0
-                },
-                q: std::array::from_fn(|_| rng.next_u32() as i8),
-            })
-            .collect();
-        QuantMatrix::from_groups(rows, cols, has_offsets, groups)
+        let groups = rows * cols / width;
+        let q = (0..rows * cols).map(|_| rng.next_u32() as i8).collect();
+        let scales = (0..groups).map(|_| uniform(&mut rng) * 0.1).collect();
+        let offsets = has_offsets.then(|| (0..groups).map(|_| uniform(&mut rng) * 0.2).collect());
+        QuantMatrix::new([rows, cols], width, q, scales, offsets)
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn select_rows_and_row_into_agree_with_dequantize() {
-        let m = random_matrix(4, 64, true, 3);
+        let m = random_matrix([4, 64], 16, true, 3);
         let picked = m.select_rows(&[2, 0]);
         let (all, mut row) = (m.dequantize(), Vec::new());
         picked.row_into(1, &mut row);

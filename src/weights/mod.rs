@@ -1,5 +1,5 @@
 //! Reading pretrained weights into plain `f32` host tensors, or, for GGUF's
-//! block-quantized matrices, into [`QuantMatrix`] (8-bit groups, never widened).
+//! block-quantized matrices, into [`QuantMatrix`] (integer groups, never widened).
 //!
 //! Each format module turns bytes into [`HostTensor`]s by name; the model
 //! modules then check shapes against the config and move them to a burn

@@ -34,7 +34,8 @@ use std::ops::Range;
 use super::HostTensor;
 use crate::error::{Error, Result};
 use crate::quant::blocks::{
-    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8_0,
 };
 use crate::quant::QuantMatrix;
 pub use metadata::MetaValue;
@@ -216,8 +217,8 @@ impl GgufFile {
     }
 
     /// The 2-D tensor `name` in the grouped 8-bit form the engine multiplies
-    /// with directly (see [`crate::quant`]), or `None` for types without that
-    /// form (F32, F16, BF16, Q2_K, Q3_K, Q6_K), which [`Self::tensor`] reads.
+    /// with directly (see [`crate::quant`]), or `None` for the float types
+    /// (F32, F16, BF16), which [`Self::tensor`] reads.
     pub fn quantized(&self, name: &str) -> Result<Option<QuantMatrix>> {
         let info = self.info(name)?;
         let ty = known_type(name, info)?;
@@ -230,11 +231,20 @@ impl GgufFile {
             GgmlType::Q5_0 => QuantMatrix::from_blocks::<BlockQ5_0>,
             GgmlType::Q5_1 => QuantMatrix::from_blocks::<BlockQ5_1>,
             GgmlType::Q8_0 => QuantMatrix::from_blocks::<BlockQ8_0>,
+            GgmlType::Q2_K => QuantMatrix::from_blocks::<BlockQ2K>,
+            GgmlType::Q3_K => QuantMatrix::from_blocks::<BlockQ3K>,
             GgmlType::Q4_K => QuantMatrix::from_blocks::<BlockQ4K>,
             GgmlType::Q5_K => QuantMatrix::from_blocks::<BlockQ5K>,
+            GgmlType::Q6_K => QuantMatrix::from_blocks::<BlockQ6K>,
             _ => return Ok(None),
         };
-        Ok(Some(from_blocks(rows, cols, self.raw(name, info, ty)?)))
+        let m = from_blocks(rows, cols, self.raw(name, info, ty)?).ok_or_else(|| {
+            Error::weights(format!(
+                "not enough memory to load tensor `{name}` ({} weights)",
+                info.n_elements
+            ))
+        })?;
+        Ok(Some(m))
     }
 
     /// The data bytes of a tensor whose type is known.
