@@ -8,68 +8,46 @@
 //! strategies apart; this measurement can, and shows how each one grows with
 //! the sequence.
 
-use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 use web_time::Instant;
 
-use crate::attention::attend;
-use crate::cache::{self, CacheStrategy, KvCache};
+use crate::attention::Heads;
+use crate::cache::{self, CacheStrategy, KvCache, LayerCache, LayerPlan};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampling::argmax;
 
 /// Milliseconds of each of `tokens` one-token decode steps, cache and attention
-/// only, starting from an empty cache of `capacity` slots.
-pub fn measure(
-    config: &ModelConfig,
-    strategy: CacheStrategy,
-    capacity: usize,
-    tokens: usize,
-    device: &Device,
-) -> Result<Vec<f64>> {
-    let mut cache = KvCache::new(config, strategy, capacity)?;
-    cache::check_fits(0, tokens, None, cache.max_len())?;
-    let (heads, kv_heads, dim) = (config.num_heads, config.num_kv_heads, config.head_dim);
+/// only, through layer caches planned as `plans`, from empty.
+pub fn measure(config: &ModelConfig, plans: &[LayerPlan], tokens: usize) -> Result<Vec<f64>> {
+    if let Some(max_len) = cache::max_len(plans).filter(|&max_len| tokens > max_len) {
+        return Err(Error::ContextFull(format!(
+            "{tokens} tokens would not fit: maxSeqLen is {max_len}"
+        )));
+    }
+    let heads = Heads::of(config);
+    let mut layers = plans
+        .iter()
+        .map(|&plan| LayerCache::new(plan, heads))
+        .collect::<Result<Vec<_>>>()?;
     // A few distinct inputs, made once, so that making them is not timed.
-    let inputs: Vec<Tensor<3>> = (0..4)
+    let inputs: Vec<Vec<f32>> = (0..4)
         .map(|i| {
-            let shape = if i == 0 {
-                [heads, 1, dim]
-            } else {
-                [kv_heads, 1, dim]
-            };
-            let n = shape.iter().product::<usize>();
-            let values = (0..n)
+            let n = if i == 0 { heads.query } else { heads.kv } * heads.dim;
+            (0..n)
                 .map(|j| ((j * 7 + i * 13) as f32 * 0.37).sin())
-                .collect();
-            Tensor::from_data(TensorData::new(values, shape), device)
+                .collect()
         })
         .collect();
-    let window = strategy.window();
     let mut step_ms = Vec::with_capacity(tokens);
-    for _ in 0..tokens {
-        let position = cache.position();
+    for position in 0..tokens {
         let started = Instant::now();
-        let mut out = None;
-        for layer in 0..config.num_layers {
-            let (k, v) = (&inputs[1 + layer % 2], &inputs[2 + layer % 2]);
-            let layer_cache = Some(cache.layer_mut(layer));
-            out = Some(attend(
-                inputs[0].clone(),
-                k.clone(),
-                v.clone(),
-                layer_cache,
-                position,
-                window,
-            ));
-        }
-        // Reading a result waits for it, should a backend ever run lazily.
-        if let Some(out) = out {
-            out.into_data();
+        for (i, layer) in layers.iter_mut().enumerate() {
+            let (k, v) = (&inputs[1 + i % 2], &inputs[2 + i % 2]);
+            std::hint::black_box(layer.attend(position, &inputs[0], k, v));
         }
         step_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        cache.advance(1);
     }
     Ok(step_ms)
 }
@@ -95,7 +73,7 @@ pub struct Interleaved {
 pub fn interleaved(
     model: &Model,
     strategies: &[CacheStrategy],
-    capacity: usize,
+    max_seq_len: usize,
     prompt: &[u32],
     tokens: usize,
 ) -> Result<Interleaved> {
@@ -104,18 +82,17 @@ pub fn interleaved(
             "name at least one cache strategy and ask for at least one token",
         ));
     }
+    let config = model.config();
     let mut caches = strategies
         .iter()
-        .map(|&strategy| KvCache::new(model.config(), strategy, capacity))
+        .map(|&strategy| KvCache::with_strategy(config, strategy, max_seq_len))
         .collect::<Result<Vec<_>>>()?;
-    let limit = model.position_limit();
     for cache in &caches {
-        cache::check_fits(0, prompt.len() + tokens, limit, cache.max_len())?;
+        model.check_room(0, prompt.len() + tokens, cache.max_len())?;
     }
     let run = |index: usize, caches: &mut [KvCache], ids: &[u32]| {
-        let window = strategies[index].window();
         let started = Instant::now();
-        let logits = model.forward_last(ids, Some(&mut caches[index]), window)?;
+        let logits = model.forward_last(ids, &mut caches[index])?;
         Ok::<_, Error>((argmax(&logits), started.elapsed().as_secs_f64() * 1000.0))
     };
     let mut out = Interleaved {
@@ -149,30 +126,26 @@ pub fn interleaved(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::BackendKind;
 
     #[test]
     fn one_timing_per_token_and_a_full_cache_is_refused() {
         let mut config = ModelConfig::gpt2_124m();
         config.num_layers = 2;
-        let device = BackendKind::default().device();
         for strategy in [
             CacheStrategy::Concat,
             CacheStrategy::Prealloc,
             CacheStrategy::Window { size: 4 },
         ] {
-            let ms = measure(&config, strategy, 8, 8, &device).unwrap();
+            let plans = cache::plan_layers(&config, strategy, 8).unwrap();
+            let ms = measure(&config, &plans, 8).unwrap();
             assert_eq!(ms.len(), 8, "{strategy}");
             assert!(ms.iter().all(|&t| t.is_finite() && t >= 0.0), "{ms:?}");
         }
-        let err = measure(&config, CacheStrategy::Prealloc, 8, 9, &device).unwrap_err();
+        let plans = cache::plan_layers(&config, CacheStrategy::Prealloc, 8).unwrap();
+        let err = measure(&config, &plans, 9).unwrap_err();
         assert!(err.to_string().contains("maxSeqLen is 8"), "{err}");
-        // A window drops old entries, so it runs past its capacity.
-        assert_eq!(
-            measure(&config, CacheStrategy::Window { size: 4 }, 8, 12, &device)
-                .unwrap()
-                .len(),
-            12
-        );
+        // A window drops old entries, so it runs past maxSeqLen.
+        let plans = cache::plan_layers(&config, CacheStrategy::Window { size: 4 }, 8).unwrap();
+        assert_eq!(measure(&config, &plans, 12).unwrap().len(), 12);
     }
 }

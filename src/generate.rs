@@ -8,8 +8,10 @@
 use serde::Serialize;
 use web_time::Instant;
 
-use crate::cache::{self, CacheStrategy, KvCache};
+use crate::attention::Heads;
+use crate::cache::{self, CacheStrategy, KvCache, LayerPlan};
 use crate::cache_cost;
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::load::Loaded;
 use crate::model::Model;
@@ -19,6 +21,20 @@ use crate::tokenizer::{TextStream, Tokenizer};
 /// Longest sequence by default; also what `prealloc` allocates. Models with a
 /// shorter trained context use that instead.
 pub const DEFAULT_MAX_SEQ_LEN: usize = 1024;
+
+/// The longest sequence a generator accepts: `requested`, or by default the
+/// model's context up to [`DEFAULT_MAX_SEQ_LEN`]; never past the model's context.
+pub fn max_seq_len(config: &ModelConfig, requested: Option<usize>) -> Result<usize> {
+    let context = config.max_position_embeddings;
+    match requested {
+        None => Ok(context.min(DEFAULT_MAX_SEQ_LEN)),
+        Some(0) => Err(Error::invalid("maxSeqLen must be at least 1, got 0")),
+        Some(n) if n > context => Err(Error::invalid(format!(
+            "maxSeqLen {n} exceeds the model's context of {context} positions"
+        ))),
+        Some(n) => Ok(n),
+    }
+}
 
 /// How the generator keeps its cache; settable again between runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,43 +139,52 @@ struct Run {
 pub struct Generator {
     model: Model,
     tokenizer: Tokenizer,
-    cache: KvCache,
     options: GeneratorOptions,
-    /// Every token of the sequence since the last reset. The last one may be
-    /// pending: sampled but not yet run through the model.
-    context: Vec<u32>,
-    /// How many of `context` the model has consumed: the next token's position.
-    consumed: usize,
+    /// `options.max_seq_len`, or its default for this model.
+    max_seq_len: usize,
+    /// How each layer keeps its keys and values, and so which keys it sees (cache on or off).
+    plans: Vec<LayerPlan>,
+    /// The KV cache, while `options.use_cache`. It holds the position counter.
+    cache: Option<KvCache>,
+    /// The tokens the model has consumed since the last reset.
+    consumed: Vec<u32>,
+    /// Tokens of the sequence not yet run through the model: the last sampled
+    /// one, or a prompt given with `max_new_tokens` 0.
+    pending: Vec<u32>,
     run: Option<Run>,
 }
 
 impl Generator {
     pub fn new(loaded: Loaded, options: GeneratorOptions) -> Result<Self> {
-        let cache = Self::make_cache(&loaded.model, &options)?;
+        let (max_seq_len, plans, cache) = Self::cache_for(&loaded.model, &options)?;
         Ok(Generator {
             model: loaded.model,
             tokenizer: loaded.tokenizer,
-            cache,
             options,
-            context: Vec::new(),
-            consumed: 0,
+            max_seq_len,
+            plans,
+            cache,
+            consumed: Vec::new(),
+            pending: Vec::new(),
             run: None,
         })
     }
 
-    fn make_cache(model: &Model, options: &GeneratorOptions) -> Result<KvCache> {
+    /// Everything `options` decide, checked against the model; the cache's
+    /// buffers are allocated here.
+    fn cache_for(
+        model: &Model,
+        options: &GeneratorOptions,
+    ) -> Result<(usize, Vec<LayerPlan>, Option<KvCache>)> {
         let config = model.config();
-        let capacity = options
-            .max_seq_len
-            .unwrap_or(config.max_position_embeddings.min(DEFAULT_MAX_SEQ_LEN));
-        if let Some(limit) = model.position_limit() {
-            if capacity > limit {
-                return Err(Error::invalid(format!(
-                    "maxSeqLen {capacity} exceeds the model's context of {limit} positions"
-                )));
-            }
-        }
-        KvCache::new(config, options.strategy, capacity)
+        let max_seq_len = max_seq_len(config, options.max_seq_len)?;
+        let plans = cache::plan_layers(config, options.strategy, max_seq_len)?;
+        let cache = if options.use_cache {
+            Some(KvCache::new(Heads::of(config), &plans)?)
+        } else {
+            None
+        };
+        Ok((max_seq_len, plans, cache))
     }
 
     pub fn model(&self) -> &Model {
@@ -175,16 +200,20 @@ impl Generator {
     }
 
     /// Changes strategy, capacity or cache use; the sequence starts afresh.
+    /// On error nothing changes.
     pub fn set_options(&mut self, options: GeneratorOptions) -> Result<()> {
-        self.cache = Self::make_cache(&self.model, &options)?;
+        let (max_seq_len, plans, cache) = Self::cache_for(&self.model, &options)?;
+        (self.max_seq_len, self.plans, self.cache) = (max_seq_len, plans, cache);
         self.options = options;
         self.reset();
         Ok(())
     }
 
-    pub fn set_use_cache(&mut self, use_cache: bool) {
-        self.options.use_cache = use_cache;
-        self.reset();
+    pub fn set_use_cache(&mut self, use_cache: bool) -> Result<()> {
+        self.set_options(GeneratorOptions {
+            use_cache,
+            ..self.options.clone()
+        })
     }
 
     pub fn set_strategy(&mut self, strategy: CacheStrategy) -> Result<()> {
@@ -196,56 +225,50 @@ impl Generator {
 
     /// Forgets the sequence: cache emptied, position back to 0.
     pub fn reset(&mut self) {
-        self.cache.reset();
-        self.context.clear();
-        self.consumed = 0;
+        if let Some(cache) = &mut self.cache {
+            cache.reset();
+        }
+        self.consumed.clear();
+        self.pending.clear();
         self.run = None;
     }
 
-    /// Tokens the model has consumed since the last reset.
+    /// Tokens the model has consumed since the last reset: the next token's
+    /// position. The cache's counter; without a cache, the tokens consumed.
     pub fn position(&self) -> usize {
-        self.consumed
+        self.cache
+            .as_ref()
+            .map_or(self.consumed.len(), KvCache::position)
     }
 
+    /// Entries held by the cache's longest layer (0 with the cache off).
     pub fn cache_len(&self) -> usize {
-        if self.options.use_cache {
-            self.cache.len()
-        } else {
-            0
-        }
+        self.cache.as_ref().map_or(0, KvCache::len)
     }
 
+    /// Bytes the cache's buffers hold (for prealloc and window, their whole allocation).
     pub fn cache_bytes(&self) -> usize {
-        if self.options.use_cache {
-            self.cache.bytes()
-        } else {
-            0
-        }
+        self.cache.as_ref().map_or(0, KvCache::bytes)
     }
 
     pub fn cache_bytes_formula(&self) -> usize {
-        if self.options.use_cache {
-            self.cache.bytes_formula()
-        } else {
-            0
-        }
+        self.cache.as_ref().map_or(0, KvCache::bytes_formula)
     }
 
     pub fn max_seq_len(&self) -> usize {
-        self.cache.capacity()
+        self.max_seq_len
+    }
+
+    /// How each layer keeps its keys and values.
+    pub fn plans(&self) -> &[LayerPlan] {
+        &self.plans
     }
 
     /// Per-token milliseconds of this generator's cache strategy alone (cache update
     /// plus attention, no weights) over `tokens` steps; see [`cache_cost`]. The
     /// generator's own sequence and cache are left as they are.
     pub fn cache_cost(&self, tokens: usize) -> Result<Vec<f64>> {
-        cache_cost::measure(
-            self.model.config(),
-            self.options.strategy,
-            self.cache.capacity(),
-            tokens,
-            self.model.device(),
-        )
+        cache_cost::measure(self.model.config(), &self.plans, tokens)
     }
 
     /// Greedy decoding of `prompt` for `tokens` new tokens with each of `strategies`,
@@ -264,7 +287,7 @@ impl Generator {
                 "the prompt is empty: give at least one token of text",
             ));
         }
-        cache_cost::interleaved(&self.model, strategies, self.cache.capacity(), &ids, tokens)
+        cache_cost::interleaved(&self.model, strategies, self.max_seq_len, &ids, tokens)
     }
 
     /// Runs the prompt (after anything already in the sequence) and samples the
@@ -283,7 +306,7 @@ impl Generator {
         };
         let prompt_ids = self
             .tokenizer
-            .encode_prompt(&text, self.context.is_empty())?;
+            .encode_prompt(&text, self.position() == 0 && self.pending.is_empty())?;
         if prompt_ids.is_empty() {
             return Err(Error::invalid(
                 "the prompt is empty: give at least one token of text",
@@ -304,25 +327,23 @@ impl Generator {
             step_ms: Vec::new(),
             stop_reason: None,
         };
-        let pending = self.context.len() - self.consumed;
-        self.check_fits(pending + prompt_ids.len())?;
+        let feed: Vec<u32> = self.pending.iter().chain(&prompt_ids).copied().collect();
+        self.check_room(feed.len())?;
         if options.max_new_tokens == 0 {
-            self.context.extend(&prompt_ids);
+            self.pending = feed;
             run.stop_reason = Some(StopReason::MaxTokens);
             self.run = Some(run);
             return Ok(None);
         }
         let started = Instant::now();
-        let mut feed = self.context[self.consumed..].to_vec();
-        feed.extend(&prompt_ids);
-        let logits = self.run_model(&feed, &prompt_ids)?;
+        let logits = self.run_model(&feed)?;
         self.run = Some(run);
         self.take_token(&logits, started)
     }
 
     /// The next token, or `None` once the run has stopped (stop id, max tokens, context full).
     pub fn step(&mut self) -> Result<Option<TokenEvent>> {
-        let fits = self.check_fits(1).is_ok();
+        let fits = self.check_room(self.pending.len()).is_ok();
         let Some(run) = self.run.as_mut() else {
             return Err(Error::invalid(
                 "call prefill (or generate) with a prompt before step",
@@ -340,8 +361,8 @@ impl Generator {
             return Ok(None);
         }
         let started = Instant::now();
-        let feed = self.context[self.consumed..].to_vec();
-        let logits = self.run_model(&feed, &[])?;
+        let feed = self.pending.clone();
+        let logits = self.run_model(&feed)?;
         self.take_token(&logits, started)
     }
 
@@ -414,49 +435,38 @@ impl Generator {
             return Err(Error::invalid("no token ids given"));
         }
         self.reset();
-        self.check_fits(ids.len())?;
-        let result = if self.options.use_cache && ids.len() > 1 {
-            let window = self.options.strategy.window();
-            self.model
-                .forward_last(&ids[..ids.len() - 1], Some(&mut self.cache), window)
-                .and_then(|_| {
-                    self.model
-                        .forward_last(&ids[ids.len() - 1..], Some(&mut self.cache), window)
-                })
-        } else {
-            let cache = self.options.use_cache.then_some(&mut self.cache);
-            self.model
-                .forward_last(ids, cache, self.options.strategy.window())
+        self.check_room(ids.len())?;
+        let (last, before) = ids.split_last().expect("not empty");
+        let result = match &mut self.cache {
+            Some(cache) if !before.is_empty() => self
+                .model
+                .forward_last(before, cache)
+                .and_then(|_| self.model.forward_last(&[*last], cache)),
+            Some(cache) => self.model.forward_last(ids, cache),
+            None => self.model.forward_last_uncached(ids, &self.plans),
         };
         self.reset();
         result
     }
 
     /// Fails, changing nothing, if `n` more tokens would not fit (checked with the cache off too).
-    fn check_fits(&self, n: usize) -> Result<()> {
-        cache::check_fits(
-            self.consumed,
-            n,
-            self.model.position_limit(),
-            self.cache.max_len(),
-        )
+    fn check_room(&self, n: usize) -> Result<()> {
+        self.model
+            .check_room(self.position(), n, cache::max_len(&self.plans))
     }
 
-    /// Runs `feed` (the unconsumed tail of the context) and returns the next-token logits.
-    /// `extra` are tokens being added to the context with this call.
-    fn run_model(&mut self, feed: &[u32], extra: &[u32]) -> Result<Vec<f32>> {
-        let window = self.options.strategy.window();
-        let logits = if self.options.use_cache {
-            self.model
-                .forward_last(feed, Some(&mut self.cache), window)?
-        } else {
-            // The baseline: recompute the whole sequence from position 0.
-            let mut all = self.context[..self.consumed].to_vec();
-            all.extend_from_slice(feed);
-            self.model.forward_last(&all, None, window)?
+    /// Runs `feed` (the pending tokens and any new prompt) and returns the next-token logits.
+    fn run_model(&mut self, feed: &[u32]) -> Result<Vec<f32>> {
+        let logits = match &mut self.cache {
+            Some(cache) => self.model.forward_last(feed, cache)?,
+            None => {
+                // The baseline: recompute the whole sequence from position 0.
+                let all: Vec<u32> = self.consumed.iter().chain(feed).copied().collect();
+                self.model.forward_last_uncached(&all, &self.plans)?
+            }
         };
-        self.context.extend_from_slice(extra);
-        self.consumed = self.context.len();
+        self.consumed.extend_from_slice(feed);
+        self.pending.clear();
         Ok(logits)
     }
 
@@ -472,12 +482,12 @@ impl Generator {
         run.ids.push(id);
         run.text.push_str(&text);
         run.step_ms.push(ms);
-        self.context.push(id);
+        self.pending.push(id);
         Ok(Some(TokenEvent {
             id,
             text,
             ms,
-            position: self.context.len() - 1,
+            position: self.position(),
             cache_len: self.cache_len(),
             cache_bytes: self.cache_bytes(),
         }))

@@ -2,7 +2,8 @@
 //! cache you can see and control, natively and in the browser.
 //!
 //! Follow one token: [`generate::Generator::step`] → [`model::Model::forward_last`]
-//! → `model::{gpt2, llama}` → [`attention::attend`] → [`cache::LayerCache::append`].
+//! → `model::{gpt2, llama}` → `model::Past::attend` → [`cache::LayerCache::attend`]
+//! → [`attention::over_rows`].
 
 pub mod attention;
 pub mod backend;
@@ -16,7 +17,6 @@ pub mod model;
 pub mod options;
 pub mod quant;
 pub mod sampling;
-pub mod slots;
 pub mod tokenizer;
 pub mod weights;
 

@@ -288,9 +288,9 @@ fn bad_sampling_options_are_refused() {
 fn bad_cache_options_are_refused() {
     use kvcache_wasm::CacheStrategy;
     let mut g = tiny_gpt2();
-    for (strategy, max_seq_len) in [
-        (CacheStrategy::Window { size: 0 }, None),
-        (CacheStrategy::Window { size: 40 }, Some(16)),
+    for (strategy, max_seq_len, says) in [
+        (CacheStrategy::Window { size: 0 }, None, "(32), got 0"),
+        (CacheStrategy::Window { size: 40 }, Some(16), "(16), got 40"),
     ] {
         let err = g
             .set_options(GeneratorOptions {
@@ -299,7 +299,8 @@ fn bad_cache_options_are_refused() {
                 use_cache: true,
             })
             .unwrap_err();
-        assert!(err.to_string().contains("window size"), "{err}");
+        let says = format!("window must be between 1 and maxSeqLen {says}");
+        assert!(err.to_string().contains(&says), "{err}");
     }
     let err = g
         .set_options(GeneratorOptions {
@@ -363,4 +364,53 @@ fn sliding_windows_of_zero_or_past_the_context_are_refused() {
     let zero = config.replace("\"sliding_window\": 4", "\"sliding_window\": 0");
     assert_ne!(zero, config);
     assert!(load_err(&zero, weights, &tokenizer).contains("at least 1 position"));
+}
+
+/// The model's trained context bounds every architecture: maxSeqLen cannot
+/// pass it, and a window, which holds no more than W entries, still stops there.
+#[test]
+fn the_context_limits_every_model_and_every_strategy() {
+    use kvcache_wasm::{CacheStrategy, StopReason};
+    for name in TINY {
+        let context = load_tiny(name, BackendKind::default())
+            .model
+            .config()
+            .max_position_embeddings;
+        for max_seq_len in [context + 1, 1_000_000_000] {
+            let options = GeneratorOptions {
+                max_seq_len: Some(max_seq_len),
+                ..GeneratorOptions::default()
+            };
+            let err = Generator::new(load_tiny(name, BackendKind::default()), options)
+                .err()
+                .expect("maxSeqLen past the context")
+                .to_string();
+            let says = format!(
+                "maxSeqLen {max_seq_len} exceeds the model's context of {context} positions"
+            );
+            assert!(err.contains(&says), "{name}: {err}");
+        }
+        let mut g = generator(
+            name,
+            BackendKind::default(),
+            GeneratorOptions {
+                strategy: CacheStrategy::Window { size: 4 },
+                ..GeneratorOptions::default()
+            },
+        );
+        let out = g
+            .generate("Once upon a time", &greedy(context + 10), |_| {})
+            .unwrap();
+        assert_eq!(out.stop_reason, Some(StopReason::ContextFull), "{name}");
+        assert_eq!(g.position(), context, "{name}");
+        assert_eq!(out.prompt_ids.len() + out.ids.len(), context + 1, "{name}");
+        let err = g
+            .generate(" more", &greedy(1), |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("the model's context is {context} positions")),
+            "{name}: {err}"
+        );
+    }
 }

@@ -35,12 +35,26 @@ fn reset_then_generate_again_gives_identical_output() {
                     ..GeneratorOptions::default()
                 },
             );
+            // Prealloc's slots and the window's ring are allocated with the
+            // cache and kept by a reset; concat allocates as it grows.
+            let config = g.model().config();
+            let per_entry = 2 * config.num_layers * config.num_kv_heads * config.head_dim * 4;
+            let allocated = match strategy {
+                CacheStrategy::Concat => 0,
+                CacheStrategy::Prealloc => per_entry * g.max_seq_len(),
+                CacheStrategy::Window { size } => per_entry * size,
+            };
+            assert_eq!(
+                g.cache_bytes(),
+                allocated,
+                "{name} {strategy} before any run"
+            );
             let first = g.generate("Once upon a time", &greedy(10), |_| {}).unwrap();
             assert!(g.cache_len() > 0 && g.position() > 0);
             g.reset();
             assert_eq!(
                 (g.cache_len(), g.position(), g.cache_bytes()),
-                (0, 0, 0),
+                (0, 0, allocated),
                 "{name} {strategy}"
             );
             let second = g.generate("Once upon a time", &greedy(10), |_| {}).unwrap();
@@ -129,7 +143,7 @@ fn no_cache_holds_nothing_and_matches_cached_output() {
         GeneratorOptions::default(),
     );
     let cached = g.generate(&exp.prompt, &greedy(12), |_| {}).unwrap();
-    g.set_use_cache(false);
+    g.set_use_cache(false).unwrap();
     let uncached = g.generate(&exp.prompt, &greedy(12), |_| {}).unwrap();
     assert_eq!(cached.ids, uncached.ids);
     assert_eq!((uncached.cache_len, uncached.cache_bytes), (0, 0));

@@ -1,11 +1,12 @@
-//! Our logits and greedy tokens against the independent numpy reference
-//! (`tests/fixtures/make_fixtures.py`), for every model format, backend and
-//! cache strategy.
+//! Our tokenizer, logits and greedy tokens against the independent numpy
+//! reference (`tests/fixtures/make_fixtures.py`), for every model format and
+//! backend; the cache strategies step by step are in `tests/cache.rs`.
 
 mod common;
 
 use common::*;
-use kvcache_wasm::{BackendKind, CacheStrategy, GeneratorOptions, KvCache};
+use kvcache_wasm::cache::{plan_layers, CacheStrategy};
+use kvcache_wasm::{BackendKind, GeneratorOptions};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -37,50 +38,6 @@ fn tokenizer_matches_reference_ids() {
     }
 }
 
-/// Prefill, then decode the reference's greedy tokens one at a time through
-/// the cache, comparing the logits of every step.
-#[test]
-fn step_logits_match_reference_with_every_cache_strategy() {
-    for backend in BackendKind::available() {
-        for name in TINY {
-            let loaded = load_tiny(name, backend);
-            let exp = expected(name);
-            for (strategy, _) in strategies(exp.window.size)
-                .into_iter()
-                .filter(|(_, cached)| *cached)
-            {
-                let (greedy_ids, step_logits) = match strategy {
-                    CacheStrategy::Window { .. } => {
-                        (&exp.window.greedy_ids, &exp.window.step_logits)
-                    }
-                    _ => (&exp.greedy_ids, &exp.step_logits),
-                };
-                let mut cache = KvCache::new(loaded.model.config(), strategy, 64).unwrap();
-                let mut logits = loaded
-                    .model
-                    .forward_last(&exp.prompt_ids, Some(&mut cache), strategy.window())
-                    .unwrap();
-                for (step, reference) in step_logits.iter().enumerate() {
-                    let what = format!("{name} {} {strategy} step {step}", backend.name());
-                    assert_close(&logits, reference, TOLERANCE, &what);
-                    logits = loaded
-                        .model
-                        .forward_last(
-                            &greedy_ids[step..step + 1],
-                            Some(&mut cache),
-                            strategy.window(),
-                        )
-                        .unwrap();
-                }
-                let held = exp.prompt_ids.len() + greedy_ids.len();
-                let expected_len = strategy.window().map_or(held, |w| held.min(w));
-                assert_eq!(cache.len(), expected_len, "{name} {strategy}");
-                assert_eq!(cache.position(), held, "{name} {strategy}");
-            }
-        }
-    }
-}
-
 /// Without a cache the whole sequence is recomputed each step; the logits
 /// must still be the reference's.
 #[test]
@@ -89,9 +46,10 @@ fn uncached_logits_match_reference() {
         for name in TINY {
             let loaded = load_tiny(name, backend);
             let exp = expected(name);
+            let plans = plan_layers(loaded.model.config(), CacheStrategy::Concat, 64).unwrap();
             let mut ids = exp.prompt_ids.clone();
             for (step, reference) in exp.step_logits.iter().enumerate() {
-                let logits = loaded.model.forward_last(&ids, None, None).unwrap();
+                let logits = loaded.model.forward_last_uncached(&ids, &plans).unwrap();
                 assert_close(
                     &logits,
                     reference,

@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::relative_error;
+use kvcache_wasm::cache::plan_layers;
 use kvcache_wasm::load;
 use kvcache_wasm::{BackendKind, CacheStrategy, Generator, GeneratorOptions};
 use serde::Deserialize;
@@ -47,9 +48,10 @@ fn smollm2_greedy_tokens_match_the_reference() {
     );
 
     // The prompt's last-position logits, at the reference's top 50 ids.
+    let plans = plan_layers(loaded.model.config(), CacheStrategy::Concat, 64).unwrap();
     let logits = loaded
         .model
-        .forward_last(&expected.prompt_ids, None, None)
+        .forward_last_uncached(&expected.prompt_ids, &plans)
         .unwrap();
     let ours: Vec<f32> = expected
         .prompt_logits_top
@@ -75,7 +77,7 @@ fn smollm2_greedy_tokens_match_the_reference() {
     assert_eq!(cached.ids, expected.greedy_ids);
     assert_eq!(cached.text, expected.text);
 
-    g.set_use_cache(false);
+    g.set_use_cache(false).unwrap();
     let uncached = g
         .generate(&expected.prompt, &common::greedy(n), |_| {})
         .unwrap();

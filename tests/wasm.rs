@@ -243,12 +243,12 @@ fn cache_on_and_off_give_the_same_ids() {
         let off = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
         assert_eq!(off.ids, exp.greedy_ids);
         assert_eq!((off.cache_len, off.cache_bytes, g.cache_len()), (0, 0, 0));
-        g.set_use_cache(true);
+        g.set_use_cache(true).unwrap();
         assert_eq!(g.position(), 0, "switching the cache resets the sequence");
         let on = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
         assert_eq!(on.ids, off.ids);
         assert!(g.cache_len() > 0);
-        g.set_use_cache(false);
+        g.set_use_cache(false).unwrap();
         assert_reference(&mut g, &exp, "cache off again");
     }
 }
@@ -571,7 +571,7 @@ fn errors_throw_and_leave_the_generator_usable() {
         ),
         (
             r#"{"cache": "window", "window": 33}"#,
-            "window size must be between 1 and maxSeqLen (32), got 33",
+            "window must be between 1 and maxSeqLen (32), got 33",
         ),
         (r#"{"window": 4}"#, "only applies with cache: \"window\""),
         (r#"{"maxSeqLen": 0}"#, "maxSeqLen must be at least 1"),

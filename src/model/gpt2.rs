@@ -4,8 +4,7 @@
 use burn::tensor::{activation::gelu_approximate, s, Device, Tensor, TensorData};
 
 use super::layers::{load, Embedding, LayerNorm, Linear};
-use crate::attention::attend;
-use crate::cache::KvCache;
+use super::Past;
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::{HostTensor, TensorSource};
@@ -98,13 +97,7 @@ impl Gpt2 {
 
     /// Final hidden states `[n, hidden]` for `ids` at positions `start..start + n`.
     /// The caller has checked ids, positions and cache room.
-    pub fn forward(
-        &self,
-        ids: &[u32],
-        start: usize,
-        mut cache: Option<&mut KvCache>,
-        window: Option<usize>,
-    ) -> Tensor<2> {
+    pub(crate) fn forward(&self, ids: &[u32], start: usize, past: &mut Past) -> Tensor<2> {
         let n = ids.len();
         let dim = self.heads * self.head_dim;
         let device = self.device.clone();
@@ -121,15 +114,11 @@ impl Gpt2 {
                     .reshape([n, self.heads, self.head_dim])
                     .swap_dims(0, 1)
             };
-            let layer_cache = cache.as_deref_mut().map(|c| c.layer_mut(i));
-            let attn = attend(split(0), split(1), split(2), layer_cache, start, window);
+            let attn = past.attend(i, start, split(0), split(1), split(2));
             let attn = attn.swap_dims(0, 1).reshape([n, dim]);
             x = x + block.c_proj.forward(attn);
             let h = gelu_approximate(block.c_fc.forward(block.ln_2.forward(x.clone())));
             x = x + block.mlp_proj.forward(h);
-        }
-        if let Some(cache) = cache {
-            cache.advance(n);
         }
         self.ln_f.forward(x)
     }

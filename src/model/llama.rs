@@ -6,8 +6,7 @@ use burn::tensor::{activation::silu, Device, Tensor, TensorData};
 
 use super::layers::{load, Embedding, Linear, RmsNorm};
 use super::rope::Rope;
-use crate::attention::attend;
-use crate::cache::KvCache;
+use super::Past;
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
 use crate::weights::TensorSource;
@@ -179,13 +178,7 @@ impl Llama {
 
     /// Final hidden states `[n, hidden]` for `ids` at positions `start..start + n`.
     /// The caller has checked ids and cache room.
-    pub fn forward(
-        &self,
-        ids: &[u32],
-        start: usize,
-        mut cache: Option<&mut KvCache>,
-        window: Option<usize>,
-    ) -> Tensor<2> {
+    pub(crate) fn forward(&self, ids: &[u32], start: usize, past: &mut Past) -> Tensor<2> {
         let n = ids.len();
         let device = self.device.clone();
         let rows = self.embed.rows(ids.iter().map(|&id| id as usize));
@@ -203,8 +196,7 @@ impl Llama {
             let q = self.rope.apply(heads(q, self.heads), &cos, &sin);
             let k = self.rope.apply(heads(k, self.kv_heads), &cos, &sin);
             let v = heads(layer.v.forward(h), self.kv_heads);
-            let layer_cache = cache.as_deref_mut().map(|c| c.layer_mut(i));
-            let attn = attend(q, k, v, layer_cache, start, window);
+            let attn = past.attend(i, start, q, k, v);
             x = x + layer.o.forward(
                 attn.swap_dims(0, 1)
                     .reshape([n, self.heads * self.head_dim]),
@@ -213,9 +205,6 @@ impl Llama {
             x = x + layer
                 .down
                 .forward(silu(layer.gate.forward(h.clone())) * layer.up.forward(h));
-        }
-        if let Some(cache) = cache {
-            cache.advance(n);
         }
         self.norm.forward(x)
     }

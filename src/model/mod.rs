@@ -1,6 +1,7 @@
 //! The decoder: one [`Model`] type over the two architectures, with the checks
 //! every forward pass needs (token ids, positions, cache room) done up front so
-//! that a bad call changes nothing.
+//! that a bad call changes nothing, and [`Past`]: how the decoders' layers
+//! call attention, with or without the KV cache.
 
 pub mod gpt2;
 pub mod layers;
@@ -8,9 +9,10 @@ pub mod llama;
 pub mod random;
 mod rope;
 
-use burn::tensor::{s, Device, Tensor};
+use burn::tensor::{s, Device, Tensor, TensorData};
 
-use crate::cache::KvCache;
+use crate::attention;
+use crate::cache::{self, KvCache, LayerCache, LayerPlan};
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::weights::gguf::GgufFile;
@@ -93,32 +95,63 @@ impl Model {
         &self.device
     }
 
-    /// Longest position this model can encode, if it has such a limit (GPT-2's position table).
-    pub fn position_limit(&self) -> Option<usize> {
-        match self.config.architecture {
-            Architecture::Gpt2 => Some(self.config.max_position_embeddings),
-            Architecture::Llama | Architecture::Qwen3 | Architecture::Gemma3 => None,
+    /// Logits `[vocab]` for the last of `ids`, which follow the tokens `cache`
+    /// holds: the cached path, where each token is computed once.
+    pub fn forward_last(&self, ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        let start = cache.position();
+        self.check(ids, start, cache.max_len())?;
+        let hidden = self.forward(ids, start, &mut Past::Cached(cache.layers_mut()));
+        cache.advance(ids.len());
+        self.logits_of_last(hidden)
+    }
+
+    /// Logits `[vocab]` for the last of `ids`, the whole sequence from position
+    /// 0, without a cache: the baseline that recomputes everything for every
+    /// token. Each layer is masked as its plan says, as the cache would.
+    pub fn forward_last_uncached(&self, ids: &[u32], plans: &[LayerPlan]) -> Result<Vec<f32>> {
+        self.check(ids, 0, cache::max_len(plans))?;
+        let scale = self.config.attention_scale();
+        self.logits_of_last(self.forward(ids, 0, &mut Past::Recomputed { plans, scale }))
+    }
+
+    /// Fails with `ContextFull`, before anything runs, unless `n` more tokens
+    /// after `position` fit both in the model's context and in `max_len`
+    /// (what the cache's layers hold, when they are not all windows).
+    pub fn check_room(&self, position: usize, n: usize, max_len: Option<usize>) -> Result<()> {
+        let total = position + n;
+        let full = |why: String, remedy: &str| {
+            Err(Error::ContextFull(format!(
+                "{total} tokens ({position} so far + {n} new) would not fit: {why}; {remedy}"
+            )))
+        };
+        // First, as neither a larger maxSeqLen nor a window would help here.
+        let context = self.config.max_position_embeddings;
+        if total > context {
+            return full(
+                format!("the model's context is {context} positions"),
+                "reset, or send fewer tokens",
+            );
+        }
+        if let Some(max_len) = max_len.filter(|&max_len| total > max_len) {
+            return full(
+                format!("maxSeqLen is {max_len}"),
+                "reset, raise maxSeqLen, or use the window strategy",
+            );
+        }
+        Ok(())
+    }
+
+    /// Final hidden states `[n, hidden]` of `ids` at positions `start..`.
+    fn forward(&self, ids: &[u32], start: usize, past: &mut Past) -> Tensor<2> {
+        match &self.decoder {
+            Decoder::Gpt2(m) => m.forward(ids, start, past),
+            Decoder::Llama(m) => m.forward(ids, start, past),
         }
     }
 
-    /// Logits `[vocab]` for the last of `ids`, which sit at positions following
-    /// what `cache` holds (or at `0..` without a cache, the no-cache baseline
-    /// that recomputes the whole sequence). `window` limits how far back each
-    /// token attends, matching a sliding-window cache.
-    pub fn forward_last(
-        &self,
-        ids: &[u32],
-        mut cache: Option<&mut KvCache>,
-        window: Option<usize>,
-    ) -> Result<Vec<f32>> {
-        let start = cache.as_ref().map_or(0, |c| c.position());
-        self.check(ids, start, cache.as_deref())?;
-        let hidden = match &self.decoder {
-            Decoder::Gpt2(m) => m.forward(ids, start, cache.as_deref_mut(), window),
-            Decoder::Llama(m) => m.forward(ids, start, cache, window),
-        };
-        let n = ids.len();
-        // Only the last position's logits are needed to pick the next token.
+    /// Only the last position's logits are needed to pick the next token.
+    fn logits_of_last(&self, hidden: Tensor<2>) -> Result<Vec<f32>> {
+        let n = hidden.dims()[0];
         let last: Tensor<2> = hidden.slice(s![n - 1..n, ..]);
         let head = match &self.decoder {
             Decoder::Gpt2(m) => m.lm_head(),
@@ -132,7 +165,7 @@ impl Model {
             })
     }
 
-    fn check(&self, ids: &[u32], start: usize, cache: Option<&KvCache>) -> Result<()> {
+    fn check(&self, ids: &[u32], start: usize, max_len: Option<usize>) -> Result<()> {
         if ids.is_empty() {
             return Err(Error::invalid("no tokens to run (empty prompt?)"));
         }
@@ -142,7 +175,54 @@ impl Model {
                 "token id {bad} is outside the model's vocabulary (size {vocab})"
             )));
         }
-        let max_len = cache.and_then(KvCache::max_len);
-        crate::cache::check_fits(start, ids.len(), self.position_limit(), max_len)
+        self.check_room(start, ids.len(), max_len)
     }
+}
+
+/// Where each layer's attention finds the keys and values of the tokens
+/// before this forward pass's.
+pub(crate) enum Past<'a> {
+    /// Nowhere: the pass is the whole sequence, from position 0, and layer `i`
+    /// is masked as `plans[i]` says.
+    Recomputed { plans: &'a [LayerPlan], scale: f32 },
+    /// In the KV cache's layers; the pass's tokens follow what they hold.
+    Cached(&'a mut [LayerCache]),
+}
+
+impl Past<'_> {
+    /// Self-attention of layer `layer` for the pass's tokens at positions
+    /// `start..`: `q` is `[heads, n, head_dim]`, `k` and `v` are
+    /// `[kv_heads, n, head_dim]`; returns `[heads, n, head_dim]`.
+    pub(crate) fn attend(
+        &mut self,
+        layer: usize,
+        start: usize,
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+    ) -> Tensor<3> {
+        match self {
+            // No cache: the tokens attend to one another.
+            Past::Recomputed { plans, scale } => {
+                attention::over_tensors(q, k, v, plans[layer].mask(), *scale)
+            }
+            // A cache: the layer stores the new keys and values, then the new
+            // queries attend over all it holds (on the first call, just those).
+            Past::Cached(layers) => {
+                let [heads, n, dim] = q.dims();
+                let device = q.device();
+                let out = layers[layer].attend(start, &floats(q), &floats(k), &floats(v));
+                Tensor::from_data(TensorData::new(out, [heads, n, dim]), &device)
+            }
+        }
+    }
+}
+
+/// A tensor's values, row-major. The model computes in `f32` throughout, and
+/// `convert` makes sure of it, so reading them back cannot fail.
+fn floats(t: Tensor<3>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("converted to f32 just before")
 }

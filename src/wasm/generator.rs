@@ -173,8 +173,8 @@ impl Generator {
     }
 
     #[wasm_bindgen(setter = useCache)]
-    pub fn set_use_cache(&mut self, use_cache: bool) {
-        self.inner.set_use_cache(use_cache);
+    pub fn set_use_cache(&mut self, use_cache: bool) -> Result<(), JsValue> {
+        Ok(self.inner.set_use_cache(use_cache)?)
     }
 
     /// "concat", "prealloc" or "window" (which uses `window`); setting it resets the cache.

@@ -44,11 +44,22 @@ pub struct Expected {
     pub greedy_ids: Vec<u32>,
     pub step_logits: Vec<Vec<f32>>,
     pub window: ExpectedWindow,
+    /// Written by `make_fixtures.py` (not by `make_family_fixtures.py`).
+    #[serde(default)]
+    pub layer_windows: Option<ExpectedLayerWindows>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ExpectedWindow {
     pub size: usize,
+    pub greedy_ids: Vec<u32>,
+    pub step_logits: Vec<Vec<f32>>,
+}
+
+/// A window in some layers only: `windows[i]` is layer `i`'s (`None`: full attention).
+#[derive(Debug, Deserialize)]
+pub struct ExpectedLayerWindows {
+    pub windows: Vec<Option<usize>>,
     pub greedy_ids: Vec<u32>,
     pub step_logits: Vec<Vec<f32>>,
 }
