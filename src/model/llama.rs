@@ -54,22 +54,6 @@ impl LlamaLayout {
         if self == LlamaLayout::HuggingFace {
             return hf.to_string();
         }
-        fn map(suffix: &str) -> &str {
-            match suffix {
-                "input_layernorm.weight" => "attn_norm.weight",
-                "self_attn.q_proj.weight" => "attn_q.weight",
-                "self_attn.k_proj.weight" => "attn_k.weight",
-                "self_attn.v_proj.weight" => "attn_v.weight",
-                "self_attn.q_norm.weight" => "attn_q_norm.weight",
-                "self_attn.k_norm.weight" => "attn_k_norm.weight",
-                "self_attn.o_proj.weight" => "attn_output.weight",
-                "post_attention_layernorm.weight" => "ffn_norm.weight",
-                "mlp.gate_proj.weight" => "ffn_gate.weight",
-                "mlp.up_proj.weight" => "ffn_up.weight",
-                "mlp.down_proj.weight" => "ffn_down.weight",
-                other => other,
-            }
-        }
         match hf {
             "model.embed_tokens.weight" => "token_embd.weight".into(),
             "model.norm.weight" => "output_norm.weight".into(),
@@ -78,10 +62,29 @@ impl LlamaLayout {
                 .strip_prefix("model.layers.")
                 .and_then(|r| r.split_once('.'))
             {
-                Some((i, suffix)) => format!("blk.{i}.{}", map(suffix)),
+                Some((i, suffix)) => format!("blk.{i}.{}", gguf_suffix(suffix)),
                 None => hf.to_string(),
             },
         }
+    }
+}
+
+/// llama.cpp's name for the HF layer tensor `suffix` of a Llama-like block
+/// (`self_attn.q_proj.weight` → `attn_q.weight`); unknown names pass through.
+pub(super) fn gguf_suffix(suffix: &str) -> &str {
+    match suffix {
+        "input_layernorm.weight" => "attn_norm.weight",
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.q_norm.weight" => "attn_q_norm.weight",
+        "self_attn.k_norm.weight" => "attn_k_norm.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        other => other,
     }
 }
 

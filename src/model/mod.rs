@@ -3,6 +3,7 @@
 //! that a bad call changes nothing, and [`Past`]: how the decoders' layers
 //! call attention, with or without the KV cache.
 
+pub mod gemma3;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::weights::gguf::GgufFile;
 use crate::weights::safetensors::SafetensorsFile;
 use crate::weights::TensorSource;
+use gemma3::{Gemma3, Gemma3Layout};
 use gpt2::{Gpt2, RandomGpt2Weights};
 use llama::{Llama, LlamaLayout};
 
@@ -26,6 +28,7 @@ use llama::{Llama, LlamaLayout};
 enum Decoder {
     Gpt2(Gpt2),
     Llama(Llama),
+    Gemma3(Gemma3),
 }
 
 /// A loaded decoder on a burn device. It holds weights only; the KV cache is
@@ -76,9 +79,13 @@ impl Model {
             Architecture::Llama | Architecture::Qwen3 => {
                 Decoder::Llama(Llama::load(&config, src, layout, device)?)
             }
-            Architecture::Gemma3 => return Err(Error::config(
-                "the gemma3 architecture is not supported yet (it needs per-layer cache windows)",
-            )),
+            Architecture::Gemma3 => {
+                let layout = match layout {
+                    LlamaLayout::HuggingFace => Gemma3Layout::hugging_face(src),
+                    LlamaLayout::Gguf => Gemma3Layout::Gguf,
+                };
+                Decoder::Gemma3(Gemma3::load(&config, src, &layout, device)?)
+            }
         };
         Ok(Model {
             config,
@@ -146,6 +153,7 @@ impl Model {
         match &self.decoder {
             Decoder::Gpt2(m) => m.forward(ids, start, past),
             Decoder::Llama(m) => m.forward(ids, start, past),
+            Decoder::Gemma3(m) => m.forward(ids, start, past),
         }
     }
 
@@ -156,6 +164,7 @@ impl Model {
         let head = match &self.decoder {
             Decoder::Gpt2(m) => m.lm_head(),
             Decoder::Llama(m) => m.lm_head(),
+            Decoder::Gemma3(m) => m.lm_head(),
         };
         head.forward(last)
             .into_data()

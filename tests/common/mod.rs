@@ -110,6 +110,24 @@ pub fn greedy(max_new_tokens: usize) -> GenerateOptions {
     }
 }
 
+/// Greedy generation of `exp`'s prompt, as many tokens as the reference has,
+/// from a fresh generator on the default backend (`max_seq_len` 32).
+pub fn generate_like_reference(
+    name: &str,
+    exp: &Expected,
+    strategy: kvcache_wasm::CacheStrategy,
+    use_cache: bool,
+) -> kvcache_wasm::Generation {
+    let options = GeneratorOptions {
+        strategy,
+        max_seq_len: Some(32),
+        use_cache,
+    };
+    generator(name, BackendKind::default(), options)
+        .generate(&exp.prompt, &greedy(exp.greedy_ids.len()), |_| {})
+        .unwrap()
+}
+
 /// Largest absolute difference relative to the reference's largest magnitude.
 pub fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
     assert_eq!(
