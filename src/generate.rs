@@ -118,6 +118,8 @@ pub struct Generation {
     /// Decode speed: tokens after the first over their time.
     pub tokens_per_sec: f64,
     pub cache_len: usize,
+    /// Entries held by each layer (a model's local layers keep their window).
+    pub cache_layer_lens: Vec<usize>,
     pub cache_bytes: usize,
     pub stop_reason: Option<StopReason>,
 }
@@ -244,6 +246,13 @@ impl Generator {
     /// Entries held by the cache's longest layer (0 with the cache off).
     pub fn cache_len(&self) -> usize {
         self.cache.as_ref().map_or(0, KvCache::len)
+    }
+
+    /// Entries held by each layer (empty with the cache off).
+    pub fn cache_layer_lens(&self) -> Vec<usize> {
+        self.cache
+            .as_ref()
+            .map_or_else(Vec::new, KvCache::layer_lens)
     }
 
     /// Bytes the cache's buffers hold (for prealloc and window, their whole allocation).
@@ -399,6 +408,7 @@ impl Generator {
     /// The summary of the current run so far (complete once `step` returned `None`).
     pub fn finish(&mut self) -> Result<Generation> {
         let (cache_len, cache_bytes) = (self.cache_len(), self.cache_bytes());
+        let cache_layer_lens = self.cache_layer_lens();
         let tokenizer = &self.tokenizer;
         let run = self
             .run
@@ -422,6 +432,7 @@ impl Generator {
             prefill_ms,
             tokens_per_sec,
             cache_len,
+            cache_layer_lens,
             cache_bytes,
             stop_reason: run.stop_reason,
         })

@@ -1,6 +1,8 @@
 //! Turning what a user has (HF files, a GGUF, or nothing at all) into a model
 //! and its tokenizer. Bytes in, so the browser can call the same functions.
 
+use std::path::Path;
+
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
@@ -29,8 +31,21 @@ pub fn from_hf_files(
     tokenizer_json: &str,
     device: &Device,
 ) -> Result<Loaded> {
+    from_hf_parts(
+        config_json,
+        weights,
+        Tokenizer::from_json(tokenizer_json)?,
+        device,
+    )
+}
+
+fn from_hf_parts(
+    config_json: &str,
+    weights: Vec<u8>,
+    tokenizer: Tokenizer,
+    device: &Device,
+) -> Result<Loaded> {
     let config = ModelConfig::from_hf_json(config_json)?;
-    let tokenizer = Tokenizer::from_json(tokenizer_json)?;
     tokenizer.check_fits(config.vocab_size)?;
     let weights = SafetensorsFile::from_bytes(weights)?;
     let model = Model::from_safetensors(config, &weights, device)?;
@@ -59,38 +74,60 @@ pub fn random_gpt2(seed: u64, device: &Device) -> Result<Loaded> {
 /// a `.gguf` file, or [`RANDOM_GPT2`]. (In a browser there is no file system:
 /// it fails there, except for [`RANDOM_GPT2`].)
 pub fn from_path(path: &str, seed: u64, device: &Device) -> Result<Loaded> {
-    use std::path::Path;
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| Error::Io {
-            path: p.display().to_string(),
-            source,
-        })
-    };
-    let read_text = |p: &Path| {
-        String::from_utf8(read(p)?)
-            .map_err(|_| Error::invalid(format!("{} is not UTF-8 text", p.display())))
-    };
     if path == RANDOM_GPT2 {
         return random_gpt2(seed, device);
     }
     let p = Path::new(path);
     if p.is_dir() {
         let config = read_text(&p.join("config.json"))?;
-        let tokenizer = read_text(&p.join("tokenizer.json"))?;
         let weights = read(&p.join("model.safetensors"))?;
-        let mut loaded = from_hf_files(&config, weights, &tokenizer, device)?;
-        let tokenizer_config = p.join("tokenizer_config.json");
-        if tokenizer_config.is_file() {
-            loaded
-                .tokenizer
-                .set_chat_template_from_config(&read_text(&tokenizer_config)?)?;
-        }
-        return Ok(loaded);
+        return from_hf_parts(&config, weights, hf_tokenizer(p)?, device);
     }
     if p.is_file() {
         return from_gguf_bytes(read(p)?, device);
     }
-    Err(Error::invalid(format!(
+    Err(not_a_model(path))
+}
+
+/// Only the tokenizer of the model at `path` (as [`from_path`] takes it).
+pub fn tokenizer_from_path(path: &str) -> Result<Tokenizer> {
+    if path == RANDOM_GPT2 {
+        return Tokenizer::gpt2_from_merges(GPT2_MERGES);
+    }
+    let p = Path::new(path);
+    if p.is_dir() {
+        return hf_tokenizer(p);
+    }
+    if p.is_file() {
+        return Tokenizer::from_gguf(&GgufFile::from_bytes(read(p)?)?);
+    }
+    Err(not_a_model(path))
+}
+
+/// `tokenizer.json`, with the chat template of `tokenizer_config.json` if there is one.
+fn hf_tokenizer(dir: &Path) -> Result<Tokenizer> {
+    let mut tokenizer = Tokenizer::from_json(&read_text(&dir.join("tokenizer.json"))?)?;
+    let config = dir.join("tokenizer_config.json");
+    if config.is_file() {
+        tokenizer.set_chat_template_from_config(&read_text(&config)?)?;
+    }
+    Ok(tokenizer)
+}
+
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|source| Error::Io {
+        path: p.display().to_string(),
+        source,
+    })
+}
+
+fn read_text(p: &Path) -> Result<String> {
+    String::from_utf8(read(p)?)
+        .map_err(|_| Error::invalid(format!("{} is not UTF-8 text", p.display())))
+}
+
+fn not_a_model(path: &str) -> Error {
+    Error::invalid(format!(
         "model `{path}` is neither a folder (config.json, model.safetensors, tokenizer.json), a .gguf file, nor `{RANDOM_GPT2}`"
-    )))
+    ))
 }

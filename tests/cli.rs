@@ -287,3 +287,38 @@ fn bad_input_gives_one_line_and_a_failure_code() {
         );
     }
 }
+
+/// `tokenize` prints the ids a prompt starts with (Gemma's BOS first), from the
+/// GGUF's tokenizer and the HF folder's alike; `generate --json` lists the
+/// entries each layer holds, the local layers capped at their window of 4.
+#[test]
+fn tokenize_and_cache_layer_lens_for_gemma3() {
+    let exp = expected("tiny-gemma3");
+    for model in ["tiny-gemma3.gguf", "tiny-gemma3"] {
+        let model = fixture(model);
+        let out = json(&kvcache(&[
+            "tokenize",
+            "--model",
+            model.to_str().unwrap(),
+            "--text",
+            &exp.prompt,
+            "--json",
+        ]));
+        assert_eq!(ids(&out["ids"]), exp.prompt_ids, "{model:?}");
+    }
+    let model = fixture("tiny-gemma3.gguf");
+    let out = json(&kvcache(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        &exp.prompt,
+        "--max-tokens",
+        "8",
+        "--json",
+    ]));
+    assert_eq!(ids(&out["generated_ids"]), exp.greedy_ids[..8]);
+    // 5 prompt tokens + 7 decoded (the 8th is not fed back): 12 in the global layer.
+    assert_eq!(ids(&out["cache_layer_lens"]), [4, 4, 4, 4, 4, 12]);
+    assert_eq!(out["cache_len"], 12);
+}

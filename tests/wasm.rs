@@ -67,6 +67,7 @@ struct Generation {
     prefill_ms: f64,
     tokens_per_sec: f64,
     cache_len: usize,
+    cache_layer_lens: Vec<usize>,
     cache_bytes: usize,
     stop_reason: Option<String>,
 }
@@ -212,6 +213,27 @@ fn encode_with_special_tokens_gives_the_prompt_ids() {
         "encode option `special`",
     );
     throws(g.encode("x", js(r#"{"bos": true}"#)), "bos");
+}
+
+/// The tiny Gemma 3 GGUF in the browser: the reference's greedy ids, its BOS
+/// from `encode(text, { special: true })`, and per-layer cache lengths with
+/// the local layers capped at their window of 4.
+#[wasm_bindgen_test]
+fn gemma3_runs_with_its_own_layer_windows() {
+    let exp = expected(include_str!("fixtures/tiny-gemma3/expected.json"));
+    let bytes = include_bytes!("fixtures/tiny-gemma3.gguf");
+    let mut g = Generator::from_gguf(bytes.to_vec(), JsValue::UNDEFINED).unwrap();
+    let special = g.encode(&exp.prompt, js(r#"{"special": true}"#)).unwrap();
+    assert_eq!(special, exp.prompt_ids);
+    assert_eq!(
+        g.encode(&exp.prompt, JsValue::UNDEFINED).unwrap(),
+        exp.prompt_ids[1..]
+    );
+    let out = generate(&mut g, &exp.prompt, greedy(8));
+    assert_eq!(out.ids, exp.greedy_ids[..8]);
+    assert_eq!(out.cache_layer_lens, [4, 4, 4, 4, 4, 12]);
+    assert_eq!(g.cache_layer_lens(), [4, 4, 4, 4, 4, 12]);
+    assert_eq!(g.cache_len(), 12);
 }
 
 /// Waits on the GGUF reader; passes once it lands.

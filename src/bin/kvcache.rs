@@ -31,6 +31,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Print the logits of the last position for a list of token ids.
     Logits(LogitsArgs),
+    /// Print the token ids a prompt starts with (BOS included where the model adds it).
+    Tokenize(TokenizeArgs),
     /// Time the cache strategy alone (cache update + attention, no weights) per token, as JSON.
     CacheCost(CacheCostArgs),
     /// Greedy decoding with several cache strategies taking turns token by token,
@@ -97,6 +99,18 @@ struct LogitsArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     ids: Vec<u32>,
     /// Print JSON (the only format).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TokenizeArgs {
+    /// An HF folder, a .gguf file, or `gpt2-124m-random` (only its tokenizer is used).
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    text: String,
+    /// Print JSON (the only format): `{"ids": [...]}`.
     #[arg(long)]
     json: bool,
 }
@@ -173,6 +187,7 @@ fn generate(args: &GenerateArgs) -> Result<()> {
             "tokens_per_sec": result.tokens_per_sec,
             "load_ms": load_ms,
             "cache_len": result.cache_len,
+            "cache_layer_lens": result.cache_layer_lens,
             "cache_bytes": result.cache_bytes,
             "cache_bytes_formula": generator.cache_bytes_formula(),
             "use_cache": generator.options().use_cache,
@@ -205,6 +220,13 @@ fn generate(args: &GenerateArgs) -> Result<()> {
             generator.cache_bytes_formula()
         );
     }
+    Ok(())
+}
+
+fn tokenize(args: &TokenizeArgs) -> Result<()> {
+    let tokenizer = load::tokenizer_from_path(&args.model)?;
+    let ids = tokenizer.encode_prompt(&args.text, true)?;
+    println!("{}", json!({ "ids": ids }));
     Ok(())
 }
 
@@ -272,6 +294,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Generate(args) => generate(args),
         Command::Logits(args) => logits(args),
+        Command::Tokenize(args) => tokenize(args),
         Command::CacheCost(args) => cache_cost(args),
         Command::Interleave(args) => interleave(args),
     };

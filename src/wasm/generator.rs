@@ -228,7 +228,18 @@ impl Generator {
         self.inner.position()
     }
 
-    /// Tokens whose keys and values the cache holds (0 with the cache off).
+    /// Entries held by each layer (a model's local layers keep their own
+    /// window); empty with the cache off.
+    #[wasm_bindgen(getter = cacheLayerLens)]
+    pub fn cache_layer_lens(&self) -> Vec<u32> {
+        self.inner
+            .cache_layer_lens()
+            .into_iter()
+            .map(|n| n as u32)
+            .collect()
+    }
+
+    /// Tokens whose keys and values the cache's longest layer holds (0 with the cache off).
     #[wasm_bindgen(getter = cacheLen)]
     pub fn cache_len(&self) -> usize {
         self.inner.cache_len()

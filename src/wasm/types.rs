@@ -87,6 +87,8 @@ export interface Generation {
   /** Decode speed: tokens after the first over their time. */
   tokensPerSec: number;
   cacheLen: number;
+  /** Entries held by each layer (a model's local layers keep their own window); empty with the cache off. */
+  cacheLayerLens: number[];
   cacheBytes: number;
   stopReason: "maxTokens" | "stopToken" | "contextFull" | null;
 }
