@@ -6,6 +6,7 @@ import uPlot from "./vendor/uplot/uPlot.esm.js";
 const $ = (id) => document.getElementById(id);
 
 const SMOLLM2_URL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const GEMMA3_URL = "models/gemma-3-270m-q4_k_m.gguf";
 const CACHE_COLORS = ["#2563eb", "#059669", "#7c3aed", "#0891b2", "#4f46e5", "#65a30d"];
 const NOCACHE_COLORS = ["#dc2626", "#ea580c", "#db2777", "#b45309"];
 
@@ -182,6 +183,8 @@ function modelSource(choice) {
   switch (choice) {
     case "smollm2":
       return { source: { kind: "url", url: abs(SMOLLM2_URL) }, label: "SmolLM2-135M-Instruct", chat: true };
+    case "gemma3":
+      return { source: { kind: "url", url: abs(GEMMA3_URL) }, label: "Gemma 3 270M", chat: false };
     case "gpt2-random":
       return { source: { kind: "random-gpt2" }, label: "GPT-2 124M (random weights)", chat: false };
     case "query":
@@ -233,7 +236,8 @@ function describeConfig(config) {
   const { architecture: arch, numLayers: layers, numHeads: heads, numKvHeads: kvHeads } = config;
   const { hiddenSize: hidden, vocabSize: vocab } = config;
   const parts = [];
-  if (arch) parts.push(arch === "gpt2" ? "GPT-2" : arch === "llama" ? "Llama" : String(arch));
+  const names = { gpt2: "GPT-2", llama: "Llama", qwen3: "Qwen3", gemma3: "Gemma 3" };
+  if (arch) parts.push(names[arch] ?? String(arch));
   if (layers != null) parts.push(`${layers} layers`);
   if (heads != null) parts.push(`${heads} heads${kvHeads != null && kvHeads !== heads ? ` (${kvHeads} KV)` : ""}`);
   if (hidden != null) parts.push(`width ${hidden}`);
@@ -253,6 +257,7 @@ function onLoaded(msg) {
   bar.value = 1;
   $("progress-text").textContent = `${app.model.label} ready (${seconds} s)`;
   $("model-info").textContent = describeConfig(app.model.config) + (msg.info.backend ? ` · burn ${msg.info.backend} backend` : "");
+  $("model-terms").hidden = app.model.config.architecture !== "gemma3";
   const limit = maxSeqLen();
   if (limit) {
     $("window").max = limit;
@@ -576,12 +581,49 @@ function renderCache() {
     ? `formula: 2 (K, V) × ${shape.layers} layers × ${shape.kvHeads} KV heads × ${shape.headDim} dims × ${len} tokens × 4 bytes = ${fmtBytes(formula)}`
     : "";
 
+  renderLayers(c);
+
   let note = "";
   if (!app.model) note = "";
   else if (c && c.useCache === false) note = "The last run did not use the cache: nothing is stored.";
   else if ((c?.position ?? 0) > 0) note = "The next run continues this sequence; Reset starts afresh.";
   else note = "Empty: the next run starts from scratch.";
   $("cache-note").textContent = note;
+}
+
+// One small bar per layer: the entries each holds. A model with local layers
+// (Gemma 3) keeps only its window in them; the note says what that saves
+// against a cache holding every token in every layer.
+function renderLayers(c) {
+  const lens = c?.cacheLayerLens ?? [];
+  const windows = app.model?.config?.layerWindows ?? [];
+  const hybrid = windows.some((w) => w != null);
+  $("layers").hidden = !(hybrid || lens.length > 1) || !app.model;
+  const bars = $("layer-bars");
+  const longest = Math.max(1, ...lens);
+  bars.replaceChildren(
+    ...lens.map((len, i) => {
+      const bar = document.createElement("span");
+      bar.className = windows[i] != null ? "layer local" : "layer";
+      bar.style.height = `${(100 * len) / longest}%`;
+      bar.title = `layer ${i}: ${len} entries${windows[i] != null ? ` (its own window: ${windows[i]})` : ""}`;
+      return bar;
+    }),
+  );
+  const shape = kvShape();
+  let note = "";
+  if (hybrid && shape && lens.length) {
+    const local = windows.filter((w) => w != null).length;
+    const perEntry = 2 * shape.kvHeads * shape.headDim * 4;
+    const uniform = lens.length * Math.max(...lens, 0) * perEntry;
+    const saved = uniform - (c?.cacheBytesFormula ?? 0);
+    note =
+      `${local} of ${lens.length} layers attend over a window of their own (${Math.min(...windows.filter((w) => w != null))} positions) ` +
+      `and keep only that; the others follow the strategy. Against every layer holding every token: ${fmtBytes(Math.max(0, saved))} saved.`;
+  } else if (lens.length) {
+    note = "Every layer holds every token.";
+  }
+  $("layer-note").textContent = note;
 }
 
 // ---------------------------------------------------------------- wiring
@@ -704,7 +746,7 @@ renderChart();
 renderCache();
 
 if (queryModel) {
-  const known = ["smollm2", "gpt2-random"].includes(queryModel);
+  const known = ["smollm2", "gemma3", "gpt2-random"].includes(queryModel);
   if (!known) {
     const opt = document.createElement("option");
     opt.value = "query";

@@ -73,6 +73,7 @@ function readState() {
   return {
     position: gen.position,
     cacheLen: gen.cacheLen,
+    cacheLayerLens: Array.from(gen.cacheLayerLens),
     cacheBytes: gen.cacheBytes,
     cacheBytesFormula: gen.cacheBytesFormula,
     maxSeqLen: gen.maxSeqLen,
