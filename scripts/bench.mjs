@@ -31,6 +31,7 @@ import { startServer } from "./serve.mjs";
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(REPO, "target/release/kvcache");
 const MODEL_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const GEMMA3_FILE = "models/gemma-3-270m-q4_k_m.gguf";
 const WLLAMA_DIR = join(REPO, "node_modules/@wllama/wllama");
 
 // ------------------------------------------------------------------ options
@@ -72,6 +73,17 @@ const MODELS = [
     source: { kind: "url", url: `/${MODEL_FILE}` },
     gguf: `/${MODEL_FILE}`,
   },
+  {
+    id: "gemma3",
+    label: "Gemma 3 270M (Q4_K_M GGUF)",
+    prompt: "Once upon a time",
+    tokens: 128,
+    cli: ["--model", GEMMA3_FILE],
+    source: { kind: "url", url: `/${GEMMA3_FILE}` },
+    gguf: `/${GEMMA3_FILE}`,
+    // Only what its target needs (decode against wllama's), with the cache on; no strategy runs.
+    combos: ["native-flex-prealloc", "wasm-flex-prealloc"],
+  },
 ];
 
 const CACHES = ["off", "concat", "prealloc", "window"];
@@ -93,6 +105,7 @@ function scenarios() {
     for (const model of MODELS) {
       for (const backend of ["flex", "ndarray"]) {
         for (const cache of CACHES) {
+          if (model.combos && !model.combos.includes(`${env}-${backend}-${cache}`)) continue;
           const id = `${env}-${backend}-${model.id}-${cache}`;
           let tokens = CUT[id] ?? model.tokens;
           if (QUICK) tokens = Math.min(tokens, 16);
@@ -141,7 +154,7 @@ const INTERLEAVE_ROUNDS = QUICK ? 1 : 3;
 function strategyScenarios() {
   const list = [];
   for (const env of ["native", "wasm"]) {
-    for (const model of MODELS) {
+    for (const model of MODELS.filter((m) => !m.combos)) {
       for (const backend of ["flex", "ndarray"]) {
         list.push({ id: `strategies-${env}-${backend}-${model.id}`, env, backend, model: model.id, interleave: backend === "flex" });
       }
@@ -196,8 +209,9 @@ async function prepare(needNative, needBrowser) {
     say("cargo build --release --bin kvcache (a no-op when it is up to date)");
     await run("cargo", ["build", "--release", "--bin", "kvcache"]);
   }
-  if (!existsSync(join(REPO, MODEL_FILE))) {
-    say(`${MODEL_FILE} is missing: bash scripts/fetch-model.sh`);
+  const missing = [MODEL_FILE, GEMMA3_FILE].filter((f) => !existsSync(join(REPO, f)));
+  if (missing.length) {
+    say(`${missing.join(", ")} missing: bash scripts/fetch-model.sh`);
     await run("bash", ["scripts/fetch-model.sh"]);
   }
   if (needBrowser) {
@@ -491,11 +505,11 @@ async function main() {
     const browser = await openBrowser();
     results.meta.chromium = browser.version;
     try {
-      if ([...runs, ...strategies].some((r) => r.env === "wasm" && r.model === "smollm2")) {
-        // The first load of the GGUF downloads it into the browser's Cache API; every timed run
-        // then loads it from there, as a page reload does.
-        say("warm-up: SmolLM2 into the browser's Cache API, the wasm compiled once");
-        const model = MODELS.find((m) => m.id === "smollm2");
+      // The first load of a GGUF downloads it into the browser's Cache API; every timed run
+      // then loads it from there, as a page reload does.
+      for (const model of MODELS.filter((m) => m.gguf)) {
+        if (![...runs, ...strategies].some((r) => r.env === "wasm" && r.model === model.id)) continue;
+        say(`warm-up: ${model.label} into the browser's Cache API, the wasm compiled once`);
         await browser.page.evaluate((cfg) => window.benchOurs(cfg), { source: model.source, prompt: "Hi", maxTokens: 1, useCache: true });
       }
       for (const r of runs.filter((x) => x.env !== "native")) {
