@@ -54,6 +54,7 @@ pub fn measure(config: &ModelConfig, plans: &[LayerPlan], tokens: usize) -> Resu
 
 /// Whole decode steps with several cache strategies in turn: see [`interleaved`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct Interleaved {
     /// The strategies, in the order given.

@@ -81,8 +81,10 @@ impl Default for GenerateOptions {
 
 /// One generated token, as streamed to the caller.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenEvent {
+    /// The token's id.
     pub id: u32,
     /// The text this token completes (may be empty while a character is split across tokens).
     pub text: String,
@@ -90,11 +92,15 @@ pub struct TokenEvent {
     pub ms: f64,
     /// Position this token will occupy in the sequence.
     pub position: usize,
+    /// Tokens the cache holds after this step (0 with the cache off).
     pub cache_len: usize,
+    /// Bytes the cache's buffers hold after this step.
     pub cache_bytes: usize,
 }
 
+/// Why a run stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 pub enum StopReason {
     /// `max_new_tokens` were generated.
@@ -107,20 +113,28 @@ pub enum StopReason {
 
 /// The summary of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct Generation {
+    /// The prompt's token ids (after the chat template, if any).
     pub prompt_ids: Vec<u32>,
+    /// The generated token ids (a stop id that ended the run is not included).
     pub ids: Vec<u32>,
+    /// The generated text.
     pub text: String,
     /// One per generated token; `step_ms[0]` is the prefill (time to first token).
     pub step_ms: Vec<f64>,
+    /// Milliseconds of the prompt's prefill up to the first token (time to first token).
     pub prefill_ms: f64,
     /// Decode speed: tokens after the first over their time.
     pub tokens_per_sec: f64,
+    /// Tokens the cache holds at the end of the run (0 with the cache off).
     pub cache_len: usize,
     /// Entries held by each layer (a model's local layers keep their window).
     pub cache_layer_lens: Vec<usize>,
+    /// Bytes the cache's buffers hold at the end of the run.
     pub cache_bytes: usize,
+    /// Why the run stopped; `null` while a run started by `prefill` is still going.
     pub stop_reason: Option<StopReason>,
 }
 

@@ -12,10 +12,16 @@ use crate::generate::{GenerateOptions, GeneratorOptions};
 use crate::sampling::SamplingParams;
 
 /// How to build a generator: `{ cache, window, maxSeqLen, seed, backend, useCache }`.
+/// Every key is optional; unknown keys throw.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelOptions {
     /// `"concat"` (the default), `"prealloc"` or `"window"`.
+    #[cfg_attr(
+        target_arch = "wasm32",
+        tsify(type = r#""concat" | "prealloc" | "window" | null"#)
+    )]
     pub cache: Option<String>,
     /// Sliding-window size; only with `cache: "window"`, between 1 and `maxSeqLen`.
     pub window: Option<usize>,
@@ -24,6 +30,7 @@ pub struct ModelOptions {
     /// Seed of `randomGpt2`'s weights (models from files bring their own weights).
     pub seed: Option<u64>,
     /// `"flex"` (the default) or `"ndarray"`.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = r#""flex" | "ndarray" | null"#))]
     pub backend: Option<String>,
     /// `true` by default; `false` recomputes the whole sequence every step.
     pub use_cache: Option<bool>,
@@ -82,9 +89,12 @@ impl ModelOptions {
     }
 }
 
-/// How to run: `{ maxTokens, temperature, topK, topP, seed, stopIds, chat, systemPrompt }`.
+/// How to run (`prefill` and `generate`): `{ maxTokens, temperature, topK, topP, seed, stopIds,
+/// chat, systemPrompt }`. Every key is optional; unknown keys throw.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[cfg_attr(target_arch = "wasm32", tsify(rename = "PrefillOptions"))]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RunOptions {
     /// New tokens at most (default 64).
     pub max_tokens: Option<usize>,
@@ -97,6 +107,7 @@ pub struct RunOptions {
     /// Sampling seed (default 0).
     pub seed: Option<u64>,
     /// Ids that stop the run; absent or `null` means the model's EOS ids, `[]` none.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "number[] | Uint32Array | null"))]
     pub stop_ids: Option<Vec<u32>>,
     /// Wrap the prompt in the ChatML template.
     pub chat: Option<bool>,

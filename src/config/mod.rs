@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// Which decoder family the weights belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
     /// Learned positions, LayerNorm, fused QKV, GELU (tanh), tied head.
@@ -42,6 +43,7 @@ impl Architecture {
 
 /// How RoPE frequencies are stretched for long contexts (`rope_scaling` in HF configs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(
     tag = "type",
     rename_all = "lowercase",
@@ -49,38 +51,57 @@ impl Architecture {
 )]
 pub enum RopeScaling {
     /// Positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        /// How much longer a context than trained for.
+        factor: f64,
+    },
     /// Llama 3.1/3.2: low frequencies divided by `factor`, high ones kept, a smooth blend between.
     Llama3 {
+        /// How much longer a context than trained for.
         factor: f64,
+        /// Wavelengths longer than `original_max_position_embeddings / low_freq_factor` are divided by `factor`.
         low_freq_factor: f64,
+        /// Wavelengths shorter than `original_max_position_embeddings / high_freq_factor` are kept.
         high_freq_factor: f64,
+        /// The context the model was first trained for.
         original_max_position_embeddings: f64,
     },
 }
 
-/// Serialized in camelCase: this is what JS sees as `Generator.config`.
+/// The model's hyper-parameters. Serialized in camelCase: this is what JS sees as `Generator.config`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelConfig {
+    /// The decoder family.
     pub architecture: Architecture,
+    /// Number of token ids the model has embeddings for.
     pub vocab_size: usize,
+    /// Width of the residual stream.
     pub hidden_size: usize,
+    /// Number of decoder layers (each with its own KV cache).
     pub num_layers: usize,
+    /// Query heads per layer.
     pub num_heads: usize,
     /// Fewer than `num_heads` means grouped-query attention: each K/V head serves a group of query heads.
     pub num_kv_heads: usize,
+    /// Width of one attention head.
     pub head_dim: usize,
+    /// Width of the feed-forward layer.
     pub intermediate_size: usize,
     /// Longest sequence the model was trained for; GPT-2 cannot go past it (its positions are a table).
     pub max_position_embeddings: usize,
+    /// Epsilon of the LayerNorm / RMSNorm layers.
     pub norm_eps: f64,
+    /// RoPE base frequency (0 for GPT-2, which has learned positions).
     pub rope_theta: f64,
     /// Applies to the layers without a window of their own (Gemma 3 stretches only its global layers).
     pub rope_scaling: Option<RopeScaling>,
     /// GPT-2 in HF has a bias on the fused QKV projection; the article's GPT-2 does not.
     pub qkv_bias: bool,
+    /// Whether the output head reuses the token embeddings.
     pub tie_word_embeddings: bool,
+    /// Beginning-of-sequence token id, if the model has one.
     pub bos_token_id: Option<u32>,
     /// Generation stops at any of these unless the caller overrides them.
     pub eos_token_ids: Vec<u32>,
