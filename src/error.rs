@@ -23,6 +23,9 @@ pub enum Error {
     /// The sequence would exceed what the model or the cache can hold.
     #[error("context full: {0}")]
     ContextFull(String),
+    /// An allocation sized from input would take memory past the budget ([`crate::budget`]).
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
     /// Reading a file from disk failed.
     #[error("{path}: {source}")]
     Io {

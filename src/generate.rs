@@ -9,6 +9,7 @@ use serde::Serialize;
 use web_time::Instant;
 
 use crate::attention::Heads;
+use crate::budget;
 use crate::cache::{self, CacheStrategy, KvCache, LayerPlan};
 use crate::cache_cost;
 use crate::config::ModelConfig;
@@ -196,6 +197,7 @@ impl Generator {
         let max_seq_len = max_seq_len(config, options.max_seq_len)?;
         let plans = cache::plan_layers(config, options.strategy, max_seq_len)?;
         let cache = if options.use_cache {
+            check_budget(config, &plans)?;
             Some(KvCache::new(Heads::of(config), &plans)?)
         } else {
             None
@@ -327,6 +329,7 @@ impl Generator {
         } else {
             prompt.to_string()
         };
+        self.tokenizer.check_text_fits(&text, self.max_seq_len())?;
         let prompt_ids = self
             .tokenizer
             .encode_prompt(&text, self.position() == 0 && self.pending.is_empty())?;
@@ -404,7 +407,9 @@ impl Generator {
 
     /// [`generate`](Self::generate) with a callback that may fail (a JS
     /// `onToken` that throws): the run stops at the first error, which is
-    /// returned; the tokens produced until then stay in the sequence.
+    /// returned. As after a run that stopped early, the tokens produced until
+    /// then, the one passed to the failing call included, stay in the
+    /// sequence: the next run continues after them, and `reset` forgets them.
     pub fn try_generate<E: From<Error>>(
         &mut self,
         prompt: &str,
@@ -517,4 +522,26 @@ impl Generator {
             cache_bytes: self.cache_bytes(),
         }))
     }
+}
+
+/// Fails, saying how much, when a cache planned so would take memory past the
+/// budget at its fullest ([`budget`]); in 64 bits, since `maxSeqLen` comes from the user.
+fn check_budget(config: &ModelConfig, plans: &[LayerPlan]) -> Result<()> {
+    let entries: u64 = plans
+        .iter()
+        .map(|plan| match plan {
+            LayerPlan::Window { size } => *size as u64,
+            _ => plan.max_len().unwrap_or(0) as u64,
+        })
+        .sum();
+    let entry_bytes = 2 * 4 * config.num_kv_heads as u64 * config.head_dim as u64;
+    let longest = plans
+        .iter()
+        .filter_map(LayerPlan::max_len)
+        .max()
+        .unwrap_or(0);
+    budget::check(
+        &format!("a KV cache of {longest} positions"),
+        entry_bytes.checked_mul(entries),
+    )
 }

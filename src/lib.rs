@@ -7,6 +7,7 @@
 
 pub mod attention;
 pub mod backend;
+pub mod budget;
 pub mod cache;
 pub mod cache_cost;
 pub mod config;

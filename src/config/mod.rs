@@ -176,6 +176,7 @@ impl ModelConfig {
                 return Err(Error::config(format!("{name} must be positive")));
             }
         }
+        self.validate_sizes()?;
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::config(format!(
                 "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
@@ -221,6 +222,100 @@ impl ModelConfig {
             .is_some_and(|s| s.is_nan() || s <= 0.0)
         {
             return Err(Error::config("query_pre_attn_scalar must be positive"));
+        }
+        self.validate_numbers()
+    }
+
+    /// Refuses sizes no real model has, before anything is sized from them
+    /// (a corrupt header must not make the loader allocate gigabytes). The
+    /// products are taken in 64 bits, so nothing wraps.
+    fn validate_sizes(&self) -> Result<()> {
+        let most = [
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("hidden_size", self.hidden_size, 1 << 17),
+            ("num_layers", self.num_layers, 1 << 12),
+            ("num_heads", self.num_heads, 1 << 12),
+            ("head_dim", self.head_dim, 1 << 14),
+            ("intermediate_size", self.intermediate_size, 1 << 20),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1 << 24,
+            ),
+        ];
+        for (name, value, limit) in most {
+            if value > limit {
+                return Err(Error::config(format!(
+                    "{name} {value} is larger than any model's (at most {limit})"
+                )));
+            }
+        }
+        let attention_width = self.num_heads as u64 * self.head_dim as u64;
+        if attention_width > 1 << 17 {
+            return Err(Error::config(format!(
+                "num_heads × head_dim = {} × {} = {attention_width} is larger than any model's (at most {})",
+                self.num_heads,
+                self.head_dim,
+                1u64 << 17
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses epsilons and RoPE parameters that cannot give a working model
+    /// (zero, negative, NaN, infinite, or absurdly large).
+    fn validate_numbers(&self) -> Result<()> {
+        // 1e300 as "1e300", not 301 digits.
+        let shown = |value: f64| {
+            let plain = value.to_string();
+            if plain.len() > 16 {
+                format!("{value:e}")
+            } else {
+                plain
+            }
+        };
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0 && self.norm_eps < 1.0) {
+            return Err(Error::config(format!(
+                "the norm epsilon must be a finite number between 0 and 1 (exclusive), got {}",
+                shown(self.norm_eps)
+            )));
+        }
+        let positive = |name: &str, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(format!(
+                    "{name} must be a finite number > 0, got {}",
+                    shown(value)
+                )))
+            }
+        };
+        if self.architecture.uses_rope() {
+            positive("rope_theta", self.rope_theta)?;
+        }
+        if let Some(theta) = self.local_rope_theta {
+            positive("the local layers' rope_theta", theta)?;
+        }
+        if let Some(scalar) = self.query_pre_attn_scalar {
+            positive("query_pre_attn_scalar", scalar)?;
+        }
+        match &self.rope_scaling {
+            None => {}
+            Some(RopeScaling::Linear { factor }) => positive("rope_scaling.factor", *factor)?,
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) => {
+                positive("rope_scaling.factor", *factor)?;
+                positive("rope_scaling.low_freq_factor", *low_freq_factor)?;
+                positive("rope_scaling.high_freq_factor", *high_freq_factor)?;
+                positive(
+                    "rope_scaling.original_max_position_embeddings",
+                    *original_max_position_embeddings,
+                )?;
+            }
         }
         Ok(())
     }

@@ -21,6 +21,9 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// One past the largest id the tokenizer can produce.
     id_limit: usize,
+    /// Bytes of the longest token's text (at least 1): no token stands for
+    /// more text than this, which bounds how many tokens a text needs.
+    longest_token: usize,
     /// Prepended to a sequence's first prompt when the model expects it
     /// (Gemma's and Llama 3's GGUFs do; SmolLM2 and GPT-2 do not).
     bos: Option<u32>,
@@ -42,16 +45,38 @@ fn tok_err(context: &str, e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(format!("{context}: {e}"))
 }
 
+/// What the `tokenizers` crate cannot be handed safely: it panics (a crash in
+/// wasm) on text that is not JSON at some places (a syntax error inside
+/// `"decoder"`), and on a malformed `Precompiled` normalizer, whose
+/// SentencePiece character map it trusts. So the text must parse as JSON, and
+/// `Precompiled` normalizers (which none of our models use) are refused.
+fn check_json(json: &str, source: &str) -> Result<()> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Error::Tokenizer(format!("{source} is not valid JSON: {e}")))?;
+    fn precompiled(normalizer: &serde_json::Value) -> bool {
+        normalizer.get("type").and_then(serde_json::Value::as_str) == Some("Precompiled")
+            || normalizer
+                .get("normalizers")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|inner| inner.iter().any(precompiled))
+    }
+    if value.get("normalizer").is_some_and(precompiled) {
+        return Err(Error::Tokenizer(format!(
+            "{source}: the `Precompiled` normalizer (a SentencePiece character map) is not supported"
+        )));
+    }
+    Ok(())
+}
+
 impl Tokenizer {
     fn new(inner: tokenizers::Tokenizer, bos: Option<u32>) -> Self {
-        let id_limit = inner
-            .get_vocab(true)
-            .values()
-            .max()
-            .map_or(0, |&m| m as usize + 1);
+        let vocab = inner.get_vocab(true);
+        let id_limit = vocab.values().max().map_or(0, |&m| m as usize + 1);
+        let longest_token = vocab.keys().map(String::len).max().unwrap_or(0).max(1);
         Tokenizer {
             inner,
             id_limit,
+            longest_token,
             bos,
             chat: Err(NoChat::Missing),
         }
@@ -60,6 +85,7 @@ impl Tokenizer {
     /// From the text of a Hugging Face `tokenizer.json`. Its chat template,
     /// if any, is in `tokenizer_config.json`: see [`Self::set_chat_template_from_config`].
     pub fn from_json(json: &str) -> Result<Self> {
+        check_json(json, "tokenizer.json")?;
         let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes())
             .map_err(|e| tok_err("tokenizer.json could not be read", e))?;
         // The post-processor of a tokenizer.json says whether a BOS starts each sequence.
@@ -147,6 +173,22 @@ impl Tokenizer {
             return Err(Error::Tokenizer(format!(
                 "the tokenizer has ids up to {} but the model's vocabulary has only {model_vocab} entries; they do not belong together",
                 self.id_limit - 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fails, without tokenizing, when `text` cannot fit in `tokens` tokens:
+    /// a token stands for at most the longest token's bytes, so a longer text
+    /// needs more. Keeps a huge prompt from being tokenized in full only to be
+    /// refused afterwards.
+    pub fn check_text_fits(&self, text: &str, tokens: usize) -> Result<()> {
+        let most = (tokens as u64).saturating_mul(self.longest_token as u64);
+        if text.len() as u64 > most {
+            return Err(Error::ContextFull(format!(
+                "the prompt is {} bytes, more than {tokens} tokens can hold (at most {most} bytes: {} per token at most with this tokenizer)",
+                text.len(),
+                self.longest_token
             )));
         }
         Ok(())

@@ -211,7 +211,7 @@ pub(super) fn read_metadata(r: &mut Reader, n_kv: u64) -> Result<HashMap<String,
     let mut metadata = HashMap::with_capacity(n_kv);
     for i in 0..n_kv {
         r.what = format!("metadata entry #{i}");
-        let key = r.string()?;
+        let key = printable(r.string()?);
         r.what = format!("metadata value of `{key}`");
         let ty = r.u32()?;
         let value = r.value(ty, 0)?;
@@ -220,6 +220,17 @@ pub(super) fn read_metadata(r: &mut Reader, n_kv: u64) -> Result<HashMap<String,
         }
     }
     Ok(metadata)
+}
+
+/// A key or tensor name as it may appear in messages: real ones are plain
+/// text, so control characters (corrupt bytes) are escaped rather than
+/// printed raw.
+fn printable(name: String) -> String {
+    if name.chars().any(char::is_control) {
+        name.chars().flat_map(char::escape_debug).collect()
+    } else {
+        name
+    }
 }
 
 /// `general.alignment` if present; ggml requires a power of two.
@@ -247,7 +258,7 @@ pub(super) fn read_tensor_infos(
     let mut tensors = HashMap::with_capacity(n_tensors);
     for i in 0..n_tensors {
         r.what = format!("tensor info #{i}");
-        let name = r.string()?;
+        let name = printable(r.string()?);
         r.what = format!("tensor info #{i} (`{name}`)");
         let info = read_tensor_info(r, &name)?;
         if tensors.insert(name.clone(), info).is_some() {
