@@ -110,11 +110,21 @@ fn with(object: JsValue, key: &str, value: &JsValue) -> JsValue {
 
 fn hf(fixture: &Fixture, options: &str) -> Result<Generator, JsValue> {
     Generator::from_hf_files(
-        fixture.config,
-        fixture.weights.to_vec(),
-        fixture.tokenizer,
+        fixture.config.into(),
+        bytes(fixture.weights),
+        fixture.tokenizer.into(),
         js(options),
     )
+}
+
+/// Bytes as JS passes them: a `Uint8Array`.
+fn bytes(b: &[u8]) -> JsValue {
+    Uint8Array::from(b).into()
+}
+
+/// Token ids as JS passes them: a `Uint32Array`.
+fn ids(ids: &[u32]) -> JsValue {
+    js_sys::Uint32Array::from(ids).into()
 }
 
 fn greedy(max_tokens: usize) -> JsValue {
@@ -125,7 +135,7 @@ fn greedy(max_tokens: usize) -> JsValue {
 
 fn generate(g: &mut Generator, prompt: &str, options: JsValue) -> Generation {
     let value = g
-        .generate(prompt, options)
+        .generate(prompt.into(), options)
         .map_err(|e| message(&e))
         .unwrap();
     serde_wasm_bindgen::from_value(value).unwrap()
@@ -181,14 +191,14 @@ fn greedy_ids_match_the_reference_for_hf_fixtures() {
             exp.prompt_ids.len() + exp.greedy_ids.len() - 1
         );
         assert!(out.cache_bytes > 0);
-        assert_eq!(g.decode(out.ids.clone()).unwrap(), out.text, "{name}");
+        assert_eq!(g.decode(ids(&out.ids)).unwrap(), out.text, "{name}");
         assert_eq!(
-            g.encode(&exp.prompt, JsValue::UNDEFINED).unwrap(),
+            g.encode((&exp.prompt).into(), JsValue::UNDEFINED).unwrap(),
             exp.prompt_ids,
             "{name}"
         );
         assert_eq!(
-            g.decode(exp.prompt_ids.clone()).unwrap(),
+            g.decode(ids(&exp.prompt_ids)).unwrap(),
             exp.prompt,
             "{name}"
         );
@@ -201,18 +211,20 @@ fn greedy_ids_match_the_reference_for_hf_fixtures() {
 fn encode_with_special_tokens_gives_the_prompt_ids() {
     let exp = expected(TINY_LLAMA.expected);
     let g = hf(&TINY_LLAMA, "{}").unwrap();
-    let special = g.encode(&exp.prompt, js(r#"{"special": true}"#)).unwrap();
+    let special = g
+        .encode((&exp.prompt).into(), js(r#"{"special": true}"#))
+        .unwrap();
     assert_eq!(special, exp.prompt_ids);
     assert_eq!(
-        g.encode("<|im_start|>", js(r#"{"special": false}"#))
+        g.encode("<|im_start|>".into(), js(r#"{"special": false}"#))
             .unwrap(),
         [1]
     );
     throws(
-        g.encode("x", js(r#"{"special": 1}"#)),
+        g.encode("x".into(), js(r#"{"special": 1}"#)),
         "encode option `special`",
     );
-    throws(g.encode("x", js(r#"{"bos": true}"#)), "bos");
+    throws(g.encode("x".into(), js(r#"{"bos": true}"#)), "bos");
 }
 
 /// The tiny Gemma 3 GGUF in the browser: the reference's greedy ids, its BOS
@@ -221,12 +233,14 @@ fn encode_with_special_tokens_gives_the_prompt_ids() {
 #[wasm_bindgen_test]
 fn gemma3_runs_with_its_own_layer_windows() {
     let exp = expected(include_str!("fixtures/tiny-gemma3/expected.json"));
-    let bytes = include_bytes!("fixtures/tiny-gemma3.gguf");
-    let mut g = Generator::from_gguf(bytes.to_vec(), JsValue::UNDEFINED).unwrap();
-    let special = g.encode(&exp.prompt, js(r#"{"special": true}"#)).unwrap();
+    let gguf = include_bytes!("fixtures/tiny-gemma3.gguf");
+    let mut g = Generator::from_gguf(bytes(gguf), JsValue::UNDEFINED).unwrap();
+    let special = g
+        .encode((&exp.prompt).into(), js(r#"{"special": true}"#))
+        .unwrap();
     assert_eq!(special, exp.prompt_ids);
     assert_eq!(
-        g.encode(&exp.prompt, JsValue::UNDEFINED).unwrap(),
+        g.encode((&exp.prompt).into(), JsValue::UNDEFINED).unwrap(),
         exp.prompt_ids[1..]
     );
     let out = generate(&mut g, &exp.prompt, greedy(8));
@@ -240,7 +254,7 @@ fn gemma3_runs_with_its_own_layer_windows() {
 #[wasm_bindgen_test]
 fn greedy_ids_match_the_reference_for_the_gguf_fixture() {
     let exp = expected(TINY_GGUF_EXPECTED);
-    let mut g = Generator::from_gguf(TINY_GGUF.to_vec(), JsValue::UNDEFINED)
+    let mut g = Generator::from_gguf(bytes(TINY_GGUF), JsValue::UNDEFINED)
         .map_err(|e| message(&e))
         .unwrap();
     assert_reference(&mut g, &exp, "tiny-llama.gguf");
@@ -265,12 +279,12 @@ fn cache_on_and_off_give_the_same_ids() {
         let off = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
         assert_eq!(off.ids, exp.greedy_ids);
         assert_eq!((off.cache_len, off.cache_bytes, g.cache_len()), (0, 0, 0));
-        g.set_use_cache(true).unwrap();
+        g.set_use_cache(true.into()).unwrap();
         assert_eq!(g.position(), 0, "switching the cache resets the sequence");
         let on = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
         assert_eq!(on.ids, off.ids);
         assert!(g.cache_len() > 0);
-        g.set_use_cache(false).unwrap();
+        g.set_use_cache(false.into()).unwrap();
         assert_reference(&mut g, &exp, "cache off again");
     }
 }
@@ -345,25 +359,25 @@ fn strategy_and_window_are_settable_between_runs() {
     assert_eq!(g.cache_strategy(), "concat");
     assert_eq!(g.window(), None);
     generate(&mut g, &exp.prompt, greedy(4));
-    g.set_cache_strategy("prealloc").unwrap();
+    g.set_cache_strategy("prealloc".into()).unwrap();
     assert_eq!(
         (g.cache_strategy().as_str(), g.position(), g.cache_len()),
         ("prealloc", 0, 0)
     );
     assert_reference(&mut g, &exp, "prealloc by setter");
-    g.set_window(exp.window.size).unwrap();
+    g.set_window(exp.window.size.into()).unwrap();
     assert_eq!(
         g.cache_strategy(),
         "prealloc",
         "a window size alone does not switch strategy"
     );
-    g.set_cache_strategy("window").unwrap();
+    g.set_cache_strategy("window".into()).unwrap();
     assert_eq!(g.window(), Some(exp.window.size));
     let out = generate(&mut g, &exp.prompt, greedy(exp.greedy_ids.len()));
     assert_eq!(out.ids, exp.window.greedy_ids);
-    g.set_window(exp.window.size + 1).unwrap();
+    g.set_window((exp.window.size + 1).into()).unwrap();
     assert_eq!(g.position(), 0, "a new window size resets the cache");
-    g.set_cache_strategy("concat").unwrap();
+    g.set_cache_strategy("concat".into()).unwrap();
     assert_reference(&mut g, &exp, "concat by setter");
 }
 
@@ -374,17 +388,23 @@ fn interleaved_decodes_the_reference_tokens_and_leaves_the_sequence_alone() {
     let first = generate(&mut g, &exp.prompt, greedy(3));
     let position = g.position();
     let tokens = exp.greedy_ids.len();
-    let caches = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let caches = |names: &[&str]| -> JsValue {
+        names
+            .iter()
+            .map(|n| JsValue::from(*n))
+            .collect::<js_sys::Array>()
+            .into()
+    };
     throws(
-        g.interleaved(&exp.prompt, caches(&["window"]), 4),
+        g.interleaved((&exp.prompt).into(), caches(&["window"]), 4.into()),
         "needs a window size",
     );
-    g.set_window(exp.window.size).unwrap();
+    g.set_window(exp.window.size.into()).unwrap();
     let out = g
         .interleaved(
-            &exp.prompt,
+            (&exp.prompt).into(),
             caches(&["concat", "prealloc", "window"]),
-            tokens,
+            tokens.into(),
         )
         .unwrap();
     let out: Interleaved = serde_wasm_bindgen::from_value(out).unwrap();
@@ -396,7 +416,7 @@ fn interleaved_decodes_the_reference_tokens_and_leaves_the_sequence_alone() {
         exp.window.greedy_ids != exp.greedy_ids
     );
     throws(
-        g.interleaved(&exp.prompt, caches(&["concat", "ring"]), 4),
+        g.interleaved((&exp.prompt).into(), caches(&["concat", "ring"]), 4.into()),
         "unknown cache strategy `ring`",
     );
     assert_eq!(g.position(), position, "the measurement has its own caches");
@@ -410,10 +430,10 @@ fn cache_cost_times_each_step_and_leaves_the_sequence_alone() {
     let mut g = hf(&TINY_LLAMA, r#"{"cache": "prealloc", "maxSeqLen": 16}"#).unwrap();
     let first = generate(&mut g, &exp.prompt, greedy(3));
     let position = g.position();
-    let ms = g.cache_cost(16).unwrap();
+    let ms = g.cache_cost(16.into()).unwrap();
     assert_eq!(ms.len(), 16);
     assert!(ms.iter().all(|t| t.is_finite() && *t >= 0.0), "{ms:?}");
-    throws(g.cache_cost(17), "maxSeqLen is 16");
+    throws(g.cache_cost(17.into()), "maxSeqLen is 16");
     assert_eq!(g.position(), position, "the measurement has its own cache");
     let more = generate(&mut g, " and", greedy(2));
     // The first run's last token was pending; this run consumes it, its prompt and one more.
@@ -446,7 +466,7 @@ fn prefill_and_step_give_the_same_tokens_as_generate() {
     let mut g = hf(&TINY_LLAMA, r#"{"cache": "prealloc"}"#).unwrap();
     let mut ids = Vec::new();
     let mut next = event(
-        g.prefill(&exp.prompt, greedy(exp.greedy_ids.len()))
+        g.prefill((&exp.prompt).into(), greedy(exp.greedy_ids.len()))
             .unwrap(),
     );
     while let Some(t) = next {
@@ -462,7 +482,7 @@ fn prefill_and_step_give_the_same_tokens_as_generate() {
     // maxTokens 0 runs nothing and returns null.
     g.reset();
     assert!(g
-        .prefill(&exp.prompt, js(r#"{"maxTokens": 0}"#))
+        .prefill((&exp.prompt).into(), js(r#"{"maxTokens": 0}"#))
         .unwrap()
         .is_null());
 }
@@ -534,46 +554,46 @@ fn errors_throw_and_leave_the_generator_usable() {
     // Constructors: bad bytes, a config that does not fit the weights, bad options.
     throws(
         Generator::from_hf_files(
-            TINY_GPT2.config,
-            TINY_GPT2.weights[..100].to_vec(),
-            TINY_GPT2.tokenizer,
+            TINY_GPT2.config.into(),
+            bytes(&TINY_GPT2.weights[..100]),
+            TINY_GPT2.tokenizer.into(),
             JsValue::UNDEFINED,
         ),
         "bad weights file",
     );
     throws(
         Generator::from_hf_files(
-            TINY_GPT2.config,
-            llama.to_vec(),
-            TINY_GPT2.tokenizer,
+            TINY_GPT2.config.into(),
+            bytes(llama),
+            TINY_GPT2.tokenizer.into(),
             JsValue::UNDEFINED,
         ),
         "tensor",
     );
     throws(
         Generator::from_hf_files(
-            "{not json",
-            TINY_GPT2.weights.to_vec(),
-            TINY_GPT2.tokenizer,
+            "{not json".into(),
+            bytes(TINY_GPT2.weights),
+            TINY_GPT2.tokenizer.into(),
             JsValue::UNDEFINED,
         ),
         "config.json is not valid JSON",
     );
     throws(
         Generator::from_hf_files(
-            TINY_GPT2.config,
-            TINY_GPT2.weights.to_vec(),
-            "{}",
+            TINY_GPT2.config.into(),
+            bytes(TINY_GPT2.weights),
+            "{}".into(),
             JsValue::UNDEFINED,
         ),
         "tokenizer",
     );
     throws(
-        Generator::from_gguf(b"GGUF but not really".to_vec(), JsValue::UNDEFINED),
+        Generator::from_gguf(bytes(b"GGUF but not really"), JsValue::UNDEFINED),
         "",
     );
     throws(
-        Generator::from_gguf(TINY_GGUF[..200].to_vec(), JsValue::UNDEFINED),
+        Generator::from_gguf(bytes(&TINY_GGUF[..200]), JsValue::UNDEFINED),
         "",
     );
     for (options, says) in [
@@ -620,7 +640,10 @@ fn errors_throw_and_leave_the_generator_usable() {
     // Run options.
     let nan = with(js("{}"), "temperature", &JsValue::from_f64(f64::NAN));
     for (options, says) in [
-        (nan, "temperature must be a finite number >= 0"),
+        (
+            nan,
+            "generate option `temperature` must be a finite number, got number NaN",
+        ),
         (
             js(r#"{"temperature": -0.5}"#),
             "temperature must be a finite number >= 0",
@@ -645,38 +668,38 @@ fn errors_throw_and_leave_the_generator_usable() {
         (js("[1]"), "generate options must be an object"),
     ] {
         let what = format!("{options:?}");
-        throws(g.generate(&exp.prompt, options), says);
+        throws(g.generate((&exp.prompt).into(), options), says);
         unchanged(&g, &what);
     }
     throws(
-        g.prefill(&exp.prompt, js(r#"{"onToken": null}"#)),
+        g.prefill((&exp.prompt).into(), js(r#"{"onToken": null}"#)),
         "unknown prefill option `onToken`",
     );
-    throws(g.generate("", greedy(3)), "the prompt is empty");
+    throws(g.generate("".into(), greedy(3)), "the prompt is empty");
     let long = "Once upon a time ".repeat(10);
-    throws(g.generate(&long, greedy(3)), "context full");
-    throws(g.prefill(&long, greedy(3)), "context full");
+    throws(g.generate((&long).into(), greedy(3)), "context full");
+    throws(g.prefill((&long).into(), greedy(3)), "context full");
     unchanged(&g, "a prompt longer than the context");
 
     // A callback that throws stops the run with its error.
     let boom = Function::new_no_args("throw new Error('boom from onToken')");
     throws(
-        g.generate(&exp.prompt, with(greedy(3), "onToken", &boom)),
+        g.generate((&exp.prompt).into(), with(greedy(3), "onToken", &boom)),
         "boom from onToken",
     );
 
     // Setters.
     throws(
-        g.set_cache_strategy("ring"),
+        g.set_cache_strategy("ring".into()),
         "unknown cache strategy `ring`",
     );
-    throws(g.set_cache_strategy("window"), "set `window` first");
+    throws(g.set_cache_strategy("window".into()), "set `window` first");
     throws(
-        g.set_window(0),
+        g.set_window(0.into()),
         "window must be between 1 and maxSeqLen (32), got 0",
     );
     throws(
-        g.set_window(33),
+        g.set_window(33.into()),
         "window must be between 1 and maxSeqLen (32), got 33",
     );
     assert_eq!(g.cache_strategy(), "prealloc");
@@ -693,8 +716,8 @@ fn errors_throw_and_leave_the_generator_usable() {
     // Still works, both of them.
     assert_reference(&mut g, &exp, "after the errors");
     assert_reference(&mut fresh, &exp, "after step before prefill");
-    g.set_window(4).unwrap();
-    g.set_cache_strategy("window").unwrap();
+    g.set_window(4.into()).unwrap();
+    g.set_cache_strategy("window".into()).unwrap();
     g.reset();
     generate(&mut g, &exp.prompt, greedy(3));
 }
@@ -810,7 +833,7 @@ async fn load_fetches_a_folder_with_progress_and_caches_it() {
         "onProgress",
         on_progress.as_ref(),
     );
-    let mut g = Generator::load(format!("{base}/"), options)
+    let mut g = Generator::load(format!("{base}/").into(), options)
         .await
         .map_err(|e| message(&e))
         .unwrap();
@@ -829,12 +852,12 @@ async fn load_fetches_a_folder_with_progress_and_caches_it() {
     // The second time the files come from the browser's Cache API, when this page has one.
     let has_caches =
         Reflect::get(&js_sys::global(), &"caches".into()).is_ok_and(|c| !c.is_undefined());
-    let mut again = Generator::load(base.to_string(), JsValue::UNDEFINED)
+    let mut again = Generator::load(base.into(), JsValue::UNDEFINED)
         .await
         .unwrap();
     assert_eq!(server.requests.get(), if has_caches { 3 } else { 6 });
     assert_reference(&mut again, &exp, "loaded again");
-    Generator::load(base.to_string(), js(r#"{"browserCache": false}"#))
+    Generator::load(base.into(), js(r#"{"browserCache": false}"#))
         .await
         .unwrap();
     assert_eq!(server.requests.get(), if has_caches { 6 } else { 9 });

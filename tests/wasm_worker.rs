@@ -30,7 +30,7 @@ struct Generation {
 
 fn greedy_ids(g: &mut Generator, exp: &Expected) -> Vec<u32> {
     let options = JSON::parse(r#"{"maxTokens": 16, "stopIds": []}"#).unwrap();
-    let out = g.generate(&exp.prompt, options).unwrap();
+    let out = g.generate((&exp.prompt).into(), options).unwrap();
     serde_wasm_bindgen::from_value::<Generation>(out)
         .unwrap()
         .ids
@@ -47,8 +47,13 @@ async fn generates_the_reference_ids_in_a_worker() {
     );
     let exp: Expected = serde_json::from_str(EXPECTED).unwrap();
 
-    let mut g =
-        Generator::from_hf_files(CONFIG, WEIGHTS.to_vec(), TOKENIZER, JsValue::UNDEFINED).unwrap();
+    let mut g = Generator::from_hf_files(
+        CONFIG.into(),
+        Uint8Array::from(WEIGHTS).into(),
+        TOKENIZER.into(),
+        JsValue::UNDEFINED,
+    )
+    .unwrap();
     assert_eq!(greedy_ids(&mut g, &exp), exp.greedy_ids);
 
     // load() through a fake fetch on the worker's global scope.

@@ -1,20 +1,224 @@
-//! JS values in and out of the engine. Options objects are read into the
-//! engine's option structs (the checks themselves live in [`crate::options`],
-//! shared with the CLI), with a message naming the call and the option that is
-//! wrong; results go back as plain JS objects.
+//! JS values in and out of the engine. Every argument arrives as a `JsValue`
+//! and is checked here, with a message naming the call and the argument (or
+//! option) that is wrong, before anything reaches the engine: the glue that
+//! wasm-bindgen generates for typed parameters would coerce or trap instead.
+//!
+//! Options objects are turned into JSON and deserialized into the engine's
+//! option structs ([`crate::options`], shared with the CLI, holds the checks),
+//! so JS and native callers go through one path and get the same messages.
+//! Results go back as plain JS objects.
 
-use js_sys::{Function, Object, Reflect};
+use js_sys::{Array, ArrayBuffer, Function, Object, Reflect, Uint8Array};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::{Map, Number, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use crate::budget;
 use crate::error::Error;
 use crate::generate::{GenerateOptions, TokenEvent};
 use crate::options::{check_keys, ModelOptions, RunOptions};
 
+/// How deep an options object may nest (they are flat today; this only stops
+/// a cyclic object from recursing forever).
+const MAX_DEPTH: usize = 8;
+
+/// 2^53: every whole number up to this is exact in a JS number.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// What a JS value is, for messages: `number 5`, `string "2"`, `an array`, ...
+fn describe(value: &JsValue) -> String {
+    if value.is_undefined() {
+        "undefined".into()
+    } else if value.is_null() {
+        "null".into()
+    } else if let Some(b) = value.as_bool() {
+        format!("boolean {b}")
+    } else if let Some(n) = value.as_f64() {
+        format!("number {}", number_text(n))
+    } else if let Some(s) = value.as_string() {
+        let shown: String = s.chars().take(40).collect();
+        let more = if shown.len() < s.len() { "..." } else { "" };
+        format!("string {:?}{more}", shown)
+    } else if Array::is_array(value) {
+        "an array".into()
+    } else if value.is_function() {
+        "a function".into()
+    } else if value.is_object() {
+        "an object".into()
+    } else {
+        value.js_typeof().as_string().unwrap_or_default()
+    }
+}
+
+/// A JS number as JS prints it (`NaN`, `Infinity`, `5`, `1.5`).
+fn number_text(n: f64) -> String {
+    if n.is_nan() {
+        "NaN".into()
+    } else if n.is_infinite() {
+        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        format!("{n}")
+    }
+}
+
+/// A string argument.
+pub(super) fn string(value: &JsValue, what: &str) -> Result<String, Error> {
+    value
+        .as_string()
+        .ok_or_else(|| Error::invalid(format!("{what} must be a string, got {}", describe(value))))
+}
+
+/// A boolean argument (no truthiness: `"no"` is refused, not `true`).
+pub(super) fn boolean(value: &JsValue, what: &str) -> Result<bool, Error> {
+    value.as_bool().ok_or_else(|| {
+        Error::invalid(format!(
+            "{what} must be true or false, got {}",
+            describe(value)
+        ))
+    })
+}
+
+/// A whole number (of either sign, exact in a JS number).
+pub(super) fn integer(value: &JsValue, what: &str) -> Result<i64, Error> {
+    match value.as_f64() {
+        Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER => Ok(n as i64),
+        _ => Err(Error::invalid(format!(
+            "{what} must be a whole number, got {}",
+            describe(value)
+        ))),
+    }
+}
+
+/// A whole number in `min..=max`.
+pub(super) fn whole(value: &JsValue, what: &str, min: u64, max: u64) -> Result<u64, Error> {
+    let n = integer(value, what)?;
+    if n < 0 || (n as u64) < min || n as u64 > max {
+        return Err(Error::invalid(format!(
+            "{what} must be from {min} to {max}, got {n}"
+        )));
+    }
+    Ok(n as u64)
+}
+
+/// A count of tokens or steps (`what` names it), at least 1.
+pub(super) fn count(value: &JsValue, what: &str) -> Result<usize, Error> {
+    Ok(whole(value, what, 1, u32::MAX as u64)? as usize)
+}
+
+/// Bytes from a `Uint8Array` (or an `ArrayBuffer`), copied into wasm memory
+/// with a fallible allocation: a model file is legitimately large, and running
+/// out of memory is an error, not a crash.
+pub(super) fn bytes(value: &JsValue, what: &str) -> Result<Vec<u8>, Error> {
+    let array = if let Some(array) = value.dyn_ref::<Uint8Array>() {
+        array.clone()
+    } else if let Some(buffer) = value.dyn_ref::<ArrayBuffer>() {
+        Uint8Array::new(buffer)
+    } else {
+        return Err(Error::invalid(format!(
+            "{what} must be a Uint8Array (or an ArrayBuffer), got {}",
+            describe(value)
+        )));
+    };
+    let len = array.length() as usize;
+    budget::check(
+        &format!("copying {what} into wasm memory"),
+        Some(len as u64),
+    )?;
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(len).map_err(|_| {
+        Error::OutOfMemory(format!(
+            "copying {what} into wasm memory needs {}, which the memory cannot hold",
+            budget::human(len as u64)
+        ))
+    })?;
+    bytes.resize(len, 0);
+    array.copy_to(&mut bytes);
+    Ok(bytes)
+}
+
+/// Token ids: an array (or typed array) of whole numbers in `0..2^32`.
+pub(super) fn token_ids(value: &JsValue, what: &str) -> Result<Vec<u32>, Error> {
+    let items = if Array::is_array(value) || ArrayBuffer::is_view(value) {
+        Array::from(value)
+    } else {
+        return Err(Error::invalid(format!(
+            "{what} must be an array of token ids (or a Uint32Array), got {}",
+            describe(value)
+        )));
+    };
+    (0..items.length())
+        .map(|i| {
+            whole(&items.get(i), &format!("{what}[{i}]"), 0, u32::MAX as u64).map(|id| id as u32)
+        })
+        .collect()
+}
+
+/// The JSON of a JS options value, so that it deserializes exactly as the
+/// same options written as JSON do natively. `path` names it in messages.
+fn json(value: &JsValue, what: &str, path: &str, depth: usize) -> Result<Value, Error> {
+    let wrong = |expected: &str| {
+        Error::invalid(format!(
+            "{what} option `{path}` must be {expected}, got {}",
+            describe(value)
+        ))
+    };
+    if value.is_null() {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = value.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(n) = value.as_f64() {
+        return json_number(n).ok_or_else(|| wrong("a finite number"));
+    }
+    if let Some(s) = value.as_string() {
+        return Ok(Value::String(s));
+    }
+    if depth >= MAX_DEPTH {
+        return Err(Error::invalid(format!(
+            "{what} option `{path}` is nested too deeply"
+        )));
+    }
+    if Array::is_array(value) || ArrayBuffer::is_view(value) {
+        let items = Array::from(value);
+        return (0..items.length())
+            .map(|i| json(&items.get(i), what, &format!("{path}[{i}]"), depth + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
+    }
+    if value.is_object() && !value.is_function() {
+        let mut map = Map::new();
+        for key in Object::keys(value.unchecked_ref::<Object>()).iter() {
+            let key = key.as_string().unwrap_or_default();
+            let member = get(value, &key);
+            if !member.is_undefined() {
+                let inner = format!("{path}.{key}");
+                map.insert(key, json(&member, what, &inner, depth + 1)?);
+            }
+        }
+        return Ok(Value::Object(map));
+    }
+    Err(wrong(
+        "a plain value (a number, string, boolean, array or object)",
+    ))
+}
+
+/// Integers stay integers (so a count of `-1` is reported as `-1`, not `-1.0`).
+fn json_number(n: f64) -> Option<Value> {
+    if !n.is_finite() {
+        return None;
+    }
+    if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER {
+        return Some(Value::Number(Number::from(n as i64)));
+    }
+    Number::from_f64(n).map(Value::Number)
+}
+
 /// Reads an options object: `undefined`/`null` are the defaults; keys other
-/// than `T`'s and the named `extra` ones (callbacks) throw.
+/// than `T`'s and the named `extra` ones (callbacks, read with [`callback`]
+/// and [`flag`]) throw.
 fn read_options<T: DeserializeOwned + Default>(
     what: &str,
     value: &JsValue,
@@ -24,10 +228,10 @@ fn read_options<T: DeserializeOwned + Default>(
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }
-    if !value.is_object() || value.is_function() || js_sys::Array::is_array(value) {
+    if !value.is_object() || value.is_function() || Array::is_array(value) {
         return Err(Error::invalid(format!(
             "{what} options must be an object, got {}",
-            value.js_typeof().as_string().unwrap_or_default()
+            describe(value)
         )));
     }
     let present: Vec<String> = Object::keys(value.unchecked_ref::<Object>())
@@ -35,7 +239,14 @@ fn read_options<T: DeserializeOwned + Default>(
         .filter_map(|key| key.as_string())
         .collect();
     check_keys(what, &present, &[keys, extra].concat())?;
-    serde_path_to_error::deserialize(serde_wasm_bindgen::Deserializer::from(value.clone()))
+    let mut fields = Map::new();
+    for key in present.iter().filter(|key| !extra.contains(&key.as_str())) {
+        let member = get(value, key);
+        if !member.is_undefined() {
+            fields.insert(key.clone(), json(&member, what, key, 1)?);
+        }
+    }
+    serde_path_to_error::deserialize(Value::Object(fields))
         .map_err(|e| Error::invalid(format!("{what} option `{}`: {}", e.path(), e.inner())))
 }
 
@@ -73,10 +284,12 @@ pub(super) fn callback(options: &JsValue, key: &str) -> Result<Option<Function>,
     if value.is_undefined() || value.is_null() {
         return Ok(None);
     }
-    value
-        .dyn_into::<Function>()
-        .map(Some)
-        .map_err(|_| Error::invalid(format!("option `{key}` must be a function")))
+    value.dyn_into::<Function>().map(Some).map_err(|value| {
+        Error::invalid(format!(
+            "option `{key}` must be a function, got {}",
+            describe(&value)
+        ))
+    })
 }
 
 /// The boolean under `key`, if any.
@@ -85,12 +298,10 @@ pub(super) fn flag(options: &JsValue, key: &str) -> Result<Option<bool>, Error> 
     if value.is_undefined() || value.is_null() {
         return Ok(None);
     }
-    value
-        .as_bool()
-        .map(Some)
-        .ok_or_else(|| Error::invalid(format!("option `{key}` must be true or false")))
+    boolean(&value, &format!("option `{key}`")).map(Some)
 }
 
+/// `object[key]`, or `undefined` (also when reading it throws, as a getter may).
 fn get(object: &JsValue, key: &str) -> JsValue {
     if object.is_object() {
         Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)

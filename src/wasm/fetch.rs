@@ -11,6 +11,7 @@ use web_sys::{
     ResponseInit,
 };
 
+use crate::budget;
 use crate::error::Error;
 use crate::options::RemoteModel;
 
@@ -171,7 +172,11 @@ async fn read_body(
     let fail = |e: JsValue| -> JsValue {
         Error::invalid(format!("reading {url}: {}", message(&e))).into()
     };
-    let mut bytes = Vec::with_capacity(length.unwrap_or(0.0) as usize);
+    let mut bytes = Vec::new();
+    // Content-Length comes from the server: checked against the budget, reserved fallibly.
+    if let Some(length) = length.filter(|l| l.is_finite() && *l >= 0.0) {
+        grow(&mut bytes, length as u64, url)?;
+    }
     let Some(body) = response.body() else {
         return Ok(bytes);
     };
@@ -186,6 +191,7 @@ async fn read_body(
         }
         let chunk: Uint8Array = result.get_value().unchecked_into();
         let start = bytes.len();
+        grow(&mut bytes, chunk.length() as u64, url)?;
         bytes.resize(start + chunk.length() as usize, 0);
         chunk.copy_to(&mut bytes[start..]);
         if let Err(e) = on_chunk(chunk.length() as usize) {
@@ -194,6 +200,32 @@ async fn read_body(
         }
     }
     Ok(bytes)
+}
+
+/// Makes room in `bytes` for `more` bytes of `url`'s body, within the memory
+/// budget and without aborting when memory runs out.
+fn grow(bytes: &mut Vec<u8>, more: u64, url: &str) -> Result<(), JsValue> {
+    let free = bytes.capacity() - bytes.len();
+    if more <= free as u64 {
+        return Ok(());
+    }
+    let wanted = (bytes.len() as u64).checked_add(more);
+    budget::check(&format!("downloading {url}"), wanted)?;
+    let wanted = wanted.unwrap_or(u64::MAX) as usize;
+    // Double as a Vec would, within the budget, so that chunks do not reallocate each time.
+    let target = wanted
+        .max(bytes.capacity().saturating_mul(2))
+        .min(budget::MEMORY_BUDGET_BYTES.min(usize::MAX as u64) as usize);
+    bytes
+        .try_reserve_exact(target - bytes.len())
+        .or_else(|_| bytes.try_reserve_exact(wanted - bytes.len()))
+        .map_err(|_| {
+            Error::OutOfMemory(format!(
+                "downloading {url} needs {}, which the memory cannot hold",
+                budget::human(wanted as u64)
+            ))
+            .into()
+        })
 }
 
 /// The browser's Cache API store, if this context has one (secure contexts only).

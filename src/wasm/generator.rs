@@ -5,8 +5,10 @@
 use wasm_bindgen::prelude::*;
 
 use super::convert::{
-    callback, encode_special, event_to_js, flag, model_options, run_options, to_js,
+    boolean, bytes, callback, count, encode_special, event_to_js, flag, integer, model_options,
+    run_options, string, to_js, token_ids,
 };
+use super::crash::install_panic_hook;
 use super::fetch::{download, ModelFiles};
 use crate::backend::BackendKind;
 use crate::cache::CacheStrategy;
@@ -16,7 +18,11 @@ use crate::load::{self, Loaded};
 use crate::options::{ModelOptions, RemoteModel};
 
 /// A decoder LLM with its tokenizer and KV cache. Every method throws an
-/// `Error` saying what is wrong, and a failed call leaves the generator as it was.
+/// `Error` saying what is wrong, and a failed call leaves the generator as it
+/// was (a run stopped by a throwing `onToken` keeps the tokens it produced:
+/// see `GenerateOptions.onToken`). If the engine itself crashes (a bug), that
+/// call and every later one on this generator throw "the engine crashed:
+/// create a new one"; generators created afterwards work.
 #[wasm_bindgen]
 pub struct Generator {
     inner: Engine,
@@ -30,25 +36,35 @@ impl Generator {
     /// A model from Hugging Face files: `config.json` text, `model.safetensors` bytes, `tokenizer.json` text.
     #[wasm_bindgen(js_name = fromHfFiles)]
     pub fn from_hf_files(
-        config_json: &str,
-        weights: Vec<u8>,
-        tokenizer_json: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] config_json: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] weights: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] tokenizer_json: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "ModelOptions")] options: JsValue,
     ) -> Result<Generator, JsValue> {
+        let config_json = string(
+            &config_json,
+            "fromHfFiles: configJson (the text of config.json)",
+        )?;
+        let tokenizer_json = string(
+            &tokenizer_json,
+            "fromHfFiles: tokenizerJson (the text of tokenizer.json)",
+        )?;
         let options = model_options("model", &options, &[])?;
+        let weights = bytes(&weights, "fromHfFiles: weights (model.safetensors)")?;
         Self::build(&options, |device| {
-            load::from_hf_files(config_json, weights, tokenizer_json, device)
+            load::from_hf_files(&config_json, weights, &tokenizer_json, device)
         })
     }
 
     /// A model from the bytes of a `.gguf` file (weights, config and tokenizer).
     #[wasm_bindgen(js_name = fromGguf)]
     pub fn from_gguf(
-        bytes: Vec<u8>,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] file: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "ModelOptions")] options: JsValue,
     ) -> Result<Generator, JsValue> {
         let options = model_options("model", &options, &[])?;
-        Self::build(&options, |device| load::from_gguf_bytes(bytes, device))
+        let file = bytes(&file, "fromGguf: the .gguf file's bytes")?;
+        Self::build(&options, |device| load::from_gguf_bytes(file, device))
     }
 
     /// GPT-2 124M with seeded random weights (`options.seed`) and GPT-2's tokenizer: no files needed.
@@ -65,9 +81,11 @@ impl Generator {
     /// `config.json`, `model.safetensors` and `tokenizer.json`. Streams with
     /// progress and keeps the files in the browser Cache API when there is one.
     pub async fn load(
-        url: String,
+        #[wasm_bindgen(unchecked_param_type = "string")] url: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: JsValue,
     ) -> Result<Generator, JsValue> {
+        install_panic_hook();
+        let url = string(&url, "load: the model's URL")?;
         let model = model_options("load", &options, &["onProgress", "browserCache"])?;
         // Check everything that can be checked before downloading anything.
         model.generator_options()?;
@@ -94,14 +112,15 @@ impl Generator {
     #[wasm_bindgen(unchecked_return_type = "Generation")]
     pub fn generate(
         &mut self,
-        prompt: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] prompt: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "GenerateOptions")] options: JsValue,
     ) -> Result<JsValue, JsValue> {
+        let prompt = string(&prompt, "generate: the prompt")?;
         let run = run_options("generate", &options, &["onToken"])?;
         let on_token = callback(&options, "onToken")?;
         let generation = self
             .inner
-            .try_generate(prompt, &run, |event: &TokenEvent| {
+            .try_generate(&prompt, &run, |event: &TokenEvent| {
                 if let Some(on_token) = &on_token {
                     on_token.call1(&JsValue::NULL, &to_js(event)?)?;
                 }
@@ -115,11 +134,12 @@ impl Generator {
     #[wasm_bindgen(unchecked_return_type = "TokenEvent | null")]
     pub fn prefill(
         &mut self,
-        prompt: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] prompt: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "PrefillOptions")] options: JsValue,
     ) -> Result<JsValue, JsValue> {
+        let prompt = string(&prompt, "prefill: the prompt")?;
         let run = run_options("prefill", &options, &[])?;
-        event_to_js(self.inner.prefill(prompt, &run)?)
+        event_to_js(self.inner.prefill(&prompt, &run)?)
     }
 
     /// The next token, or null once the run has stopped.
@@ -139,7 +159,11 @@ impl Generator {
     /// cache: what the strategy itself costs as the sequence grows. Leaves this
     /// generator's sequence and cache as they are.
     #[wasm_bindgen(js_name = cacheCost)]
-    pub fn cache_cost(&self, tokens: usize) -> Result<Vec<f64>, JsValue> {
+    pub fn cache_cost(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number")] tokens: JsValue,
+    ) -> Result<Vec<f64>, JsValue> {
+        let tokens = count(&tokens, "cacheCost: tokens")?;
         Ok(self.inner.cache_cost(tokens)?)
     }
 
@@ -150,15 +174,24 @@ impl Generator {
     #[wasm_bindgen(unchecked_return_type = "Interleaved")]
     pub fn interleaved(
         &self,
-        prompt: &str,
-        caches: Vec<String>,
-        tokens: usize,
+        #[wasm_bindgen(unchecked_param_type = "string")] prompt: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string[]")] caches: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] tokens: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let strategies = caches
+        let prompt = string(&prompt, "interleaved: the prompt")?;
+        if !js_sys::Array::is_array(&caches) {
+            return Err(Error::invalid("interleaved: caches must be an array of strategy names, e.g. [\"concat\", \"prealloc\"]").into());
+        }
+        let strategies = js_sys::Array::from(&caches)
             .iter()
-            .map(|name| CacheStrategy::parse(name, self.window))
+            .enumerate()
+            .map(|(i, name)| {
+                let name = string(&name, &format!("interleaved: caches[{i}]"))?;
+                CacheStrategy::parse(&name, self.window)
+            })
             .collect::<Result<Vec<_>, Error>>()?;
-        to_js(&self.inner.interleaved(prompt, &strategies, tokens)?)
+        let tokens = count(&tokens, "interleaved: tokens")?;
+        to_js(&self.inner.interleaved(&prompt, &strategies, tokens)?)
     }
 
     /// Empties the KV cache; position back to 0.
@@ -172,8 +205,13 @@ impl Generator {
         self.inner.options().use_cache
     }
 
+    /// Turns the KV cache on or off; the sequence starts afresh.
     #[wasm_bindgen(setter = useCache)]
-    pub fn set_use_cache(&mut self, use_cache: bool) -> Result<(), JsValue> {
+    pub fn set_use_cache(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "boolean")] use_cache: JsValue,
+    ) -> Result<(), JsValue> {
+        let use_cache = boolean(&use_cache, "useCache")?;
         Ok(self.inner.set_use_cache(use_cache)?)
     }
 
@@ -183,15 +221,20 @@ impl Generator {
         self.inner.options().strategy.name().to_string()
     }
 
+    /// Switches the cache strategy; the sequence starts afresh.
     #[wasm_bindgen(setter = cacheStrategy)]
-    pub fn set_cache_strategy(&mut self, name: &str) -> Result<(), JsValue> {
+    pub fn set_cache_strategy(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = r#""concat" | "prealloc" | "window""#)] name: JsValue,
+    ) -> Result<(), JsValue> {
+        let name = string(&name, "cacheStrategy")?;
         if name == "window" && self.window.is_none() {
             return Err(Error::invalid(
                 "the `window` cache strategy needs a window size: set `window` first (g.window = 64), or pass it in the options",
             )
             .into());
         }
-        let strategy = CacheStrategy::parse(name, self.window)?;
+        let strategy = CacheStrategy::parse(&name, self.window)?;
         self.inner.set_strategy(strategy)?;
         Ok(())
     }
@@ -203,23 +246,39 @@ impl Generator {
         self.window
     }
 
+    /// Sets the sliding-window size (1..=maxSeqLen); with the "window" strategy, the sequence starts afresh.
     #[wasm_bindgen(setter)]
-    pub fn set_window(&mut self, size: usize) -> Result<(), JsValue> {
-        match self.inner.options().strategy {
-            CacheStrategy::Window { .. } => {
-                self.inner.set_strategy(CacheStrategy::Window { size })?
-            }
-            _ if size == 0 || size > self.inner.max_seq_len() => {
-                return Err(Error::invalid(format!(
-                    "window must be between 1 and maxSeqLen ({}), got {size}",
-                    self.inner.max_seq_len()
-                ))
-                .into())
-            }
-            _ => {}
+    pub fn set_window(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "number")] size: JsValue,
+    ) -> Result<(), JsValue> {
+        let size = integer(&size, "window")?;
+        let most = self.inner.max_seq_len();
+        if size < 1 || size as u64 > most as u64 {
+            return Err(Error::invalid(format!(
+                "window must be between 1 and maxSeqLen ({most}), got {size}"
+            ))
+            .into());
+        }
+        let size = size as usize;
+        if let CacheStrategy::Window { .. } = self.inner.options().strategy {
+            self.inner.set_strategy(CacheStrategy::Window { size })?;
         }
         self.window = Some(size);
         Ok(())
+    }
+
+    /// Crashes the engine as a bug would, for the tests of what a crash does
+    /// (tests/node/crash.test.mjs): `"panic"` panics, `"abort"` aborts without
+    /// a panic (as running out of memory does). Not part of the API.
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = _crashForTests, skip_typescript)]
+    pub fn crash_for_tests(how: &str) {
+        install_panic_hook();
+        match how {
+            "abort" => std::process::abort(),
+            _ => panic!("a panic on purpose, for the tests"),
+        }
     }
 
     /// Tokens the model has consumed since the last reset (the next token's position).
@@ -280,21 +339,23 @@ impl Generator {
     /// `kvcache tokenize` prints them.
     pub fn encode(
         &self,
-        text: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "EncodeOptions")] options: JsValue,
     ) -> Result<Vec<u32>, JsValue> {
+        let text = string(&text, "encode: the text")?;
         let tokenizer = self.inner.tokenizer();
         Ok(match encode_special(&options)? {
-            true => tokenizer.encode_prompt(text, true)?,
-            false => tokenizer.encode(text)?,
+            true => tokenizer.encode_prompt(&text, true)?,
+            false => tokenizer.encode(&text)?,
         })
     }
 
     /// Text of token ids.
     pub fn decode(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "Uint32Array | number[]")] ids: Vec<u32>,
+        #[wasm_bindgen(unchecked_param_type = "Uint32Array | number[]")] ids: JsValue,
     ) -> Result<String, JsValue> {
+        let ids = token_ids(&ids, "decode: ids")?;
         Ok(self.inner.tokenizer().decode(&ids)?)
     }
 }
@@ -304,7 +365,7 @@ impl Generator {
         options: &ModelOptions,
         load: impl FnOnce(&burn::tensor::Device) -> crate::Result<Loaded>,
     ) -> Result<Generator, JsValue> {
-        console_error_panic_hook::set_once();
+        install_panic_hook();
         let generator_options: GeneratorOptions = options.generator_options()?;
         let backend = options.backend()?;
         let inner = Engine::new(load(&backend.device())?, generator_options)?;

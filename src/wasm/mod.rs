@@ -9,12 +9,14 @@
 //!   holds the checks themselves); results become plain JS objects.
 //! - [`fetch`]: downloads for `Generator.load`, with progress, through the
 //!   browser's Cache API when there is one.
+//! - [`crash`]: what a panic does: the module is never left silently broken.
 //! - [`types`]: the TypeScript of the objects that cross the boundary (options
 //!   and results), which wasm-bindgen appends to the package's `.d.ts`.
 //!
 //! Engine errors become JS `Error`s whose message is the error's text.
 
 mod convert;
+mod crash;
 mod fetch;
 mod generator;
 mod types;
@@ -23,6 +25,7 @@ use wasm_bindgen::JsValue;
 
 use crate::error::Error;
 
+pub use crash::ENGINE_CRASHED;
 pub use fetch::BROWSER_CACHE_NAME;
 pub use generator::Generator;
 

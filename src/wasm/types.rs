@@ -27,7 +27,12 @@ export interface EncodeOptions {
 
 /** Options of `generate`: those of `prefill`, plus a callback per token. */
 export interface GenerateOptions extends PrefillOptions {
-  /** Called for every token as it is produced; throwing stops the run. */
+  /**
+   * Called for every token as it is produced. If it throws, the run stops and `generate` throws
+   * that error; as after a run that stopped early, the tokens produced until then (this one
+   * included) stay in the sequence, and the next run continues after them (`reset()` forgets
+   * them). Calling this generator's methods from inside it throws: use the token it is given.
+   */
   onToken?: ((token: TokenEvent) => void) | null;
 }
 "#;

@@ -1,0 +1,149 @@
+// The package used wrongly, as an adversarial user would (issue 16): every
+// mistake is a clear Error, and the generator (and the module) keep working.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+
+import init, { Generator } from "../../pkg/kvcache_wasm.js";
+
+const pkg = new URL("../../pkg/", import.meta.url);
+const fixtures = new URL("../fixtures/", import.meta.url);
+const text = (path) => readFile(new URL(path, fixtures), "utf8");
+const bytes = async (path) => new Uint8Array(await readFile(new URL(path, fixtures)));
+
+await init({ module_or_path: await readFile(new URL("kvcache_wasm_bg.wasm", pkg)) });
+
+const expected = JSON.parse(await text("tiny-gpt2/expected.json"));
+const files = [await text("tiny-gpt2/config.json"), await bytes("tiny-gpt2/model.safetensors"), await text("tiny-gpt2/tokenizer.json")];
+const tinyGpt2 = (options) => Generator.fromHfFiles(...files, options);
+const greedy = { maxTokens: expected.greedy_ids.length, stopIds: [] };
+
+/** The generator still gives the reference ids from a fresh sequence. */
+function assertWorks(g, what) {
+  g.reset();
+  assert.deepEqual(g.generate(expected.prompt, greedy).ids, expected.greedy_ids, `works after ${what}`);
+}
+
+test("wrong argument types are clear Errors, not traps or silent coercions", () => {
+  const g = tinyGpt2();
+  const cases = [
+    [() => g.generate(5), /generate: the prompt must be a string, got number 5/],
+    [() => g.prefill({}), /prefill: the prompt must be a string, got an object/],
+    [() => g.encode(5), /encode: the text must be a string, got number 5/],
+    [() => g.decode("12"), /decode: ids must be an array of token ids \(or a Uint32Array\), got string "12"/],
+    [() => g.decode([2 ** 32]), /decode: ids\[0\] must be from 0 to 4294967295, got 4294967296/],
+    [() => g.decode([1, NaN]), /decode: ids\[1\] must be a whole number, got number NaN/],
+    [() => g.decode([1, 2, "a"]), /decode: ids\[2\] must be a whole number, got string "a"/],
+    [() => g.decode([-1]), /decode: ids\[0\] must be from 0 to 4294967295, got -1/],
+    [() => g.decode([1.5]), /decode: ids\[0\] must be a whole number, got number 1.5/],
+    [() => { g.cacheStrategy = 5; }, /cacheStrategy must be a string, got number 5/],
+    [() => { g.cacheStrategy = "ring"; }, /unknown cache strategy `ring`/],
+    [() => { g.window = -1; }, /window must be between 1 and maxSeqLen \(\d+\), got -1/],
+    [() => { g.window = 0; }, /window must be between 1 and maxSeqLen \(\d+\), got 0/],
+    [() => { g.window = "8"; }, /window must be a whole number, got string "8"/],
+    [() => { g.window = 2.5; }, /window must be a whole number, got number 2.5/],
+    [() => { g.useCache = "no"; }, /useCache must be true or false, got string "no"/],
+    [() => { g.useCache = 0; }, /useCache must be true or false, got number 0/],
+    [() => g.generate("hi", { stopIds: "2" }), /generate option `stopIds`: invalid type: string "2", expected a sequence/],
+    [() => g.generate("hi", { stopIds: [1, "2"] }), /generate option `stopIds\[1\]`: invalid type: string "2", expected u32/],
+    [() => g.generate("hi", { maxTokens: -1 }), /generate option `maxTokens`: invalid value: integer `-1`, expected usize/],
+    [() => g.generate("hi", { maxTokens: 1.5 }), /generate option `maxTokens`: invalid type: floating point `1.5`, expected usize/],
+    [() => g.generate("hi", { maxTokens: "3" }), /generate option `maxTokens`: invalid type: string "3", expected usize/],
+    [() => g.generate("hi", { temperature: NaN }), /generate option `temperature` must be a finite number, got number NaN/],
+    [() => g.generate("hi", { temperature: Infinity }), /generate option `temperature` must be a finite number, got number Infinity/],
+    [() => g.generate("hi", { chat: "yes" }), /generate option `chat`: invalid type: string "yes", expected a boolean/],
+    [() => g.generate("hi", { onToken: 5 }), /option `onToken` must be a function, got number 5/],
+    [() => g.generate("hi", 5), /generate options must be an object, got number 5/],
+    [() => g.generate("hi", [1]), /generate options must be an object, got an array/],
+    [() => g.generate("hi", { seed: () => 1 }), /generate option `seed` must be a plain value .*got a function/],
+    [() => g.cacheCost(NaN), /cacheCost: tokens must be a whole number, got number NaN/],
+    [() => g.cacheCost(0), /cacheCost: tokens must be from 1 to 4294967295, got 0/],
+    [() => g.cacheCost("4"), /cacheCost: tokens must be a whole number, got string "4"/],
+    [() => g.interleaved("hi", ["concat"], -1), /interleaved: tokens must be from 1 to 4294967295, got -1/],
+    [() => g.interleaved("hi", "concat", 2), /interleaved: caches must be an array of strategy names/],
+    [() => g.interleaved("hi", [5], 2), /interleaved: caches\[0\] must be a string, got number 5/],
+    [() => g.interleaved(7, ["concat"], 2), /interleaved: the prompt must be a string, got number 7/],
+    [() => Generator.fromGguf("not bytes"), /fromGguf: the .gguf file's bytes must be a Uint8Array \(or an ArrayBuffer\), got string "not bytes"/],
+    [() => Generator.fromGguf(5), /fromGguf: the .gguf file's bytes must be a Uint8Array/],
+    [() => Generator.fromHfFiles(5, files[1], files[2]), /fromHfFiles: configJson \(the text of config.json\) must be a string, got number 5/],
+    [() => Generator.fromHfFiles(files[0], [1, 2], files[2]), /fromHfFiles: weights \(model.safetensors\) must be a Uint8Array/],
+    [() => Generator.fromHfFiles(files[0], files[1], null), /fromHfFiles: tokenizerJson \(the text of tokenizer.json\) must be a string, got null/],
+    [() => Generator.randomGpt2({ maxSeqLen: -5 }), /model option `maxSeqLen`: invalid value: integer `-5`, expected usize/],
+    [() => Generator.randomGpt2({ useCache: "no" }), /model option `useCache`: invalid type: string "no", expected a boolean/],
+    [() => Generator.randomGpt2({ cache: 5 }), /model option `cache`: invalid type: integer `5`, expected a string/],
+  ];
+  for (const [call, message] of cases) {
+    assert.throws(call, (e) => e instanceof Error && !(e instanceof WebAssembly.RuntimeError) && message.test(e.message), String(call));
+  }
+  assert.equal(g.cacheStrategy, "concat", "the failed setters changed nothing");
+  assert.equal(g.useCache, true);
+  assert.equal(g.window, undefined);
+  assertWorks(g, "every wrong call");
+});
+
+test("an ArrayBuffer is taken for bytes, as a Uint8Array is", async () => {
+  const gguf = await bytes("tiny-llama.gguf");
+  const g = Generator.fromGguf(gguf.buffer.slice(gguf.byteOffset, gguf.byteOffset + gguf.byteLength));
+  const exp = JSON.parse(await text("tiny-llama.gguf.expected.json"));
+  assert.deepEqual(g.generate(exp.prompt, { maxTokens: exp.greedy_ids.length, stopIds: [] }).ids, exp.greedy_ids);
+  assert.deepEqual(g.decode(new Uint32Array(exp.greedy_ids)), g.decode(exp.greedy_ids));
+});
+
+test("a throwing onToken stops the run, keeps the tokens produced, and the next run continues after them", () => {
+  const g = tinyGpt2();
+  const boom = new Error("stop here");
+  const seen = [];
+  assert.throws(
+    () =>
+      g.generate(expected.prompt, {
+        ...greedy,
+        onToken: (t) => {
+          seen.push(t.id);
+          if (seen.length === 3) throw boom;
+        },
+      }),
+    (e) => e === boom,
+  );
+  assert.deepEqual(seen, expected.greedy_ids.slice(0, 3));
+  // The prompt and the three tokens are in the sequence; the third is not yet run through the model.
+  assert.equal(g.position, expected.prompt_ids.length + 2);
+  const next = g.generate(" more", { maxTokens: 2, stopIds: [] });
+  assert.equal(next.ids.length, 2);
+  assert.equal(g.position, expected.prompt_ids.length + 3 + next.promptIds.length + 1, "the next run continued the sequence");
+  // Reset forgets them: the reference run again.
+  assertWorks(g, "a throwing onToken");
+});
+
+test("calls on the generator from its own onToken are refused clearly; other generators may be used", () => {
+  const g = tinyGpt2();
+  const other = tinyGpt2();
+  const messages = [];
+  g.generate(expected.prompt, {
+    maxTokens: 2,
+    stopIds: [],
+    onToken: (t) => {
+      for (const call of [() => g.position, () => g.generate("x"), () => g.reset(), () => g.free(), () => { g.useCache = false; }]) {
+        try {
+          call();
+          messages.push("no error");
+        } catch (e) {
+          messages.push(e.message);
+        }
+      }
+      assert.ok(other.encode("hi").length > 0, "another generator works meanwhile");
+      assert.equal(typeof t.id, "number");
+    },
+  });
+  assert.equal(messages.length, 10);
+  for (const m of messages) {
+    assert.match(m, /^Generator\.\S+: this Generator is busy in generate\(\) \(a call from its onToken or onProgress callback\)/);
+  }
+  assertWorks(g, "re-entrant calls");
+});
+
+test("prompts far past the context are refused before being tokenized in full", () => {
+  const g = tinyGpt2();
+  const huge = "a".repeat(40 * 1024 * 1024);
+  assert.throws(() => g.generate(huge), /context full: the prompt is 41943040 bytes, more than \d+ tokens can hold/);
+  assertWorks(g, "a 40 MB prompt");
+});
