@@ -27,6 +27,7 @@ let gen = null; // the Generator, once a model is loaded
 let stopRequested = false;
 let running = false; // generating: only `stop` is accepted meanwhile
 let busy = false; // any message in progress (a load awaits its download)
+let lastLoad = null; // the last load message that succeeded, to reload after a crash
 
 const post = (msg) => self.postMessage(msg);
 
@@ -151,6 +152,7 @@ async function load({ source, options }) {
     throw new Error(`unknown model source ${source.kind}`);
   }
   const loadMs = performance.now() - started;
+  lastLoad = { source, options };
   post({ type: "loaded", info: { config: gen.config, backend: gen.backend, loadMs }, state: cacheState() });
 }
 
@@ -221,6 +223,17 @@ self.onmessage = async ({ data: msg }) => {
   try {
     await handlers[msg.type](msg);
   } catch (err) {
+    if (errorMessage(err).startsWith("the engine crashed") && lastLoad && msg.type !== "load") {
+      // The package replaced the crashed wasm instance with a fresh one: load the model again.
+      gen = null;
+      post({ type: "error", during: msg.type, runId: msg.runId, message: `${errorMessage(err)} (reloading the model)`, fatal: false, state: null });
+      try {
+        await load(lastLoad);
+      } catch (reloadErr) {
+        post({ type: "error", during: "load", message: errorMessage(reloadErr), fatal: isFatal(reloadErr), state: null });
+      }
+      return;
+    }
     const fatal = isFatal(err);
     if (fatal && gen) gen = null; // unusable: never touch it again
     post({
