@@ -266,9 +266,11 @@ pub(super) fn run_options(
     read_options::<RunOptions>(what, value, RunOptions::KEYS, extra)?.generate_options()
 }
 
-/// `encode`'s options: `{ special }`.
-#[derive(serde::Deserialize, Default)]
+/// Options of `encode`.
+#[derive(serde::Deserialize, Default, tsify::Tsify)]
+#[serde(default)]
 struct EncodeOptions {
+    /// Add the special tokens a prompt starts with (the model's BOS, where it wants one). Default false.
     special: Option<bool>,
 }
 

@@ -19,12 +19,6 @@ export interface LoadOptions extends ModelOptions {
   browserCache?: boolean | null;
 }
 
-/** Options of `encode`. */
-export interface EncodeOptions {
-  /** Add the special tokens a prompt starts with (the model's BOS, where it wants one). Default false. */
-  special?: boolean | null;
-}
-
 /** Options of `generate`: those of `prefill`, plus a callback per token. */
 export interface GenerateOptions extends PrefillOptions {
   /**

@@ -4,6 +4,7 @@
 import init, {
   initSync,
   Generator,
+  type EncodeOptions,
   type GenerateOptions,
   type Generation,
   type LoadOptions,
@@ -103,6 +104,10 @@ export async function everything(wasm: ArrayBuffer, url: string): Promise<void> 
     config.normEps, config.ropeTheta, config.qkvBias, config.tieWordEmbeddings,
     config.bosTokenId, config.eosTokenIds,
   ];
+  const gemma: [(number | null)[], number | null, number | null] = [
+    config.layerWindows, config.localRopeTheta, config.queryPreAttnScalar,
+  ];
+  console.log(gemma);
   const scaling = config.ropeScaling;
   if (scaling !== null && scaling.type === "llama3") {
     console.log(scaling.factor, scaling.lowFreqFactor, scaling.highFreqFactor, scaling.originalMaxPositionEmbeddings);
@@ -112,6 +117,8 @@ export async function everything(wasm: ArrayBuffer, url: string): Promise<void> 
   console.log(shape, more);
 
   const ids: Uint32Array = g.encode("Hello");
+  const prompt: Uint32Array = g.encode("Hello", { special: true } satisfies EncodeOptions);
+  console.log(prompt);
   const text: string = g.decode(ids) + g.decode([1, 2, 3]);
   console.log(text);
 
@@ -128,6 +135,8 @@ export async function everything(wasm: ArrayBuffer, url: string): Promise<void> 
   g.prefill("x", { onToken: () => {} });
   // @ts-expect-error: the prompt is a string
   g.generate(5);
+  // @ts-expect-error: special is a boolean
+  g.encode("x", { special: "yes" });
   // @ts-expect-error: the count is a number
   g.cacheCost("16");
 
