@@ -299,22 +299,16 @@ impl ModelConfig {
         if let Some(scalar) = self.query_pre_attn_scalar {
             positive("query_pre_attn_scalar", scalar)?;
         }
-        match &self.rope_scaling {
-            None => {}
-            Some(RopeScaling::Linear { factor }) => positive("rope_scaling.factor", *factor)?,
-            Some(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            }) => {
-                positive("rope_scaling.factor", *factor)?;
-                positive("rope_scaling.low_freq_factor", *low_freq_factor)?;
-                positive("rope_scaling.high_freq_factor", *high_freq_factor)?;
-                positive(
-                    "rope_scaling.original_max_position_embeddings",
-                    *original_max_position_embeddings,
-                )?;
+        // Every number of the scaling (its JSON form: a NaN or infinity becomes null).
+        if let Some(scaling) = &self.rope_scaling {
+            let fields = serde_json::to_value(scaling).unwrap_or_default();
+            for (key, value) in fields.as_object().into_iter().flatten() {
+                if key != "type" {
+                    positive(
+                        &format!("rope_scaling.{key}"),
+                        value.as_f64().unwrap_or(f64::NAN),
+                    )?;
+                }
             }
         }
         Ok(())
