@@ -14,7 +14,6 @@
 //!   result equals the model's own `tokenizer.json`.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
@@ -236,9 +235,10 @@ fn sentencepiece_bpe(
             _ => t.to_string(),
         })
         .collect();
-    let merges = sentencepiece_merges(&pieces, scores, types);
+    let vocab = vocab(pieces.iter().cloned());
+    let merges = sentencepiece_merges(&pieces, scores, types, &vocab);
     let mut builder = BPE::builder()
-        .vocab_and_merges(vocab(pieces.iter().cloned()), merges)
+        .vocab_and_merges(vocab, merges)
         .byte_fallback(true)
         .fuse_unk(true);
     if let Some(unk) = unk {
@@ -280,17 +280,16 @@ fn sentencepiece_bpe(
 /// of its left and right parts (all descending; ties keep vocabulary order).
 /// Control and user-defined pieces score 0 in a SentencePiece model, above
 /// every learned piece; llama.cpp's converter stores -1000 for them instead.
-fn sentencepiece_merges(pieces: &[String], scores: &[f32], types: &[i32]) -> Vec<(String, String)> {
-    let ids: HashMap<&str, usize> = pieces
-        .iter()
-        .enumerate()
-        .rev() // the first of duplicate pieces wins
-        .map(|(i, p)| (p.as_str(), i))
-        .collect();
+fn sentencepiece_merges(
+    pieces: &[String],
+    scores: &[f32],
+    types: &[i32],
+    ids: &Vocab,
+) -> Vec<(String, String)> {
     struct Merge {
         score: f32,
-        left: usize,
-        right: usize,
+        left: u32,
+        right: u32,
         left_len: usize,
         right_len: usize,
     }
@@ -326,7 +325,12 @@ fn sentencepiece_merges(pieces: &[String], scores: &[f32], types: &[i32]) -> Vec
     });
     merges
         .into_iter()
-        .map(|m| (pieces[m.left].clone(), pieces[m.right].clone()))
+        .map(|m| {
+            (
+                pieces[m.left as usize].clone(),
+                pieces[m.right as usize].clone(),
+            )
+        })
         .collect()
 }
 
@@ -375,7 +379,12 @@ mod tests {
     fn merges_rank_by_score_then_by_longer_left_part() {
         let pieces = strings(&["a", "b", "c", "ab", "bc", "abc"]);
         let scores = [0.0, 0.0, 0.0, -2.0, -1.0, -3.0];
-        let merges = sentencepiece_merges(&pieces, &scores, &[NORMAL; 6]);
+        let merges = sentencepiece_merges(
+            &pieces,
+            &scores,
+            &[NORMAL; 6],
+            &vocab(pieces.iter().cloned()),
+        );
         let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
             merges,
