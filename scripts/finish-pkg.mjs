@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Completes the npm package that wasm-pack wrote to pkg/ (run by
-// scripts/build-wasm.sh): the package README (npm/README.md), the licenses,
-// `exports` (wasm-pack writes only `main`/`types`), and a `files` list that
-// ships everything the import needs.
+// scripts/build-wasm.sh): the package README (npm/README.md), the changelog
+// (CHANGELOG.md), the licenses, `exports` (wasm-pack writes only `main`/`types`),
+// `engines`, and a `files` list that ships everything the import needs
+// (tests/package/ checks what `npm pack` would publish).
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -74,6 +75,7 @@ declare global {
 writeFileSync(join(pkg, dts), types);
 
 copyFileSync(join(root, "npm", "README.md"), join(pkg, "README.md"));
+copyFileSync(join(root, "CHANGELOG.md"), join(pkg, "CHANGELOG.md"));
 const licenses = ["LICENSE-MIT", "LICENSE-APACHE"];
 for (const file of licenses) copyFileSync(join(root, file), join(pkg, file));
 
@@ -83,10 +85,11 @@ manifest.exports = {
   [`./${wasm}`]: `./${wasm}`,
   "./package.json": "./package.json",
 };
-const wanted = [js, dts, wasm, `${wasm}.d.ts`, "README.md", ...licenses];
+const wanted = [js, dts, wasm, `${wasm}.d.ts`, "README.md", "CHANGELOG.md", ...licenses];
 manifest.files = [...new Set([...(manifest.files ?? []), ...wanted])].filter((f) => existsSync(join(pkg, f)));
 manifest.keywords = ["llm", "kv-cache", "webassembly", "wasm", "gpt2", "llama", "burn", "inference"];
 manifest.sideEffects = false;
+manifest.engines = { node: ">=20" };
 
 writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
 console.log(`finish-pkg: ${manifest.name}@${manifest.version} in ${pkg} (${manifest.files.join(", ")})`);

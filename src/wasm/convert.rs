@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Number, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use web_sys::AbortSignal;
 
 use crate::budget;
 use crate::error::Error;
@@ -282,13 +283,23 @@ pub(super) fn encode_special(options: &JsValue) -> Result<bool, Error> {
 
 /// The function under `key`, if any.
 pub(super) fn callback(options: &JsValue, key: &str) -> Result<Option<Function>, Error> {
+    instance(options, key, "a function")
+}
+
+/// The `AbortSignal` under `key`, if any.
+pub(super) fn abort_signal(options: &JsValue, key: &str) -> Result<Option<AbortSignal>, Error> {
+    instance(options, key, "an AbortSignal")
+}
+
+/// The `T` (`what`, for the error) under `key`, if any.
+fn instance<T: JsCast>(options: &JsValue, key: &str, what: &str) -> Result<Option<T>, Error> {
     let value = get(options, key);
     if value.is_undefined() || value.is_null() {
         return Ok(None);
     }
-    value.dyn_into::<Function>().map(Some).map_err(|value| {
+    value.dyn_into::<T>().map(Some).map_err(|value| {
         Error::invalid(format!(
-            "option `{key}` must be a function, got {}",
+            "option `{key}` must be {what}, got {}",
             describe(&value)
         ))
     })

@@ -1,14 +1,16 @@
 //! Downloads for `Generator.load`: every file of a model streamed with
 //! progress over all of them, and kept in the browser's Cache API when this
 //! context has one (secure contexts only), so the next load reads it from there.
+//! An `AbortSignal` cancels a download; a file that cannot be kept (a full
+//! storage quota) is reported and the load goes on.
 
 use js_sys::{Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Cache, CacheStorage, ReadableStreamDefaultReader, ReadableStreamReadResult, Response,
-    ResponseInit,
+    AbortSignal, Cache, CacheStorage, ReadableStreamDefaultReader, ReadableStreamReadResult,
+    Response, ResponseInit,
 };
 
 use crate::budget;
@@ -28,16 +30,23 @@ pub(super) enum ModelFiles {
     },
 }
 
+/// How to download, from `Generator.load`'s options.
+pub(super) struct Download {
+    /// `onProgress(loaded, total)`, called as bytes arrive.
+    pub on_progress: Option<Function>,
+    /// Read from, and keep downloads in, the browser's Cache API.
+    pub browser_cache: bool,
+    /// Cancels the download when it aborts.
+    pub signal: Option<AbortSignal>,
+    /// `onStoreError(url, error)`, called when a downloaded file could not be kept.
+    pub on_store_error: Option<Function>,
+}
+
 /// Downloads the files of the model at `source`, reporting progress over all of them.
-pub(super) async fn download(
-    source: &RemoteModel,
-    on_progress: Option<&Function>,
-    browser_cache: bool,
-) -> Result<ModelFiles, JsValue> {
+pub(super) async fn download(source: &RemoteModel, how: &Download) -> Result<ModelFiles, JsValue> {
     match source {
         RemoteModel::Gguf(file) => {
-            let mut bodies =
-                fetch_all(std::slice::from_ref(file), on_progress, browser_cache).await?;
+            let mut bodies = fetch_all(std::slice::from_ref(file), how).await?;
             Ok(ModelFiles::Gguf(bodies.remove(0)))
         }
         RemoteModel::HfFolder {
@@ -46,11 +55,10 @@ pub(super) async fn download(
             tokenizer,
         } => {
             let urls = [config.clone(), tokenizer.clone(), weights.clone()];
-            let [config_json, tokenizer_json, weights]: [Vec<u8>; 3] =
-                fetch_all(&urls, on_progress, browser_cache)
-                    .await?
-                    .try_into()
-                    .expect("one body per URL");
+            let [config_json, tokenizer_json, weights]: [Vec<u8>; 3] = fetch_all(&urls, how)
+                .await?
+                .try_into()
+                .expect("one body per URL");
             Ok(ModelFiles::HfFolder {
                 config_json: utf8(config_json, config)?,
                 tokenizer_json: utf8(tokenizer_json, tokenizer)?,
@@ -72,14 +80,27 @@ fn message(error: &JsValue) -> String {
     }
 }
 
+/// The error a cancelled download rejects with: an `Error` named `AbortError`,
+/// like the one `fetch` throws.
+fn cancelled(url: &str) -> JsValue {
+    let error = js_sys::Error::new(&format!("the download of {url} was cancelled"));
+    error.set_name("AbortError");
+    error.into()
+}
+
+/// Fails with [`cancelled`] once `signal` has aborted.
+fn check_signal(signal: Option<&AbortSignal>, url: &str) -> Result<(), JsValue> {
+    match signal {
+        Some(signal) if signal.aborted() => Err(cancelled(url)),
+        _ => Ok(()),
+    }
+}
+
 /// Downloads every URL in turn, reporting progress over all of them, through
 /// the browser cache when there is one. A failure names the URL.
-async fn fetch_all(
-    urls: &[String],
-    on_progress: Option<&Function>,
-    browser_cache: bool,
-) -> Result<Vec<Vec<u8>>, JsValue> {
-    let cache = if browser_cache {
+async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<Vec<u8>>, JsValue> {
+    let signal = how.signal.as_ref();
+    let cache = if how.browser_cache {
         open_cache().await
     } else {
         None
@@ -91,9 +112,10 @@ async fn fetch_all(
             None => None,
         };
         let from_cache = cached.is_some();
+        check_signal(signal, url)?;
         let response = match cached {
             Some(response) => response,
-            None => fetch(url).await?,
+            None => fetch(url, signal).await?,
         };
         responses.push((url, response, from_cache));
     }
@@ -105,9 +127,9 @@ async fn fetch_all(
     let mut loaded = 0.0;
     let mut bodies = Vec::new();
     for (url, response, from_cache) in responses {
-        let bytes = read_body(url, &response, content_length(&response), &mut |chunk| {
+        let bytes = read_body(url, &response, signal, &mut |chunk| {
             loaded += chunk as f64;
-            match on_progress {
+            match &how.on_progress {
                 Some(f) => f
                     .call2(
                         &JsValue::NULL,
@@ -120,27 +142,39 @@ async fn fetch_all(
         })
         .await?;
         if let (Some(cache), false) = (&cache, from_cache) {
-            store(cache, url, &bytes).await;
+            if let Err(error) = store(cache, url, &bytes).await {
+                if let Some(f) = &how.on_store_error {
+                    f.call2(&JsValue::NULL, &url.into(), &error)?;
+                }
+            }
         }
         bodies.push(bytes);
     }
     Ok(bodies)
 }
 
-async fn fetch(url: &str) -> Result<Response, JsValue> {
+async fn fetch(url: &str, signal: Option<&AbortSignal>) -> Result<Response, JsValue> {
     let global = js_sys::global();
     let fail = |why: String| -> JsValue { Error::invalid(format!("fetching {url}: {why}")).into() };
     let fetch: Function = Reflect::get(&global, &"fetch".into())
         .ok()
         .and_then(|f| f.dyn_into().ok())
         .ok_or_else(|| fail("this environment has no fetch()".into()))?;
+    let init = Object::new();
+    if let Some(signal) = signal {
+        Reflect::set(&init, &"signal".into(), signal)?;
+    }
     let promise: js_sys::Promise = fetch
-        .call1(&global, &url.into())
+        .call2(&global, &url.into(), &init)
         .map_err(|e| fail(message(&e)))?
         .unchecked_into();
     let response: Response = JsFuture::from(promise)
         .await
-        .map_err(|e| fail(message(&e)))?
+        .map_err(|e| {
+            check_signal(signal, url)
+                .err()
+                .unwrap_or_else(|| fail(message(&e)))
+        })?
         .unchecked_into();
     if !response.ok() {
         return Err(fail(format!(
@@ -163,15 +197,20 @@ fn content_length(response: &Response) -> Option<f64> {
         .ok()
 }
 
+/// Reads a response's body, calling `on_chunk` with each chunk's length; stops
+/// (and cancels the stream) when it fails or `signal` aborts.
 async fn read_body(
     url: &str,
     response: &Response,
-    length: Option<f64>,
+    signal: Option<&AbortSignal>,
     on_chunk: &mut dyn FnMut(usize) -> Result<(), JsValue>,
 ) -> Result<Vec<u8>, JsValue> {
     let fail = |e: JsValue| -> JsValue {
-        Error::invalid(format!("reading {url}: {}", message(&e))).into()
+        check_signal(signal, url)
+            .err()
+            .unwrap_or_else(|| Error::invalid(format!("reading {url}: {}", message(&e))).into())
     };
+    let length = content_length(response);
     let mut bytes = Vec::new();
     // Content-Length comes from the server: checked against the budget, reserved fallibly.
     if let Some(length) = length.filter(|l| l.is_finite() && *l >= 0.0) {
@@ -194,7 +233,7 @@ async fn read_body(
         grow(&mut bytes, chunk.length() as u64, url)?;
         bytes.resize(start + chunk.length() as usize, 0);
         chunk.copy_to(&mut bytes[start..]);
-        if let Err(e) = on_chunk(chunk.length() as usize) {
+        if let Err(e) = on_chunk(chunk.length() as usize).and(check_signal(signal, url)) {
             let _ = reader.cancel();
             return Err(e);
         }
@@ -246,8 +285,9 @@ async fn cached(cache: &Cache, url: &str) -> Option<Response> {
     found.dyn_into::<Response>().ok().filter(Response::ok)
 }
 
-/// Best effort: a full disk or a refused write only costs a download next time.
-async fn store(cache: &Cache, url: &str, bytes: &[u8]) {
+/// Keeps a download in the browser's cache. A refused write (a full storage
+/// quota: a `QuotaExceededError`) only costs a download next time.
+async fn store(cache: &Cache, url: &str, bytes: &[u8]) -> Result<(), JsValue> {
     let headers = Object::new();
     let _ = Reflect::set(
         &headers,
@@ -257,7 +297,7 @@ async fn store(cache: &Cache, url: &str, bytes: &[u8]) {
     let init = ResponseInit::new();
     init.set_headers(&headers);
     let body = Uint8Array::from(bytes);
-    if let Ok(response) = Response::new_with_opt_buffer_source_and_init(Some(&body), &init) {
-        let _ = JsFuture::from(cache.put_with_str(url, &response)).await;
-    }
+    let response = Response::new_with_opt_buffer_source_and_init(Some(&body), &init)?;
+    JsFuture::from(cache.put_with_str(url, &response)).await?;
+    Ok(())
 }

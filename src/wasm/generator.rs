@@ -5,11 +5,11 @@
 use wasm_bindgen::prelude::*;
 
 use super::convert::{
-    boolean, bytes, callback, count, encode_special, event_to_js, flag, integer, model_options,
-    run_options, string, to_js, token_ids,
+    abort_signal, boolean, bytes, callback, count, encode_special, event_to_js, flag, integer,
+    model_options, run_options, string, to_js, token_ids,
 };
 use super::crash::install_panic_hook;
-use super::fetch::{download, ModelFiles};
+use super::fetch::{download, Download, ModelFiles};
 use crate::backend::BackendKind;
 use crate::cache::CacheStrategy;
 use crate::error::Error;
@@ -79,21 +79,30 @@ impl Generator {
 
     /// Downloads a model: a URL ending in `.gguf`, or a folder URL holding
     /// `config.json`, `model.safetensors` and `tokenizer.json`. Streams with
-    /// progress and keeps the files in the browser Cache API when there is one.
+    /// progress and keeps the files in the browser Cache API when there is one;
+    /// `signal` cancels the download (rejecting with an `AbortError`).
     pub async fn load(
         #[wasm_bindgen(unchecked_param_type = "string")] url: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: JsValue,
     ) -> Result<Generator, JsValue> {
         install_panic_hook();
         let url = string(&url, "load: the model's URL")?;
-        let model = model_options("load", &options, &["onProgress", "browserCache"])?;
+        let model = model_options(
+            "load",
+            &options,
+            &["onProgress", "browserCache", "signal", "onStoreError"],
+        )?;
         // Check everything that can be checked before downloading anything.
         model.generator_options()?;
         model.backend()?;
-        let on_progress = callback(&options, "onProgress")?;
-        let browser_cache = flag(&options, "browserCache")?.unwrap_or(true);
+        let how = Download {
+            on_progress: callback(&options, "onProgress")?,
+            browser_cache: flag(&options, "browserCache")?.unwrap_or(true),
+            signal: abort_signal(&options, "signal")?,
+            on_store_error: callback(&options, "onStoreError")?,
+        };
         let source = RemoteModel::from_url(&url)?;
-        match download(&source, on_progress.as_ref(), browser_cache).await? {
+        match download(&source, &how).await? {
             ModelFiles::Gguf(bytes) => {
                 Self::build(&model, |device| load::from_gguf_bytes(bytes, device))
             }

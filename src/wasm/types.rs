@@ -17,6 +17,13 @@ export interface LoadOptions extends ModelOptions {
   onProgress?: ((loaded: number, total: number | undefined) => void) | null;
   /** Keep downloads in the browser Cache API, when there is one (default true). */
   browserCache?: boolean | null;
+  /** Cancels the download: the promise then rejects with an Error named "AbortError", and nothing is kept. */
+  signal?: AbortSignal | null;
+  /**
+   * Called when a downloaded file could not be kept in the browser Cache API (`error.name` is
+   * "QuotaExceededError" when the site's storage is full); the model loads all the same.
+   */
+  onStoreError?: ((url: string, error: Error) => void) | null;
 }
 
 /** Options of `generate`: those of `prefill`, plus a callback per token. */
