@@ -16,6 +16,9 @@
 // sends the cross-origin isolation headers, which give the worker's
 // performance.now() microsecond resolution for the per-token timings.
 //
+// `node scripts/serve.mjs --site /some/path/` serves the static build (dist/, made by
+// `npm run build:site`) at that path instead, with models/ at /some/path/models/.
+//
 // Tests import { startServer } and listen on a free port (port 0).
 
 import { createReadStream } from "node:fs";
@@ -54,7 +57,7 @@ const MIME = {
 };
 
 /** The file a URL path maps to, or null when it is outside every mapped folder. */
-export function resolvePath(urlPath, repo = REPO, pkgDir = null) {
+export function resolvePath(urlPath, repo = REPO, pkgDir = null, routes = ROUTES) {
   let path;
   try {
     path = decodeURIComponent(urlPath);
@@ -62,11 +65,16 @@ export function resolvePath(urlPath, repo = REPO, pkgDir = null) {
     return null;
   }
   if (path.includes("\0")) return null;
-  if (path === "/") path = "/index.html";
-  for (const [prefix, folder] of ROUTES) {
+  for (const [prefix, folder] of routes) {
+    if (!prefix.endsWith("/")) {
+      if (path === prefix) return resolve(repo, folder); // a route to one file
+      continue;
+    }
     if (!path.startsWith(prefix)) continue;
+    let rest = path.slice(prefix.length);
+    if (rest === "" || rest.endsWith("/")) rest += "index.html";
     const root = prefix === "/pkg/" && pkgDir ? resolve(pkgDir) : resolve(repo, folder);
-    const file = normalize(join(root, path.slice(prefix.length)));
+    const file = normalize(join(root, rest));
     if (file !== root && !file.startsWith(root + sep)) return null;
     return file;
   }
@@ -81,14 +89,14 @@ function send(res, status, text, head = false) {
   res.end(head ? undefined : text);
 }
 
-async function handle(req, res, { repo, pkgDir }, log) {
+async function handle(req, res, { repo, pkgDir, routes }, log) {
   const head = req.method === "HEAD";
   if (req.method !== "GET" && !head) {
     res.setHeader("Allow", "GET, HEAD");
     return send(res, 405, "method not allowed\n");
   }
   const url = new URL(req.url, "http://localhost");
-  const file = resolvePath(url.pathname, repo, pkgDir);
+  const file = resolvePath(url.pathname, repo, pkgDir, routes);
   let info = null;
   if (file) {
     try {
@@ -122,14 +130,32 @@ async function handle(req, res, { repo, pkgDir }, log) {
     .pipe(res);
 }
 
+/** Routes that serve the static build (npm run build:site) at `base`, with models/ beside it. */
+export function siteRoutes(base = "/") {
+  return [
+    [`${base}models/`, "models"],
+    [base, "dist"],
+  ];
+}
+
 /**
  * Starts the server; resolves to { server, port, url } once it listens.
- * `pkgDir` serves another build of the package at /pkg/ (default: the repo's pkg/).
+ * `pkgDir` serves another build of the package at /pkg/ (default: the repo's pkg/); `routes`
+ * replaces the URL map; `intercept(req, res)` may answer a request first (and return true).
  */
-export function startServer({ port = 8080, host = "127.0.0.1", repo = REPO, pkgDir = process.env.KVCACHE_PKG_DIR, quiet = true } = {}) {
+export function startServer({
+  port = 8080,
+  host = "127.0.0.1",
+  repo = REPO,
+  pkgDir = process.env.KVCACHE_PKG_DIR,
+  routes = ROUTES,
+  intercept = () => false,
+  quiet = true,
+} = {}) {
   const log = quiet ? () => {} : (line) => console.log(line);
   const server = createServer((req, res) => {
-    handle(req, res, { repo, pkgDir }, log).catch((err) => {
+    if (intercept(req, res)) return;
+    handle(req, res, { repo, pkgDir, routes }, log).catch((err) => {
       log(`500 ${req.url}: ${err.message}`);
       if (!res.headersSent) send(res, 500, "internal error\n");
       else res.destroy();
@@ -145,12 +171,17 @@ export function startServer({ port = 8080, host = "127.0.0.1", repo = REPO, pkgD
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  // `serve.mjs --site [/base/]` serves dist/ (npm run build:site) instead, at that path.
   // An optional folder argument (`serve.mjs www`) is accepted for the npm script; www/ is always the page.
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? "127.0.0.1";
-  const { url } = await startServer({ port, host, quiet: false }).catch((err) => {
+  const site = process.argv.indexOf("--site");
+  const base = site >= 0 ? (process.argv[site + 1] ?? "/").replace(/\/?$/, "/") : null;
+  const routes = base ? siteRoutes(base) : ROUTES;
+  const { url } = await startServer({ port, host, routes, quiet: false }).catch((err) => {
     console.error(`serve: cannot listen on ${host}:${port}: ${err.message}`);
     process.exit(1);
   });
-  console.log(`kvcache-wasm demo: ${url.replace("127.0.0.1", "localhost")}  (Ctrl-C stops)`);
+  const page = new URL(base ? base.slice(1) : "", url.replace("127.0.0.1", "localhost")).href;
+  console.log(`kvcache-wasm demo${base ? " (static build in dist/)" : ""}: ${page}  (Ctrl-C stops)`);
 }

@@ -3,10 +3,15 @@
 
 import uPlot from "./vendor/uplot/uPlot.esm.js";
 
+import { mountCalculator } from "./calculator.js";
+import { fmtBytes, fmtMs } from "./format.js";
+import { MODELS_BASE } from "./site.js";
+import { canStore, forgetModel, storageEstimate, storedModels } from "./stored-models.js";
+
 const $ = (id) => document.getElementById(id);
 
-const SMOLLM2_URL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-const GEMMA3_URL = "models/gemma-3-270m-q4_k_m.gguf";
+const SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf";
 const CACHE_COLORS = ["#2563eb", "#059669", "#7c3aed", "#0891b2", "#4f46e5", "#65a30d"];
 const NOCACHE_COLORS = ["#dc2626", "#ea580c", "#db2777", "#b45309"];
 
@@ -24,28 +29,11 @@ const app = {
   stopping: false,
   nextRunId: 1,
   lastError: null,
+  notice: null, // the storage note's text, if shown
   broken: null, // why the worker cannot start, if it cannot
 };
 
 // ---------------------------------------------------------------- formatting
-
-function fmtBytes(n) {
-  if (n == null || !Number.isFinite(n)) return "—";
-  const units = ["B", "KiB", "MiB", "GiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i += 1;
-  }
-  return `${i === 0 ? n : n.toFixed(n < 10 ? 2 : 1)} ${units[i]}`;
-}
-
-function fmtMs(ms) {
-  if (ms == null || !Number.isFinite(ms)) return "—";
-  if (ms < 10) return `${ms.toFixed(2)} ms`;
-  if (ms < 1000) return `${ms.toFixed(1)} ms`;
-  return `${(ms / 1000).toFixed(2)} s`;
-}
 
 const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 
@@ -98,10 +86,17 @@ function onWorkerMessage(msg) {
     case "error":
       onWorkerError(msg);
       break;
+    case "storeError":
+      onStoreError(msg);
+      break;
   }
 }
 
 function onWorkerError(msg) {
+  if (msg.during === "load" && msg.cancelled) {
+    onLoadCancelled();
+    return;
+  }
   const where = {
     init: "Could not start",
     load: `Could not load ${app.loading?.label ?? "the model"}`,
@@ -115,6 +110,7 @@ function onWorkerError(msg) {
   }
   showError(text);
   if (msg.during === "load") {
+    showNotice(null);
     app.loading = null;
     $("progress").value = 0;
     $("progress-text").textContent = "no model loaded";
@@ -158,6 +154,7 @@ function setStatus(status) {
   const idle = status === "idle";
   for (const id of ["run-cache", "run-nocache", "run-compare", "reset"]) $(id).disabled = !(idle && loaded);
   $("stop").disabled = status !== "running";
+  $("cancel-load").hidden = !(status === "loading" && app.loading?.download);
   for (const id of ["model-select", "load-url", "model-files", "strategy"]) $(id).disabled = !(idle || status === "starting");
   $("window").disabled = $("strategy").value !== "window" || !(idle || status === "starting");
 }
@@ -176,15 +173,23 @@ function clearError() {
 
 // ---------------------------------------------------------------- loading a model
 
-const queryModel = new URLSearchParams(location.search).get("model");
+const query = new URLSearchParams(location.search);
+const queryModel = query.get("model");
+
+/** The URL of one of the real models' files: under ?models= if given, else the site's base. */
+function modelFileUrl(file) {
+  let base = query.get("models") || MODELS_BASE;
+  if (!base.endsWith("/")) base += "/";
+  return new URL(file, new URL(base, location.href)).href;
+}
 
 function modelSource(choice) {
   const abs = (url) => new URL(url, location.href).href;
   switch (choice) {
     case "smollm2":
-      return { source: { kind: "url", url: abs(SMOLLM2_URL) }, label: "SmolLM2-135M-Instruct", chat: true };
+      return { source: { kind: "url", url: modelFileUrl(SMOLLM2_FILE) }, label: "SmolLM2-135M-Instruct", chat: true };
     case "gemma3":
-      return { source: { kind: "url", url: abs(GEMMA3_URL) }, label: "Gemma 3 270M", chat: false };
+      return { source: { kind: "url", url: modelFileUrl(GEMMA3_FILE) }, label: "Gemma 3 270M", chat: false };
     case "gpt2-random":
       return { source: { kind: "random-gpt2" }, label: "GPT-2 124M (random weights)", chat: false };
     case "query":
@@ -207,7 +212,8 @@ function loadModel({ source, label, chat }) {
   clearError();
   app.model = null;
   app.cache = null;
-  app.loading = { label, started: performance.now() };
+  app.loading = { label, started: performance.now(), download: source.kind === "url" };
+  showNotice(null);
   if (chat !== undefined) $("chat").checked = chat;
   $("progress").max = 1;
   if (source.kind === "url") $("progress").value = 0;
@@ -265,6 +271,7 @@ function onLoaded(msg) {
   }
   renderCache();
   setStatus("idle");
+  renderStored();
   if ($("strategy").value !== "concat") send({ type: "configure", useCache: true, ...cacheSettings() });
 }
 
@@ -626,6 +633,80 @@ function renderLayers(c) {
   $("layer-note").textContent = note;
 }
 
+// ---------------------------------------------------------------- models kept in the browser
+
+function showNotice(text) {
+  app.notice = text;
+  $("storage-note").textContent = text ?? "";
+  $("storage-note").hidden = !text;
+}
+
+function onLoadCancelled() {
+  app.loading = null;
+  app.model = null;
+  app.cache = null;
+  $("progress").value = 0;
+  $("progress-text").textContent = "download cancelled: no model loaded";
+  $("model-info").textContent = "";
+  renderCache();
+  setStatus("idle");
+  renderStored();
+}
+
+/** A downloaded file could not be kept: say why, and that the model runs all the same. */
+function onStoreError({ url, name, message }) {
+  const file = decodeURIComponent(new URL(url).pathname.split("/").filter(Boolean).at(-1) ?? url);
+  const full = name === "QuotaExceededError" || /quota|storage.*full/i.test(message);
+  const why = full ? ": this site's storage in the browser is full" : ` (${message})`;
+  showNotice(
+    `${file} could not be kept in this browser${why}. The model is loaded and runs; it will be downloaded again next time.` +
+      (full ? " Delete models kept here to make room." : ""),
+  );
+}
+
+async function renderStored() {
+  const list = $("stored-list");
+  if (!canStore()) {
+    list.replaceChildren(Object.assign(document.createElement("li"), { className: "empty", textContent: "This browser gives the page no storage here (it needs https or localhost)." }));
+    return;
+  }
+  let models;
+  try {
+    models = await storedModels();
+  } catch (err) {
+    models = [];
+    $("stored-usage").textContent = `Could not read the browser's storage: ${err.message}`;
+  }
+  if (!models.length) {
+    list.replaceChildren(Object.assign(document.createElement("li"), { className: "empty", textContent: "Nothing yet: a downloaded model is kept here, so the next visit loads it without the network." }));
+  } else {
+    list.replaceChildren(
+      ...models.map((m) => {
+        const li = document.createElement("li");
+        li.dataset.url = m.url;
+        li.dataset.bytes = String(m.bytes);
+        li.title = m.url;
+        const name = Object.assign(document.createElement("span"), { className: "name", textContent: m.name });
+        const size = Object.assign(document.createElement("span"), { className: "size", textContent: fmtBytes(m.bytes) });
+        const del = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "delete" });
+        del.setAttribute("aria-label", `Delete ${m.name} from this browser`);
+        li.append(name, size, del);
+        return li;
+      }),
+    );
+  }
+  const estimate = await storageEstimate();
+  if (estimate) $("stored-usage").textContent = `This site uses ${fmtBytes(estimate.usage)} of the ${fmtBytes(estimate.quota)} the browser allows it.`;
+}
+
+async function onStoredClick(event) {
+  const li = event.target.closest("button") && event.target.closest("li[data-url]");
+  if (!li) return;
+  const model = (await storedModels()).find((m) => m.url === li.dataset.url);
+  if (model) await forgetModel(model);
+  await renderStored();
+}
+
 // ---------------------------------------------------------------- wiring
 
 function onModelSelect() {
@@ -714,6 +795,8 @@ function wire() {
     scheduleRender(true);
   });
   $("error-close").addEventListener("click", clearError);
+  $("cancel-load").addEventListener("click", () => app.worker?.postMessage({ type: "cancel" }));
+  $("stored-list").addEventListener("click", onStoredClick);
   $("log-scale").addEventListener("change", () => scheduleRender(true));
   for (const id of ["temperature", "top-k", "top-p", "seed"]) $(id).addEventListener("input", updateSamplingSummary);
   new ResizeObserver(() => chart?.setSize(chartSize())).observe($("chart"));
@@ -736,9 +819,14 @@ window.__kvcache = {
   get error() {
     return app.lastError;
   },
+  get notice() {
+    return app.notice;
+  },
 };
 
 wire();
+mountCalculator();
+renderStored();
 startWorker();
 setStatus("starting");
 renderStats();

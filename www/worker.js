@@ -10,12 +10,16 @@
 //   { type: "cacheCost", cache, window, tokens }   times the strategy alone, no weights (bench/)
 //   { type: "interleaved", prompt, caches, tokens } strategies taking turns token by token (bench/)
 //   { type: "stop" }                         ends the current generation after the token in flight
+//   { type: "cancel" }                       cancels the download in progress (the load then fails
+//                                            with an error marked `cancelled`)
 // Messages out:
 //   { type: "ready" }  { type: "progress", loaded, total }
 //   { type: "loaded", info: { config, backend, loadMs }, state }
 //   { type: "token", runId, event, state }   { type: "done", runId, stopReason, state }
 //   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "interleaved", result }
-//   { type: "error", message, during, fatal }
+//   { type: "storeError", url, name, message }  a downloaded file could not be kept in the browser
+//                                            (name "QuotaExceededError" when its storage is full); the load goes on
+//   { type: "error", message, during, fatal, cancelled }
 // `state` is the cache panel's figures plus wasmMemoryBytes, the WebAssembly memory's size
 // (it only grows, so after a run it is the instance's peak).
 
@@ -28,6 +32,7 @@ let stopRequested = false;
 let running = false; // generating: only `stop` is accepted meanwhile
 let busy = false; // any message in progress (a load awaits its download)
 let lastLoad = null; // the last load message that succeeded, to reload after a crash
+let download = null; // the AbortController of the download in progress
 
 const post = (msg) => self.postMessage(msg);
 
@@ -132,16 +137,23 @@ async function load({ source, options }) {
     gen = Generator.randomGpt2({ ...opts, seed: source.seed ?? 1 });
   } else if (source.kind === "url") {
     let last = 0;
-    gen = await Generator.load(source.url, {
-      ...opts,
-      onProgress: (loaded, total) => {
-        const now = performance.now();
-        if (now - last > 50 || (total && loaded >= total)) {
-          last = now;
-          post({ type: "progress", loaded, total });
-        }
-      },
-    });
+    download = new AbortController();
+    try {
+      gen = await Generator.load(source.url, {
+        ...opts,
+        signal: download.signal,
+        onProgress: (loaded, total) => {
+          const now = performance.now();
+          if (now - last > 50 || (total && loaded >= total)) {
+            last = now;
+            post({ type: "progress", loaded, total });
+          }
+        },
+        onStoreError: (url, err) => post({ type: "storeError", url, name: err.name, message: errorMessage(err) }),
+      });
+    } finally {
+      download = null;
+    }
   } else if (source.kind === "files") {
     const files = await readFiles(source.files);
     gen =
@@ -210,6 +222,10 @@ self.onmessage = async ({ data: msg }) => {
     stopRequested = true;
     return;
   }
+  if (msg.type === "cancel") {
+    download?.abort();
+    return;
+  }
   if (busy) {
     const what = running ? "generating: press Stop first" : "loading a model: wait for it to finish";
     post({ type: "error", during: msg.type, message: `busy ${what}` });
@@ -242,6 +258,7 @@ self.onmessage = async ({ data: msg }) => {
       runId: msg.runId,
       message: errorMessage(err),
       fatal,
+      cancelled: err?.name === "AbortError",
       state: fatal ? null : cacheState(),
     });
   } finally {
