@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what scripts/test-wasm.sh and `npm run build` need, skipping what is
-# already there (safe to run again): the wasm32 Rust target, wasm-pack,
-# wasm-bindgen-cli at the version in Cargo.lock, Chromium and its driver, and
-# the npm dev dependencies (binaryen@132's wasm-opt, vite) with `npm ci`.
+# Installs what scripts/test-wasm.sh, the e2e tests and `npm run build` need,
+# skipping what is already there (safe to run again): the wasm32 Rust target,
+# wasm-pack, wasm-bindgen-cli at the version in Cargo.lock, Debian's Chromium
+# with its driver and Firefox ESR with geckodriver (from crates.io, pinned), and
+# the npm dev dependencies (binaryen@132's wasm-opt, vite, the browser drivers)
+# with `npm ci`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,10 +24,16 @@ if [ "$have" != "$want" ] || ! command -v wasm-bindgen-test-runner >/dev/null; t
   cargo install wasm-bindgen-cli --version "$want" --force
 fi
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v firefox-esr >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
   "${apt[@]}" update
-  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y chromium chromium-driver
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y chromium chromium-driver firefox-esr
+fi
+
+# wasm-pack test --firefox drives Firefox through geckodriver.
+GECKODRIVER=0.37.1
+if [ "$(geckodriver --version 2>/dev/null | awk 'NR == 1 { print $2 }')" != "$GECKODRIVER" ]; then
+  cargo install geckodriver --version "$GECKODRIVER" --locked
 fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

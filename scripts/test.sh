@@ -9,6 +9,6 @@ cargo test --release --locked
 if [ -f scripts/test-wasm.sh ]; then
   echo "== wasm, npm package and page tests"
   bash scripts/test-wasm.sh
-  echo "== the demo page in headless Chromium (npm run test:e2e)"
+  echo "== the demo page in headless Chromium and Firefox, and from the static build (npm run test:e2e)"
   npm run test:e2e
 fi
