@@ -6,6 +6,7 @@
 //                                       and the benchmark block of README.md
 //   npm run bench -- --quick            16 tokens per run, into bench/out/quick/ (git ignores it): a smoke test
 //   npm run bench -- --only 'wasm.*smollm2'   only the runs whose id matches (a regex); README left alone
+//   npm run bench -- --browser firefox  the in-browser runs (ours and wllama's) in Firefox instead of Chromium
 //   node scripts/bench-report.mjs --readme    redraws results.md, plot.svg and README's block from results.json
 //
 // Native runs go through the CLI (`target/release/kvcache generate --json`), one process per run.
@@ -18,14 +19,14 @@
 // minutes), the model (scripts/fetch-model.sh). The whole run takes about twelve minutes on 2 cores.
 
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
 import { pairedFigures, pairedSummary, writeReport } from "./bench-report.mjs";
-import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.mjs";
+import { BROWSERS, launch } from "./browsers.mjs";
 import { startServer } from "./serve.mjs";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
@@ -43,11 +44,13 @@ const option = (name) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 if (flag("--help") || flag("-h")) {
-  console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 9).join("\n").replace(/^\/\/ ?/gm, ""));
+  console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 10).join("\n").replace(/^\/\/ ?/gm, ""));
   process.exit(0);
 }
 const QUICK = flag("--quick");
 const ONLY = option("--only") ? new RegExp(option("--only")) : null;
+const BROWSER = option("--browser") ?? "chromium";
+if (!BROWSERS[BROWSER]) throw new Error(`--browser takes ${Object.keys(BROWSERS).join(" or ")}, not ${BROWSER}`);
 const OUT = join(REPO, option("--out") ?? (QUICK ? "bench/out/quick" : "bench"));
 
 // ------------------------------------------------------------------ scenarios
@@ -224,7 +227,7 @@ async function prepare(needNative, needBrowser) {
     if (!existsSync(join(WLLAMA_DIR, "esm/wasm/wllama.wasm"))) {
       throw new Error("node_modules/@wllama/wllama is missing: run npm ci (or npm install)");
     }
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
+    if (!existsSync(BROWSERS[BROWSER])) throw new Error(`no ${BROWSER} at ${BROWSERS[BROWSER]} (bash scripts/setup.sh installs it)`);
   }
 }
 
@@ -279,34 +282,21 @@ async function costNative(st) {
 // ------------------------------------------------------------------ browser
 
 async function openBrowser() {
-  const { chromium } = await import("playwright-core");
   const { server, url } = await startServer({ port: 0 });
-  const profile = mkdtempSync(join(tmpdir(), "kvcache-bench-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
-  const page = await context.newPage();
-  const problems = [];
-  page.on("pageerror", (err) => problems.push(err.message));
-  page.on("console", (msg) => {
-    if (msg.type() === "error") problems.push(msg.text());
-  });
+  const browser = await launch(BROWSER);
+  const page = await browser.newPage();
   let progressPrefix = "";
   await page.exposeFunction("benchProgress", (text) => say(`  ${progressPrefix}${text}`));
   await page.goto(new URL("bench/index.html", url).href);
-  await page.waitForFunction(() => window.benchReady === true, null, { timeout: 60_000 });
-  const version = context.browser()?.version() ?? (await page.evaluate(() => navigator.userAgent));
+  await page.waitFor(() => window.benchReady === true, null, { timeout: 60_000 });
   return {
     page,
-    version,
-    problems,
+    version: browser.version,
+    problems: page.problems,
     setPrefix: (p) => (progressPrefix = p),
     async close() {
-      await context.close();
+      await browser.close();
       server.close();
-      rmSync(profile, { recursive: true, force: true });
     },
   };
 }
@@ -320,7 +310,7 @@ const every = (n) => (n >= 100 ? 50 : n >= 48 ? 16 : 0);
 async function runWasm(browser, r) {
   const model = MODELS.find((m) => m.id === r.model);
   const started = performance.now();
-  const out = await browser.page.evaluate((cfg) => window.benchOurs(cfg), {
+  const out = await browser.page.eval((cfg) => window.benchOurs(cfg), {
     source: model.source,
     options: { backend: r.backend },
     prompt: r.prompt,
@@ -354,7 +344,7 @@ async function runWasm(browser, r) {
 
 async function strategiesWasm(browser, st) {
   const model = MODELS.find((m) => m.id === st.model);
-  const out = await browser.page.evaluate((cfg) => window.benchStrategies(cfg), {
+  const out = await browser.page.eval((cfg) => window.benchStrategies(cfg), {
     source: model.source,
     options: { backend: st.backend },
     caches: STRATEGIES,
@@ -368,7 +358,7 @@ async function strategiesWasm(browser, st) {
 async function runWllama(browser, r) {
   const model = MODELS.find((m) => m.id === r.model);
   const started = performance.now();
-  const out = await browser.page.evaluate((cfg) => window.benchWllama(cfg), {
+  const out = await browser.page.eval((cfg) => window.benchWllama(cfg), {
     url: model.gguf,
     prompt: r.prompt,
     maxTokens: r.maxTokens,
@@ -464,7 +454,7 @@ async function main() {
       quick: QUICK,
       commit: await gitCommit(),
       machine: machine(),
-      chromium: null,
+      browser: null,
       wllama: existsSync(join(WLLAMA_DIR, "package.json")) ? JSON.parse(readFileSync(join(WLLAMA_DIR, "package.json"), "utf8")).version : null,
       wasm: wasmSize(),
       window: WINDOW,
@@ -501,16 +491,16 @@ async function main() {
   }
 
   if (needBrowser) {
-    say("starting headless Chromium");
+    say(`starting headless ${BROWSER}`);
     const browser = await openBrowser();
-    results.meta.chromium = browser.version;
+    results.meta.browser = browser.version;
     try {
       // The first load of a GGUF downloads it into the browser's Cache API; every timed run
       // then loads it from there, as a page reload does.
       for (const model of MODELS.filter((m) => m.gguf)) {
         if (![...runs, ...strategies].some((r) => r.env === "wasm" && r.model === model.id)) continue;
         say(`warm-up: ${model.label} into the browser's Cache API, the wasm compiled once`);
-        await browser.page.evaluate((cfg) => window.benchOurs(cfg), { source: model.source, prompt: "Hi", maxTokens: 1, useCache: true });
+        await browser.page.eval((cfg) => window.benchOurs(cfg), { source: model.source, prompt: "Hi", maxTokens: 1, useCache: true });
       }
       for (const r of runs.filter((x) => x.env !== "native")) {
         say(label(r));
