@@ -18,7 +18,7 @@ export const SMOLLM2 = join(REPO, "models/SmolLM2-135M-Instruct.Q4_1.gguf");
 const FIXTURES = join(REPO, "tests/fixtures");
 
 /**
- * `/slow/NAME` serves tests/fixtures/NAME at 2 KiB per 50 ms (the tiny GGUF in about 2.5 s),
+ * `/slow/NAME` serves tests/fixtures/NAME at 1 KiB per 50 ms (the tiny GGUF in about 5 s),
  * so a download can be cancelled halfway. Every request's path is kept in `requests`.
  */
 function testRoutes(requests) {
@@ -40,7 +40,7 @@ function testRoutes(requests) {
     });
     let sent = 0;
     const timer = setInterval(() => {
-      const chunk = data.subarray(sent, sent + 2048);
+      const chunk = data.subarray(sent, sent + 1024);
       sent += chunk.length;
       res.write(chunk);
       if (sent >= data.length) {

@@ -28,6 +28,15 @@ const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const TINY_GGUF_BYTES = statSync(join(REPO, "tests/fixtures/tiny-llama.gguf")).size;
 const noSmollm2 = () => (existsSync(SMOLLM2) ? false : "models/ has no SmolLM2 (bash scripts/fetch-model.sh)");
 
+/** The memory calculator's exact figure for a model at `tokens`, batch 1, f32. */
+async function calculatorBytes(page, { model, tokens }) {
+  await page.select(tid("calc-model"), model);
+  await page.fill(tid("calc-tokens"), tokens);
+  await page.fill(tid("calc-batch"), 1);
+  await page.select(tid("calc-dtype"), "f32");
+  return Number(await page.eval(() => document.querySelector("[data-testid=calc-bytes]").dataset.bytes));
+}
+
 const tinyLlama = {
   name: "tiny Llama fixture: cache on and off, strategies, reset",
   async run(t) {
@@ -269,7 +278,14 @@ const gpt2Compare = {
     const last = (r) => r.points.at(-1)[1];
     assert.ok(last(off) > last(on), "the last token is slower without the cache");
     await page.check("#log-scale", true);
-    await t.done(page, "gpt2-random-compare-log");
+    await t.shot(page, "gpt2-random-compare-log");
+
+    // The memory calculator's GPT-2 124M (multi-head attention, f32) holds what the engine holds.
+    const s = await run(page, "run-cache");
+    assert.equal(s.cache.cache, "concat");
+    const figure = await calculatorBytes(page, { model: "gpt2-124m", tokens: s.cache.cacheLen });
+    assert.equal(figure, s.cache.cacheBytes, `the calculator's GPT-2 124M at ${s.cache.cacheLen} tokens is what the engine holds`);
+    await t.done(page);
   },
 };
 
@@ -293,11 +309,7 @@ const smollm2 = {
     assert.equal(s.cache.cache, "concat");
     assert.equal(s.series.at(-1).stopReason, "context full");
     assert.equal(s.cache.cacheLen, 1024);
-    await page.select(tid("calc-model"), "smollm2-135m");
-    await page.fill(tid("calc-tokens"), 1024);
-    await page.fill(tid("calc-batch"), 1);
-    await page.select(tid("calc-dtype"), "f32");
-    const figure = Number(await page.eval(() => document.querySelector("[data-testid=calc-bytes]").dataset.bytes));
+    const figure = await calculatorBytes(page, { model: "smollm2-135m", tokens: 1024 });
     assert.equal(figure, s.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens is what the engine holds");
     await t.done(page, "smollm2-calculator");
   },
