@@ -135,8 +135,8 @@ window.benchOurs = async function benchOurs(cfg) {
 
 /**
  * The cache strategies head to head, in one worker with the model loaded once:
- * - `Generator.cacheCost` for each strategy: cache update + attention alone, `costTokens` steps;
- * - with `interleave`, `Generator.interleaved`: greedy decoding with concat and prealloc taking
+ * - `Bench.cacheCost` for each strategy: cache update + attention alone, `costTokens` steps;
+ * - with `interleave`, `Bench.interleaved`: greedy decoding with concat and prealloc taking
  *   turns token by token, every whole step timed, `rounds` times, so that drift in the machine's
  *   speed falls on both alike.
  * cfg: { source, options, caches: [{ cache, window }], costTokens,

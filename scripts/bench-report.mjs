@@ -64,7 +64,7 @@ export function figures(run) {
 }
 
 /**
- * concat and prealloc interleaved token by token (`kvcache interleave`, `Generator.interleaved`):
+ * concat and prealloc interleaved token by token (`kvcache interleave`, `Bench.interleaved`):
  * prealloc's decode time ÷ concat's over all rounds' steps, each round's ratio, and a 95% interval
  * for the pooled ratio from resampling the paired steps (a seeded bootstrap, so redrawing the
  * report gives the same figures). null without interleaved rounds.
@@ -453,7 +453,7 @@ function strategiesSection(results) {
   const paired = all.map((st) => [st, pairedFigures(st)]).filter(([, f]) => f);
   if (paired.length) {
     out.push(
-      "And on whole decode steps of the real model, where the weights' matmuls dominate: `kvcache interleave` natively, `Generator.interleaved` in the page's worker. Greedy decoding of the scenario with a concat cache and a prealloc cache taking turns token by token (the first of each pair alternating), every step timed, so that the machine's drift over a run falls on both alike; three such generations. **prealloc ÷ concat** is prealloc's decode time over concat's across all paired steps, with a 95% interval from resampling the pairs; **median step** is the median of the steps' own ratios, which a step slowed by something else on the machine cannot move.",
+      "And on whole decode steps of the real model, where the weights' matmuls dominate: `kvcache interleave` natively, `Bench.interleaved` in the page's worker. Greedy decoding of the scenario with a concat cache and a prealloc cache taking turns token by token (the first of each pair alternating), every step timed, so that the machine's drift over a run falls on both alike; three such generations. **prealloc ÷ concat** is prealloc's decode time over concat's across all paired steps, with a 95% interval from resampling the pairs; **median step** is the median of the steps' own ratios, which a step slowed by something else on the machine cannot move.",
     );
     out.push("");
     const head2 = ["env", "backend", "model", "paired steps", "concat ms/step", "prealloc ms/step", "prealloc ÷ concat", "95% interval", "median step", "each round", "tokens agree"];
@@ -546,7 +546,7 @@ export function readmeBlock(results, checks) {
       [...new Set(all.map((st) => st.model))].map((model) => [env, model, pairedFigures(findStrategies(results, env, "flex", model))]),
     );
     if (paired.some(([, , f]) => f)) {
-      out.push("**Whole decode steps, interleaved** (`Generator.interleaved`, `kvcache interleave`: concat and prealloc taking turns token by token in one process, three generations; flex): prealloc's decode time ÷ concat's, with a 95% interval:");
+      out.push("**Whole decode steps, interleaved** (`Bench.interleaved`, `kvcache interleave`: concat and prealloc taking turns token by token in one process, three generations; flex): prealloc's decode time ÷ concat's, with a 95% interval:");
       out.push("");
       out.push("| model | native flex | wasm flex |");
       out.push("|---|---|---|");

@@ -147,10 +147,10 @@ function scenarios() {
   return ONLY ? runs.filter((r) => ONLY.test(r.id)) : runs;
 }
 
-// The strategies head to head: each one's cost alone (`kvcache cache-cost`, `Generator.cacheCost`:
+// The strategies head to head: each one's cost alone (`kvcache cache-cost`, `Bench.cacheCost`:
 // cache update + attention, no weights) over COST_TOKENS steps, and on the default backend whole
 // decode steps with concat and prealloc taking turns token by token (`kvcache interleave`,
-// `Generator.interleaved`), INTERLEAVE_ROUNDS generations of the scenario's length.
+// `Bench.interleaved`), INTERLEAVE_ROUNDS generations of the scenario's length.
 const COST_TOKENS = QUICK ? 32 : 512;
 const INTERLEAVE_ROUNDS = QUICK ? 1 : 3;
 

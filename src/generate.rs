@@ -11,7 +11,6 @@ use web_time::Instant;
 use crate::attention::Heads;
 use crate::budget;
 use crate::cache::{self, CacheStrategy, KvCache, LayerPlan};
-use crate::cache_cost;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::load::Loaded;
@@ -287,32 +286,6 @@ impl Generator {
     /// How each layer keeps its keys and values.
     pub fn plans(&self) -> &[LayerPlan] {
         &self.plans
-    }
-
-    /// Per-token milliseconds of this generator's cache strategy alone (cache update
-    /// plus attention, no weights) over `tokens` steps; see [`cache_cost`]. The
-    /// generator's own sequence and cache are left as they are.
-    pub fn cache_cost(&self, tokens: usize) -> Result<Vec<f64>> {
-        cache_cost::measure(self.model.config(), &self.plans, tokens)
-    }
-
-    /// Greedy decoding of `prompt` for `tokens` new tokens with each of `strategies`,
-    /// taking turns token by token and timing every step: the strategies compared
-    /// on whole steps of the real model; see [`cache_cost::interleaved`]. Uses
-    /// fresh caches of this generator's capacity and leaves its own sequence as it is.
-    pub fn interleaved(
-        &self,
-        prompt: &str,
-        strategies: &[CacheStrategy],
-        tokens: usize,
-    ) -> Result<cache_cost::Interleaved> {
-        let ids = self.tokenizer.encode_prompt(prompt, true)?;
-        if ids.is_empty() {
-            return Err(Error::invalid(
-                "the prompt is empty: give at least one token of text",
-            ));
-        }
-        cache_cost::interleaved(&self.model, strategies, self.max_seq_len, &ids, tokens)
     }
 
     /// Runs the prompt (after anything already in the sequence) and samples the

@@ -7,9 +7,9 @@
 
 pub mod attention;
 pub mod backend;
+pub mod bench;
 pub mod budget;
 pub mod cache;
-pub mod cache_cost;
 pub mod config;
 pub mod error;
 pub mod generate;

@@ -14,7 +14,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-use kvcache_wasm::wasm::{Generator, BROWSER_CACHE_NAME};
+use kvcache_wasm::wasm::{Bench, Generator, BROWSER_CACHE_NAME};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -396,17 +396,17 @@ fn interleaved_decodes_the_reference_tokens_and_leaves_the_sequence_alone() {
             .into()
     };
     throws(
-        g.interleaved((&exp.prompt).into(), caches(&["window"]), 4.into()),
+        Bench::interleaved(&g, (&exp.prompt).into(), caches(&["window"]), 4.into()),
         "needs a window size",
     );
     g.set_window(exp.window.size.into()).unwrap();
-    let out = g
-        .interleaved(
-            (&exp.prompt).into(),
-            caches(&["concat", "prealloc", "window"]),
-            tokens.into(),
-        )
-        .unwrap();
+    let out = Bench::interleaved(
+        &g,
+        (&exp.prompt).into(),
+        caches(&["concat", "prealloc", "window"]),
+        tokens.into(),
+    )
+    .unwrap();
     let out: Interleaved = serde_wasm_bindgen::from_value(out).unwrap();
     assert_eq!(out.ids, exp.greedy_ids);
     assert_eq!(out.strategies, ["concat", "prealloc", "window(6)"]);
@@ -416,7 +416,12 @@ fn interleaved_decodes_the_reference_tokens_and_leaves_the_sequence_alone() {
         exp.window.greedy_ids != exp.greedy_ids
     );
     throws(
-        g.interleaved((&exp.prompt).into(), caches(&["concat", "ring"]), 4.into()),
+        Bench::interleaved(
+            &g,
+            (&exp.prompt).into(),
+            caches(&["concat", "ring"]),
+            4.into(),
+        ),
         "unknown cache strategy `ring`",
     );
     assert_eq!(g.position(), position, "the measurement has its own caches");
@@ -430,10 +435,10 @@ fn cache_cost_times_each_step_and_leaves_the_sequence_alone() {
     let mut g = hf(&TINY_LLAMA, r#"{"cache": "prealloc", "maxSeqLen": 16}"#).unwrap();
     let first = generate(&mut g, &exp.prompt, greedy(3));
     let position = g.position();
-    let ms = g.cache_cost(16.into()).unwrap();
+    let ms = Bench::cache_cost(&g, 16.into()).unwrap();
     assert_eq!(ms.len(), 16);
     assert!(ms.iter().all(|t| t.is_finite() && *t >= 0.0), "{ms:?}");
-    throws(g.cache_cost(17.into()), "maxSeqLen is 16");
+    throws(Bench::cache_cost(&g, 17.into()), "maxSeqLen is 16");
     assert_eq!(g.position(), position, "the measurement has its own cache");
     let more = generate(&mut g, " and", greedy(2));
     // The first run's last token was pending; this run consumes it, its prompt and one more.

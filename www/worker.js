@@ -26,6 +26,7 @@
 const PKG = "./pkg/kvcache_wasm.js";
 
 let Generator = null;
+let Bench = null; // the package's measurements of the cache strategies (bench/)
 let wasmMemory = null; // the instance's WebAssembly.Memory
 let gen = null; // the Generator, once a model is loaded
 let stopRequested = false;
@@ -210,10 +211,10 @@ const handlers = {
   },
   cacheCost(msg) {
     applySettings({ ...msg, useCache: true });
-    post({ type: "cacheCost", stepMs: Array.from(gen.cacheCost(msg.tokens)) });
+    post({ type: "cacheCost", stepMs: Array.from(Bench.cacheCost(gen, msg.tokens)) });
   },
   interleaved(msg) {
-    post({ type: "interleaved", result: gen.interleaved(msg.prompt, msg.caches, msg.tokens) });
+    post({ type: "interleaved", result: Bench.interleaved(gen, msg.prompt, msg.caches, msg.tokens) });
   },
 };
 
@@ -271,6 +272,7 @@ try {
   const exports = await mod.default();
   wasmMemory = exports?.memory ?? null;
   Generator = mod.Generator;
+  Bench = mod.Bench;
   post({ type: "ready" });
 } catch (err) {
   post({

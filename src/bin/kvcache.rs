@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use web_time::Instant;
 
-use kvcache_wasm::load;
+use kvcache_wasm::{bench, load};
 use kvcache_wasm::{
     BackendKind, CacheStrategy, GenerateOptions, Generator, GeneratorOptions, Result,
     SamplingParams,
@@ -239,7 +239,7 @@ fn logits(args: &LogitsArgs) -> Result<()> {
 
 fn cache_cost(args: &CacheCostArgs) -> Result<()> {
     let (generator, _) = open(&args.model)?;
-    let step_ms = generator.cache_cost(args.tokens)?;
+    let step_ms = bench::cache_cost(&generator, args.tokens)?;
     let out = json!({
         "strategy": generator.options().strategy.to_string(),
         "backend": args.model.backend,
@@ -257,7 +257,7 @@ fn interleave(args: &InterleaveArgs) -> Result<()> {
         .map(|name| CacheStrategy::parse(name, args.model.window))
         .collect::<Result<Vec<_>>>()?;
     let (generator, _) = open(&args.model)?;
-    let out = generator.interleaved(&args.prompt, &strategies, args.tokens)?;
+    let out = bench::interleaved(&generator, &args.prompt, &strategies, args.tokens)?;
     let out = json!({
         "strategies": out.strategies,
         "backend": args.model.backend,

@@ -163,46 +163,6 @@ impl Generator {
         to_js(&self.inner.finish()?)
     }
 
-    /// Per-token milliseconds of the current cache strategy alone (cache update
-    /// plus attention, no weights) over `tokens` one-token steps from an empty
-    /// cache: what the strategy itself costs as the sequence grows. Leaves this
-    /// generator's sequence and cache as they are.
-    #[wasm_bindgen(js_name = cacheCost)]
-    pub fn cache_cost(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "number")] tokens: JsValue,
-    ) -> Result<Vec<f64>, JsValue> {
-        let tokens = count(&tokens, "cacheCost: tokens")?;
-        Ok(self.inner.cache_cost(tokens)?)
-    }
-
-    /// Greedy decoding of `prompt` for `tokens` new tokens with each of the named
-    /// cache strategies ("window" uses `window`), taking turns token by token and
-    /// timing every whole step, so that the machine's drift falls on all alike.
-    /// Uses fresh caches; leaves this generator's sequence and cache as they are.
-    #[wasm_bindgen(unchecked_return_type = "Interleaved")]
-    pub fn interleaved(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] prompt: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "string[]")] caches: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "number")] tokens: JsValue,
-    ) -> Result<JsValue, JsValue> {
-        let prompt = string(&prompt, "interleaved: the prompt")?;
-        if !js_sys::Array::is_array(&caches) {
-            return Err(Error::invalid("interleaved: caches must be an array of strategy names, e.g. [\"concat\", \"prealloc\"]").into());
-        }
-        let strategies = js_sys::Array::from(&caches)
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let name = string(&name, &format!("interleaved: caches[{i}]"))?;
-                CacheStrategy::parse(&name, self.window)
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        let tokens = count(&tokens, "interleaved: tokens")?;
-        to_js(&self.inner.interleaved(&prompt, &strategies, tokens)?)
-    }
-
     /// Empties the KV cache; position back to 0.
     pub fn reset(&mut self) {
         self.inner.reset();
@@ -370,6 +330,11 @@ impl Generator {
 }
 
 impl Generator {
+    /// The engine's generator, for the [`super::bench::Bench`] measurements.
+    pub(super) fn engine(&self) -> &Engine {
+        &self.inner
+    }
+
     fn build(
         options: &ModelOptions,
         load: impl FnOnce(&burn::tensor::Device) -> crate::Result<Loaded>,

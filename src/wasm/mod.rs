@@ -4,6 +4,8 @@
 //! - [`generator`]: the exported `Generator` class. Its methods read their
 //!   arguments through [`convert`], call [`crate::Generator`], and hand the
 //!   result back as a plain JS object.
+//! - [`bench`]: the exported `Bench` class, the cache strategies' measurements
+//!   ([`crate::bench`]) on a `Generator`'s model, for `npm run bench`.
 //! - [`convert`]: JS values in and out. Options objects are read and checked
 //!   into the engine's option structs ([`crate::options`], shared with the CLI,
 //!   holds the checks themselves); results become plain JS objects.
@@ -15,6 +17,7 @@
 //!
 //! Engine errors become JS `Error`s whose message is the error's text.
 
+mod bench;
 mod convert;
 mod crash;
 mod fetch;
@@ -25,6 +28,7 @@ use wasm_bindgen::JsValue;
 
 use crate::error::Error;
 
+pub use bench::Bench;
 pub use crash::ENGINE_CRASHED;
 pub use fetch::BROWSER_CACHE_NAME;
 pub use generator::Generator;

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 
-import init, { Generator } from "../../pkg/kvcache_wasm.js";
+import init, { Bench, Generator } from "../../pkg/kvcache_wasm.js";
 
 const pkg = new URL("../../pkg/", import.meta.url);
 const fixtures = new URL("../fixtures/", import.meta.url);
@@ -56,13 +56,13 @@ test("wrong argument types are clear Errors, not traps or silent coercions", () 
     [() => g.generate("hi", 5), /generate options must be an object, got number 5/],
     [() => g.generate("hi", [1]), /generate options must be an object, got an array/],
     [() => g.generate("hi", { seed: () => 1 }), /generate option `seed` must be a plain value .*got a function/],
-    [() => g.cacheCost(NaN), /cacheCost: tokens must be a whole number, got number NaN/],
-    [() => g.cacheCost(0), /cacheCost: tokens must be from 1 to 4294967295, got 0/],
-    [() => g.cacheCost("4"), /cacheCost: tokens must be a whole number, got string "4"/],
-    [() => g.interleaved("hi", ["concat"], -1), /interleaved: tokens must be from 1 to 4294967295, got -1/],
-    [() => g.interleaved("hi", "concat", 2), /interleaved: caches must be an array of strategy names/],
-    [() => g.interleaved("hi", [5], 2), /interleaved: caches\[0\] must be a string, got number 5/],
-    [() => g.interleaved(7, ["concat"], 2), /interleaved: the prompt must be a string, got number 7/],
+    [() => Bench.cacheCost(g, NaN), /cacheCost: tokens must be a whole number, got number NaN/],
+    [() => Bench.cacheCost(g, 0), /cacheCost: tokens must be from 1 to 4294967295, got 0/],
+    [() => Bench.cacheCost(g, "4"), /cacheCost: tokens must be a whole number, got string "4"/],
+    [() => Bench.interleaved(g, "hi", ["concat"], -1), /interleaved: tokens must be from 1 to 4294967295, got -1/],
+    [() => Bench.interleaved(g, "hi", "concat", 2), /interleaved: caches must be an array of strategy names/],
+    [() => Bench.interleaved(g, "hi", [5], 2), /interleaved: caches\[0\] must be a string, got number 5/],
+    [() => Bench.interleaved(g, 7, ["concat"], 2), /interleaved: the prompt must be a string, got number 7/],
     [() => Generator.fromGguf("not bytes"), /fromGguf: the .gguf file's bytes must be a Uint8Array \(or an ArrayBuffer\), got string "not bytes"/],
     [() => Generator.fromGguf(5), /fromGguf: the .gguf file's bytes must be a Uint8Array/],
     [() => Generator.fromHfFiles(5, files[1], files[2]), /fromHfFiles: configJson \(the text of config.json\) must be a string, got number 5/],

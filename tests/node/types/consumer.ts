@@ -3,6 +3,7 @@
 // the Node tests exercise the same calls at run time.
 import init, {
   initSync,
+  Bench,
   Generator,
   type EncodeOptions,
   type GenerateOptions,
@@ -75,8 +76,8 @@ export async function everything(wasm: ArrayBuffer, url: string): Promise<void> 
   const finished: Generation = g.finish();
   console.log(finished.text);
 
-  const costs: Float64Array = g.cacheCost(16);
-  const turns: Interleaved = g.interleaved("Hello", ["concat", "prealloc"], 4);
+  const costs: Float64Array = Bench.cacheCost(g, 16);
+  const turns: Interleaved = Bench.interleaved(g, "Hello", ["concat", "prealloc"], 4);
   const turnFields: [string[], number[], number[][], number] = [
     turns.strategies, turns.ids, turns.stepMs, turns.disagreements,
   ];
@@ -138,7 +139,7 @@ export async function everything(wasm: ArrayBuffer, url: string): Promise<void> 
   // @ts-expect-error: special is a boolean
   g.encode("x", { special: "yes" });
   // @ts-expect-error: the count is a number
-  g.cacheCost("16");
+  Bench.cacheCost(g, "16");
 
   g[Symbol.dispose]();
   for (const other of [fromUrl, gguf, hf]) other.free();
