@@ -5,7 +5,7 @@
 use wasm_bindgen::prelude::*;
 
 use super::convert::{
-    abort_signal, boolean, bytes, callback, count, encode_special, event_to_js, flag, integer,
+    abort_signal, boolean, bytes, callback, encode_special, event_to_js, flag, integer,
     model_options, run_options, string, to_js, token_ids,
 };
 use super::crash::install_panic_hook;
