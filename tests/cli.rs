@@ -5,6 +5,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::*;
+use kvcache_wasm::ModelOptions;
 use serde_json::Value;
 
 fn kvcache(args: &[&str]) -> Output {
@@ -129,18 +130,15 @@ fn streams_text_without_json() {
 fn cache_cost_times_every_step_of_the_chosen_strategy() {
     let tiny = fixture("tiny-llama");
     let tiny = tiny.to_str().unwrap();
-    for (strategy, expect) in [("prealloc", "prealloc"), ("window", "window(4)")] {
+    for (cache, expect) in [
+        (&["prealloc"][..], "prealloc"),
+        (&["window", "--window", "4"], "window(4)"),
+    ] {
         let args = [
-            "cache-cost",
-            "--model",
-            tiny,
-            "--cache",
-            strategy,
-            "--window",
-            "4",
-            "--tokens",
-            "12",
-        ];
+            &["cache-cost", "--model", tiny, "--tokens", "12", "--cache"],
+            cache,
+        ]
+        .concat();
         let out = json(&kvcache(&args));
         assert_eq!(out["strategy"], expect);
         let ms = out["step_ms"].as_array().unwrap();
@@ -321,4 +319,120 @@ fn tokenize_and_cache_layer_lens_for_gemma3() {
     // 5 prompt tokens + 7 decoded (the 8th is not fed back): 12 in the global layer.
     assert_eq!(ids(&out["cache_layer_lens"]), [4, 4, 4, 4, 4, 12]);
     assert_eq!(out["cache_len"], 12);
+}
+
+/// The cache flags are the JS model options under other names, and are
+/// refused with JS's words: each case is the flags and the options object
+/// that says the same, and the CLI must print exactly what those options give.
+#[test]
+fn cache_flags_are_checked_as_the_js_options_are() {
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    let cases: [(&[&str], &str, &str); 9] = [
+        (
+            &["--cache", "concat", "--window", "8"],
+            r#"{"cache":"concat","window":8}"#,
+            "option `window` only applies with cache: \"window\" (cache is \"concat\")",
+        ),
+        (
+            &["--window", "4"],
+            r#"{"window":4}"#,
+            "only applies with cache: \"window\"",
+        ),
+        (
+            &["--cache", "prealloc", "--window", "4"],
+            r#"{"cache":"prealloc","window":4}"#,
+            "(cache is \"prealloc\")",
+        ),
+        (
+            &["--cache", "window"],
+            r#"{"cache":"window"}"#,
+            "the `window` cache strategy needs a window size",
+        ),
+        (
+            &["--cache", "window", "--window", "0"],
+            r#"{"cache":"window","window":0}"#,
+            "window must be between 1 and maxSeqLen, got 0",
+        ),
+        (
+            &["--cache", "window", "--window", "9", "--max-seq-len", "8"],
+            r#"{"cache":"window","window":9,"maxSeqLen":8}"#,
+            "window must be between 1 and maxSeqLen (8), got 9",
+        ),
+        (
+            &["--max-seq-len", "0"],
+            r#"{"maxSeqLen":0}"#,
+            "maxSeqLen must be at least 1, got 0",
+        ),
+        (
+            &["--cache", "ring"],
+            r#"{"cache":"ring"}"#,
+            "unknown cache strategy `ring` (expected concat, prealloc or window)",
+        ),
+        (
+            &["--backend", "gpu"],
+            r#"{"backend":"gpu"}"#,
+            "unknown backend `gpu` (expected flex or ndarray)",
+        ),
+    ];
+    for (flags, options, says) in cases {
+        let options: ModelOptions = serde_json::from_str(options).unwrap();
+        let js = match options.backend() {
+            Err(e) => e,
+            Ok(_) => options.generator_options().unwrap_err(),
+        }
+        .to_string();
+        assert!(js.contains(says), "{options:?}: {js}");
+        for command in ["generate", "logits", "cache-cost"] {
+            let base = match command {
+                "generate" => vec![command, "--model", tiny, "--prompt", "hi"],
+                "logits" => vec![command, "--model", tiny, "--ids", "1,2"],
+                _ => vec![command, "--model", tiny, "--tokens", "2"],
+            };
+            let out = kvcache(&[&base[..], flags].concat());
+            assert!(!out.status.success(), "{command} {flags:?} should fail");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr).trim_end(),
+                format!("kvcache: {js}"),
+                "{command} {flags:?}"
+            );
+        }
+    }
+
+    // What only the model can tell (its context of 32), and the run options.
+    for (args, says) in [
+        (
+            &["--cache", "window", "--window", "33"][..],
+            "window must be between 1 and maxSeqLen (32), got 33",
+        ),
+        (
+            &["--system-prompt", "Be brief."],
+            "option `systemPrompt` only applies with chat: true",
+        ),
+        (&["--top-p", "0"], "topP must be in (0, 1]"),
+    ] {
+        let out = kvcache(&[&["generate", "--model", tiny, "--prompt", "hi"], args].concat());
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+
+    // `interleave` gives the window to the `window` strategy only, and refuses it without one.
+    let out = kvcache(&[
+        "interleave",
+        "--model",
+        tiny,
+        "--caches",
+        "concat,prealloc",
+        "--window",
+        "4",
+        "--prompt",
+        "hi",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only applies with cache: \"window\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

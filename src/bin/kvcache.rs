@@ -5,13 +5,13 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::json;
+use serde::Serialize;
 use web_time::Instant;
 
-use kvcache_wasm::{bench, load};
+use kvcache_wasm::bench::{self, Interleaved};
+use kvcache_wasm::load;
 use kvcache_wasm::{
-    BackendKind, CacheStrategy, GenerateOptions, Generator, GeneratorOptions, Result,
-    SamplingParams,
+    BackendKind, Error, Generation, Generator, ModelOptions, Result, RunOptions, StopReason,
 };
 
 #[derive(Parser)]
@@ -45,19 +45,10 @@ struct ModelArgs {
     /// An HF folder (config.json, model.safetensors, tokenizer.json), a .gguf file, or `gpt2-124m-random`.
     #[arg(long)]
     model: String,
-    /// Recompute the whole sequence for every token (the baseline).
-    #[arg(long)]
-    no_cache: bool,
-    /// How the KV cache stores keys and values.
-    #[arg(long, default_value = "concat", value_parser = ["concat", "prealloc", "window"])]
-    cache: String,
-    /// Sliding-window size for `--cache window`.
-    #[arg(long)]
-    window: Option<usize>,
     /// Longest sequence (and what `prealloc` allocates); default min(model context, 1024).
     #[arg(long)]
     max_seq_len: Option<usize>,
-    /// burn backend.
+    /// burn backend: flex or ndarray.
     #[arg(long, default_value = BackendKind::default().name())]
     backend: String,
     /// Seed of the random weights of `gpt2-124m-random`.
@@ -65,10 +56,44 @@ struct ModelArgs {
     weights_seed: u64,
 }
 
+/// The KV cache flags; checked by [`ModelOptions`], exactly as JS's options are.
+#[derive(Args)]
+struct CacheArgs {
+    /// Recompute the whole sequence for every token (the baseline).
+    #[arg(long)]
+    no_cache: bool,
+    /// How the KV cache stores keys and values: concat, prealloc or window.
+    #[arg(long, default_value = "concat")]
+    cache: String,
+    /// Sliding-window size; only with `--cache window`, between 1 and maxSeqLen.
+    #[arg(long)]
+    window: Option<usize>,
+}
+
+impl ModelArgs {
+    /// The flags as the JS options object that says the same.
+    fn options(&self, cache: &str, window: Option<usize>, use_cache: bool) -> ModelOptions {
+        ModelOptions {
+            cache: Some(cache.to_string()),
+            window,
+            max_seq_len: self.max_seq_len,
+            seed: Some(self.weights_seed),
+            backend: Some(self.backend.clone()),
+            use_cache: Some(use_cache),
+        }
+    }
+
+    fn with_cache(&self, cache: &CacheArgs) -> ModelOptions {
+        self.options(&cache.cache, cache.window, !cache.no_cache)
+    }
+}
+
 #[derive(Args)]
 struct GenerateArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
     #[arg(long)]
     prompt: String,
     #[arg(long, default_value_t = 64)]
@@ -83,18 +108,39 @@ struct GenerateArgs {
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Wrap the prompt in the ChatML template (instruct models such as SmolLM2-Instruct).
+    /// Wrap the prompt in the model's chat template (instruct models such as SmolLM2-Instruct).
     #[arg(long)]
     chat: bool,
+    /// System message for `--chat`.
+    #[arg(long)]
+    system_prompt: Option<String>,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
+}
+
+impl GenerateArgs {
+    /// The flags as the JS options object of `generate` that says the same.
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            max_tokens: Some(self.max_tokens),
+            temperature: Some(self.temperature),
+            top_k: Some(self.top_k),
+            top_p: Some(self.top_p),
+            seed: Some(self.seed),
+            stop_ids: None,
+            chat: Some(self.chat),
+            system_prompt: self.system_prompt.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
 struct LogitsArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// Comma-separated token ids, e.g. 1,2,3.
     #[arg(long, value_delimiter = ',', required = true)]
     ids: Vec<u32>,
@@ -119,6 +165,8 @@ struct TokenizeArgs {
 struct CacheCostArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// One-token steps to time, from an empty cache.
     #[arg(long, default_value_t = 1024)]
     tokens: usize,
@@ -126,12 +174,14 @@ struct CacheCostArgs {
 
 #[derive(Args)]
 struct InterleaveArgs {
-    /// The model and its options; `--cache` is replaced by `--caches`.
     #[command(flatten)]
     model: ModelArgs,
     /// The strategies that take turns, e.g. concat,prealloc (`window` uses `--window`).
     #[arg(long, value_delimiter = ',', required = true)]
     caches: Vec<String>,
+    /// Sliding-window size of the `window` strategy in `--caches`.
+    #[arg(long)]
+    window: Option<usize>,
     #[arg(long)]
     prompt: String,
     /// New tokens, the first from the prefill (which is not timed).
@@ -139,33 +189,113 @@ struct InterleaveArgs {
     tokens: usize,
 }
 
-fn open(args: &ModelArgs) -> Result<(Generator, f64)> {
-    let backend = BackendKind::parse(&args.backend)?;
-    let strategy = CacheStrategy::parse(&args.cache, args.window)?;
+/// `generate --json`: the run's [`Generation`] and the generator's settings, in snake_case.
+#[derive(Serialize)]
+struct GenerateJson<'a> {
+    prompt_ids: &'a [u32],
+    generated_ids: &'a [u32],
+    text: &'a str,
+    step_ms: &'a [f64],
+    prefill_ms: f64,
+    tokens_per_sec: f64,
+    load_ms: f64,
+    cache_len: usize,
+    cache_layer_lens: &'a [usize],
+    cache_bytes: usize,
+    cache_bytes_formula: usize,
+    use_cache: bool,
+    strategy: String,
+    backend: &'static str,
+    stop_reason: Option<StopReason>,
+}
+
+impl<'a> GenerateJson<'a> {
+    fn new(result: &'a Generation, opened: &Opened) -> Self {
+        let generator = &opened.generator;
+        GenerateJson {
+            prompt_ids: &result.prompt_ids,
+            generated_ids: &result.ids,
+            text: &result.text,
+            step_ms: &result.step_ms,
+            prefill_ms: result.prefill_ms,
+            tokens_per_sec: result.tokens_per_sec,
+            load_ms: opened.load_ms,
+            cache_len: result.cache_len,
+            cache_layer_lens: &result.cache_layer_lens,
+            cache_bytes: result.cache_bytes,
+            cache_bytes_formula: generator.cache_bytes_formula(),
+            use_cache: generator.options().use_cache,
+            strategy: generator.options().strategy.to_string(),
+            backend: opened.backend.name(),
+            stop_reason: result.stop_reason,
+        }
+    }
+}
+
+/// `tokenize`: the ids the text starts a prompt with.
+#[derive(Serialize)]
+struct TokenizeJson {
+    ids: Vec<u32>,
+}
+
+/// `logits`: the last position's logits.
+#[derive(Serialize)]
+struct LogitsJson {
+    logits: Vec<f32>,
+}
+
+/// `cache-cost`: the milliseconds of every step of the strategy alone.
+#[derive(Serialize)]
+struct CacheCostJson {
+    strategy: String,
+    backend: &'static str,
+    max_seq_len: usize,
+    step_ms: Vec<f64>,
+}
+
+/// `interleave`: [`Interleaved`] in snake_case, with the settings it ran under.
+#[derive(Serialize)]
+struct InterleaveJson {
+    strategies: Vec<String>,
+    backend: &'static str,
+    max_seq_len: usize,
+    ids: Vec<u32>,
+    step_ms: Vec<Vec<f64>>,
+    disagreements: usize,
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    // Structs of numbers, strings and lists: nothing serde_json can refuse.
+    let text = serde_json::to_string(value).expect("plain data serializes");
+    println!("{text}");
+    Ok(())
+}
+
+/// A generator and how it came to be.
+struct Opened {
+    generator: Generator,
+    backend: BackendKind,
+    load_ms: f64,
+}
+
+/// Checks `options` (before any file is read), then loads the model.
+fn open(model: &str, options: &ModelOptions) -> Result<Opened> {
+    let generator_options = options.generator_options()?;
+    let backend = options.backend()?;
     let started = Instant::now();
-    let loaded = load::from_path(&args.model, args.weights_seed, &backend.device())?;
+    let loaded = load::from_path(model, options.weights_seed(), &backend.device())?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let options = GeneratorOptions {
-        strategy,
-        max_seq_len: args.max_seq_len,
-        use_cache: !args.no_cache,
-    };
-    Ok((Generator::new(loaded, options)?, load_ms))
+    Ok(Opened {
+        generator: Generator::new(loaded, generator_options)?,
+        backend,
+        load_ms,
+    })
 }
 
 fn generate(args: &GenerateArgs) -> Result<()> {
-    let (mut generator, load_ms) = open(&args.model)?;
-    let options = GenerateOptions {
-        max_new_tokens: args.max_tokens,
-        sampling: SamplingParams {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-        },
-        chat: args.chat,
-        ..GenerateOptions::default()
-    };
+    let options = args.options().generate_options()?;
+    let mut opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
+    let generator = &mut opened.generator;
     let mut stdout = std::io::stdout();
     let stream = !args.json;
     if stream {
@@ -178,96 +308,91 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         }
     })?;
     if args.json {
-        let out = json!({
-            "prompt_ids": result.prompt_ids,
-            "generated_ids": result.ids,
-            "text": result.text,
-            "step_ms": result.step_ms,
-            "prefill_ms": result.prefill_ms,
-            "tokens_per_sec": result.tokens_per_sec,
-            "load_ms": load_ms,
-            "cache_len": result.cache_len,
-            "cache_layer_lens": result.cache_layer_lens,
-            "cache_bytes": result.cache_bytes,
-            "cache_bytes_formula": generator.cache_bytes_formula(),
-            "use_cache": generator.options().use_cache,
-            "strategy": generator.options().strategy.to_string(),
-            "backend": args.model.backend,
-            "stop_reason": result.stop_reason,
-        });
-        println!("{out}");
-    } else {
-        println!();
-        let mode = if generator.options().use_cache {
-            format!("cache {}", generator.options().strategy)
-        } else {
-            "no cache".into()
-        };
-        let mean = if result.step_ms.len() > 1 {
-            result.step_ms[1..].iter().sum::<f64>() / (result.step_ms.len() - 1) as f64
-        } else {
-            0.0
-        };
-        eprintln!(
-            "[{mode}] {} tokens | load {:.0} ms | prefill {:.1} ms | decode {:.1} ms/token, {:.1} tokens/s | cache {} tokens, {} bytes (formula {})",
-            result.ids.len(),
-            load_ms,
-            result.prefill_ms,
-            mean,
-            result.tokens_per_sec,
-            result.cache_len,
-            result.cache_bytes,
-            generator.cache_bytes_formula()
-        );
+        return print_json(&GenerateJson::new(&result, &opened));
     }
+    println!();
+    let mode = if generator.options().use_cache {
+        format!("cache {}", generator.options().strategy)
+    } else {
+        "no cache".into()
+    };
+    let mean = if result.step_ms.len() > 1 {
+        result.step_ms[1..].iter().sum::<f64>() / (result.step_ms.len() - 1) as f64
+    } else {
+        0.0
+    };
+    eprintln!(
+        "[{mode}] {} tokens | load {:.0} ms | prefill {:.1} ms | decode {:.1} ms/token, {:.1} tokens/s | cache {} tokens, {} bytes (formula {})",
+        result.ids.len(),
+        opened.load_ms,
+        result.prefill_ms,
+        mean,
+        result.tokens_per_sec,
+        result.cache_len,
+        result.cache_bytes,
+        generator.cache_bytes_formula()
+    );
     Ok(())
 }
 
 fn tokenize(args: &TokenizeArgs) -> Result<()> {
     let tokenizer = load::tokenizer_from_path(&args.model)?;
     let ids = tokenizer.encode_prompt(&args.text, true)?;
-    println!("{}", json!({ "ids": ids }));
-    Ok(())
+    print_json(&TokenizeJson { ids })
 }
 
 fn logits(args: &LogitsArgs) -> Result<()> {
-    let (mut generator, _) = open(&args.model)?;
-    let logits = generator.logits(&args.ids)?;
-    println!("{}", json!({ "logits": logits }));
-    Ok(())
+    let mut opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
+    let logits = opened.generator.logits(&args.ids)?;
+    print_json(&LogitsJson { logits })
 }
 
 fn cache_cost(args: &CacheCostArgs) -> Result<()> {
-    let (generator, _) = open(&args.model)?;
-    let step_ms = bench::cache_cost(&generator, args.tokens)?;
-    let out = json!({
-        "strategy": generator.options().strategy.to_string(),
-        "backend": args.model.backend,
-        "max_seq_len": generator.max_seq_len(),
-        "step_ms": step_ms,
-    });
-    println!("{out}");
-    Ok(())
+    let opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
+    let generator = &opened.generator;
+    print_json(&CacheCostJson {
+        step_ms: bench::cache_cost(generator, args.tokens)?,
+        strategy: generator.options().strategy.to_string(),
+        backend: opened.backend.name(),
+        max_seq_len: generator.max_seq_len(),
+    })
 }
 
 fn interleave(args: &InterleaveArgs) -> Result<()> {
+    // Each strategy checked as the options `{ cache: name, window }` would be,
+    // with the window given to the `window` strategy only.
     let strategies = args
         .caches
         .iter()
-        .map(|name| CacheStrategy::parse(name, args.model.window))
+        .map(|name| {
+            let window = args.window.filter(|_| name == "window");
+            let options = args.model.options(name, window, true);
+            Ok(options.generator_options()?.strategy)
+        })
         .collect::<Result<Vec<_>>>()?;
-    let (generator, _) = open(&args.model)?;
-    let out = bench::interleaved(&generator, &args.prompt, &strategies, args.tokens)?;
-    let out = json!({
-        "strategies": out.strategies,
-        "backend": args.model.backend,
-        "max_seq_len": generator.max_seq_len(),
-        "ids": out.ids,
-        "step_ms": out.step_ms,
-        "disagreements": out.disagreements,
-    });
-    println!("{out}");
-    Ok(())
+    if args.window.is_some() && !args.caches.iter().any(|name| name == "window") {
+        return Err(Error::InvalidArgument(
+            "option `window` only applies with cache: \"window\" (--caches does not list it)"
+                .into(),
+        ));
+    }
+    let opened = open(&args.model.model, &args.model.options("concat", None, true))?;
+    let generator = &opened.generator;
+    let out = bench::interleaved(generator, &args.prompt, &strategies, args.tokens)?;
+    let Interleaved {
+        strategies,
+        ids,
+        step_ms,
+        disagreements,
+    } = out;
+    print_json(&InterleaveJson {
+        strategies,
+        backend: opened.backend.name(),
+        max_seq_len: generator.max_seq_len(),
+        ids,
+        step_ms,
+        disagreements,
+    })
 }
 
 fn main() -> ExitCode {
