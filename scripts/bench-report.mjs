@@ -476,90 +476,53 @@ function strategiesSection(results) {
 const README_START = "<!-- bench:start (written by npm run bench; edit scripts/bench-report.mjs) -->";
 const README_END = "<!-- bench:end -->";
 
-/** One cell of the README matrix: decode tok/s and ms/token at the last position the run reached. */
-function cell(r) {
-  if (!r) return "";
-  const f = figures(r);
-  const p = f.tokens; // the last token the run reached
-  const tps = f.pageDecodeTps ?? f.decodeTps;
-  const ms = msAt(f.series, p);
-  return `${num(tps, tps < 10 ? 2 : 1)} tok/s · ${num(ms, ms >= 100 ? 0 : 1)} ms @${p}${r.cut ? "*" : ""}`;
+/** A target's measured value in a few characters. */
+function shortValue(t) {
+  if (t.value == null) return "not measured";
+  return t.name.includes("gzipped") ? `${t.value.toFixed(2)} MB` : x(t.value, t.value < 2 ? 3 : 1);
 }
 
+/**
+ * The README's block: when and where, decode tokens/s in the browser for each model and cache,
+ * the targets in one line each, and the plot. Every other figure goes to results.md, which
+ * docs/benchmarks.md explains.
+ */
 export function readmeBlock(results, checks) {
   const m = results.meta;
+  const where = browserOf(m);
   const out = [README_START];
   out.push("");
   out.push(
-    `Measured by \`npm run bench\` on ${m.date.slice(0, 10)} (${m.machine.cores} × ${m.machine.cpu}, one thread, ${browserOf(m)} headless, wllama ${m.wllama ?? "?"}; the whole run took ${Math.floor(m.wallSeconds / 60)} min ${m.wallSeconds % 60} s). Every figure and the full table with load, prefill, TTFT, memory and KV bytes: [bench/results.md](bench/results.md); raw per-token timings: [bench/results.json](bench/results.json).`,
+    `Measured by \`npm run bench\` on ${m.date.slice(0, 10)} (${m.machine.cores} × ${m.machine.cpu}, one thread, ${where} headless). Every figure (both backends, natively and in wasm, load, prefill, memory, the strategies alone and interleaved): [bench/results.md](bench/results.md); how they are measured: [docs/benchmarks.md](docs/benchmarks.md).`,
   );
   out.push("");
-  out.push("| target | result | |");
-  out.push("|---|---|---|");
-  for (const t of checks) out.push(`| ${t.name} | ${t.summary} | ${t.met === true ? "**met**" : t.met === false ? "**missed**" : "—"} |`);
-  out.push("");
   const models = [...new Set(results.runs.map((r) => r.model))];
+  const caches = ["off", "concat", "prealloc", "window"];
+  const peers = results.runs.some((r) => r.env === "wllama");
+  const head = ["decode tok/s, wasm flex", ...caches.map((c) => (c === "window" ? `window ${m.window ?? 64}` : c)), ...(peers ? ["wllama"] : [])];
+  out.push(`| ${head.join(" | ")} |`);
+  out.push(`|${head.map(() => "---").join("|")}|`);
   for (const model of models) {
-    const runs = results.runs.filter((r) => r.model === model);
-    const any = runs[0];
-    out.push(`**${any.modelLabel}**, "${any.prompt}", ${any.fullTokens} new tokens, greedy — decode tokens/s (in the browser: as the page receives them) · ms/token at the last position reached:`);
-    out.push("");
-    const where = browserOf(m).split(" ")[0];
-    out.push(`| cache | native flex | native ndarray | wasm flex (${where}) | wasm ndarray (${where}) |`);
-    out.push("|---|---|---|---|---|");
-    for (const cache of ["off", "concat", "prealloc", "window"]) {
-      const row = ["native-flex", "native-ndarray", "wasm-flex", "wasm-ndarray"].map((k) => cell(find(results, `${k}-${model}-${cache}`)));
-      out.push(`| ${cache === "window" ? `window ${m.window ?? 64}` : cache} | ${row.join(" | ")} |`);
-    }
-    const peer = runs.find((r) => r.env === "wllama");
-    if (peer) out.push(`| wllama (llama.cpp wasm, 1 thread) | | | ${cell(peer)} | |`);
-    out.push("");
+    const any = results.runs.find((r) => r.model === model);
+    const tps = (r) => {
+      if (!r) return "";
+      const f = figures(r);
+      const v = f.pageDecodeTps ?? f.decodeTps;
+      return `${num(v, v < 10 ? 2 : 1)}${r.cut ? "*" : ""}`;
+    };
+    const row = caches.map((c) => tps(find(results, `wasm-flex-${model}-${c}`)));
+    if (peers) row.push(tps(results.runs.find((r) => r.env === "wllama" && r.model === model)));
+    out.push(`| ${any.modelLabel}, ${any.fullTokens} tokens | ${row.join(" | ")} |`);
   }
-  out.push("`*` a cache-off run cut short to keep the benchmark under 15 minutes: its tokens/s average over fewer, shorter steps, so compare its ms/token at the position shown with the other runs' columns in bench/results.md.");
+  out.push("");
+  out.push("`*` cut short (cache off costs more every token). Targets:");
+  out.push("");
+  out.push("| target | measured | |");
+  out.push("|---|---|---|");
+  for (const t of checks) out.push(`| ${t.name} | ${shortValue(t)} | ${t.met === true ? "met" : t.met === false ? "**missed**" : "—"} |`);
   out.push("");
   out.push("![ms per token against position, one line per run, log scale](bench/plot.svg)");
   out.push("");
-  const all = results.strategies ?? [];
-  if (all.length) {
-    out.push(`**The cache alone** (every layer's cache update and attention, no weights, with each model's shapes; \`Generator.cacheCost\`, \`kvcache cache-cost\`): ms per step at the ${COST_POSITIONS.slice(-2).join("th and ")}th step, and all ${all[0].tokens} steps relative to concat:`);
-    out.push("");
-    const cols = ["native-flex", "native-ndarray", "wasm-flex", "wasm-ndarray"];
-    out.push(`| model | cache | ${cols.map((c) => c.replace("-", " ")).join(" | ")} |`);
-    out.push(`|---|---|${cols.map(() => "---").join("|")}|`);
-    for (const model of [...new Set(all.map((st) => st.model))]) {
-      for (const c of ["concat", "prealloc", "window"]) {
-        const row = cols.map((k) => {
-          const [env, backend] = k.split("-");
-          const st = findStrategies(results, env, backend, model);
-          const f = st && strategyFigures(st);
-          if (!f?.[c]) return "";
-          const [a, b] = COST_POSITIONS.slice(-2);
-          return `${num(f[c].msAt[a], 2)} · ${num(f[c].msAt[b], 2)} ms (${x(f[c].totalMs / f.concat.totalMs, 2)})`;
-        });
-        out.push(`| ${model} | ${c === "window" ? `window ${m.window ?? 64}` : c} | ${row.join(" | ")} |`);
-      }
-    }
-    out.push("");
-    out.push("![the cache's own cost per step against position](bench/cache-cost.svg)");
-    out.push("");
-    const paired = ["native", "wasm"].flatMap((env) =>
-      [...new Set(all.map((st) => st.model))].map((model) => [env, model, pairedFigures(findStrategies(results, env, "flex", model))]),
-    );
-    if (paired.some(([, , f]) => f)) {
-      out.push("**Whole decode steps, interleaved** (`Bench.interleaved`, `kvcache interleave`: concat and prealloc taking turns token by token in one process, three generations; flex): prealloc's decode time ÷ concat's, with a 95% interval:");
-      out.push("");
-      out.push("| model | native flex | wasm flex |");
-      out.push("|---|---|---|");
-      for (const model of [...new Set(paired.map(([, mo]) => mo))]) {
-        const row = ["native", "wasm"].map((env) => {
-          const f = paired.find(([e, mo]) => e === env && mo === model)?.[2];
-          return f ? `${x(f.ratio, 3)} (${f.lo.toFixed(3)}–${f.hi.toFixed(3)}) · ${num(f.preallocMs, 2)} vs ${num(f.concatMs, 2)} ms` : "";
-        });
-        out.push(`| ${model} | ${row.join(" | ")} |`);
-      }
-      out.push("");
-    }
-  }
   out.push(README_END);
   return out.join("\n");
 }

@@ -1,9 +1,9 @@
-//! kvcache-wasm: a real decoder LLM (GPT-2, Llama) in Rust with burn, whose KV
-//! cache you can see and control, natively and in the browser.
+//! kvcache-wasm: a real decoder LLM (GPT-2, Llama, Gemma 3) in Rust with burn,
+//! whose KV cache you can see and control, natively and in the browser.
 //!
 //! Follow one token: [`generate::Generator::step`] → [`model::Model::forward_last`]
-//! → `model::{gpt2, llama}` → `model::Past::attend` → [`cache::LayerCache::attend`]
-//! → [`attention::over_rows`].
+//! → `model::{gpt2, llama, gemma3}` → `model::Past::attend` → [`cache::LayerCache::attend`]
+//! → [`attention::over_rows`]; `docs/architecture.md` walks through it.
 
 pub mod attention;
 pub mod backend;
