@@ -46,7 +46,7 @@ fn from_hf_parts(
     device: &Device,
 ) -> Result<Loaded> {
     let config = ModelConfig::from_hf_json(config_json)?;
-    tokenizer.check_fits(config.vocab_size)?;
+    tokenizer.check_vocab_fits(config.vocab_size)?;
     let weights = SafetensorsFile::from_bytes(weights)?;
     let model = Model::from_safetensors(config, &weights, device)?;
     Ok(Loaded { model, tokenizer })
@@ -57,7 +57,7 @@ pub fn from_gguf_bytes(bytes: Vec<u8>, device: &Device) -> Result<Loaded> {
     let gguf = GgufFile::from_bytes(bytes)?;
     let config = ModelConfig::from_gguf(&gguf)?;
     let tokenizer = Tokenizer::from_gguf(&gguf)?;
-    tokenizer.check_fits(config.vocab_size)?;
+    tokenizer.check_vocab_fits(config.vocab_size)?;
     let model = Model::from_gguf(&gguf, device)?;
     Ok(Loaded { model, tokenizer })
 }

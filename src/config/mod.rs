@@ -336,11 +336,6 @@ impl ModelConfig {
             _ => (self.rope_theta, self.rope_scaling.as_ref()),
         }
     }
-
-    /// Bytes of keys plus values for `len` tokens: 2 × layers × kv_heads × head_dim × len × 4 (f32).
-    pub fn kv_bytes_for(&self, len: usize) -> usize {
-        2 * self.num_layers * self.num_kv_heads * self.head_dim * len * std::mem::size_of::<f32>()
-    }
 }
 
 /// llama.cpp's and HF's default layer pattern for Gemma 3: every `period`-th

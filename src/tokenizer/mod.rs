@@ -168,7 +168,7 @@ impl Tokenizer {
     }
 
     /// Fails when the tokenizer can produce ids the model has no embedding for.
-    pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
+    pub fn check_vocab_fits(&self, model_vocab: usize) -> Result<()> {
         if self.id_limit > model_vocab {
             return Err(Error::Tokenizer(format!(
                 "the tokenizer has ids up to {} but the model's vocabulary has only {model_vocab} entries; they do not belong together",
@@ -231,10 +231,6 @@ impl Tokenizer {
     /// The BOS id prepended to a sequence's first prompt, if the model wants one.
     pub fn bos(&self) -> Option<u32> {
         self.bos
-    }
-
-    pub fn token_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
     }
 
     /// The model's chat template, or why it cannot chat.
