@@ -11,6 +11,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { peerSection, peerTargets } from "./bench-peer.mjs";
+
 export const POSITIONS = [16, 64, 128, 200];
 const SPREAD = 2; // ms/token at position p: the median of the tokens p-2 .. p+2 (single tokens are noisy)
 
@@ -295,6 +297,7 @@ export function targets(results) {
       });
     } else list.push({ name, target: "≤ 2,000,000 bytes", value: null, met: null, summary: "not measured (no pkg/)" });
   }
+  if (results.peer) list.push(...peerTargets(results));
   return list;
 }
 
@@ -406,6 +409,11 @@ export function markdown(results, checks) {
   const head = strategiesSection(results);
   if (head) {
     out.push(head);
+    out.push("");
+  }
+  const peer = peerSection(results);
+  if (peer) {
+    out.push(peer);
     out.push("");
   }
   out.push("## How to read it");

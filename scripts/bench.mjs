@@ -15,8 +15,14 @@
 // page loads it, then prefill() and step() token by token. The peer, wllama, runs in the same
 // browser on the same GGUF, single thread, CPU only, greedy, EOS ignored.
 //
+// Native llama.cpp is the second peer (runs `peer-*`; scripts/llama-peer.py, section in results.md):
+// one thread, decode and the prefill of bench/prefill.txt, on SmolLM2's Q4_1 file and its Q8_0
+// variant (scripts/make-q8_0.py), each beside the same runs of ours natively and in wasm.
+//
 // It builds what is missing first: the CLI (cargo build --release), pkg/ (npm run build, about ten
-// minutes), the model (scripts/fetch-model.sh). The whole run takes about twelve minutes on 2 cores.
+// minutes), the model (scripts/fetch-model.sh), llama-cpp-python in bench/.venv (bench/requirements-peer.txt
+// built with -DGGML_NATIVE=ON, 5 to 15 minutes; if that fails the peer is marked absent) and the Q8_0
+// file. The whole run takes about fifteen minutes on 2 cores.
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -34,6 +40,9 @@ const CLI = join(REPO, "target/release/kvcache");
 const MODEL_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const GEMMA3_FILE = "models/gemma-3-270m-q4_k_m.gguf";
 const WLLAMA_DIR = join(REPO, "node_modules/@wllama/wllama");
+const Q8_FILE = "models/SmolLM2-135M-Instruct.Q8_0.gguf";
+const PEER_PYTHON = join(REPO, "bench/.venv/bin/python");
+const PREFILL_TEXT = readFileSync(join(REPO, "bench/prefill.txt"), "utf8");
 
 // ------------------------------------------------------------------ options
 
@@ -147,6 +156,19 @@ function scenarios() {
   return ONLY ? runs.filter((r) => ONLY.test(r.id)) : runs;
 }
 
+// Native llama.cpp beside ours on SmolLM2's two files: decode of the SmolLM2 scenario and the prefill
+// of bench/prefill.txt (about 400 tokens).
+const PEER_FILES = { q4_1: MODEL_FILE, q8_0: Q8_FILE };
+
+function peerScenarios() {
+  const list = [];
+  for (const kind of ["llamacpp", "native", "wasm"]) {
+    for (const file of Object.keys(PEER_FILES)) list.push({ id: `peer-${kind}-smollm2-${file}`, kind, file, path: PEER_FILES[file] });
+  }
+  return ONLY ? list.filter((p) => ONLY.test(p.id)) : list;
+}
+const PEER_DECODE = { prompt: "Once upon a time", tokens: QUICK ? 16 : 128 };
+
 // The strategies head to head: each one's cost alone (`kvcache cache-cost`, `Bench.cacheCost`:
 // cache update + attention, no weights) over COST_TOKENS steps, and on the default backend whole
 // decode steps with concat and prealloc taking turns token by token (`kvcache interleave`,
@@ -175,11 +197,13 @@ const elapsed = () => {
   return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 };
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+const decodeTpsOf = (stepMs) => (stepMs?.length > 1 ? ((stepMs.length - 1) * 1000) / sum(stepMs.slice(1)) : null);
 const say = (line) => console.log(`[bench ${elapsed()}] ${line}`);
 
-function run(cmd, args, { capture = false } = {}) {
+function run(cmd, args, { capture = false, env = undefined } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: REPO, stdio: ["ignore", capture ? "pipe" : "inherit", capture ? "pipe" : "inherit"] });
+    const stdio = ["ignore", capture ? "pipe" : "inherit", capture ? "pipe" : "inherit"];
+    const child = spawn(cmd, args, { cwd: REPO, stdio, env: env ? { ...process.env, ...env } : process.env });
     let stdout = "";
     let stderr = "";
     child.stdout?.on("data", (d) => (stdout += d));
@@ -229,6 +253,72 @@ async function prepare(needNative, needBrowser) {
     }
     if (!existsSync(BROWSERS[BROWSER])) throw new Error(`no ${BROWSER} at ${BROWSERS[BROWSER]} (bash scripts/setup.sh installs it)`);
   }
+}
+
+/**
+ * llama-cpp-python in bench/.venv (built for this CPU) and the Q8_0 file, made when missing; the
+ * reason when the peer cannot run (its rows are then marked absent), else null.
+ */
+async function preparePeer() {
+  const ready = () => existsSync(PEER_PYTHON) && spawnSync(PEER_PYTHON, ["-c", "import llama_cpp, gguf, numpy"]).status === 0;
+  if (!ready()) {
+    say("native llama.cpp peer: pip install -r bench/requirements-peer.txt into bench/.venv, built with -DGGML_NATIVE=ON (5 to 15 minutes)");
+    try {
+      if (!existsSync(PEER_PYTHON)) await run("python3", ["-m", "venv", "bench/.venv"]);
+      await run(PEER_PYTHON, ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "bench/requirements-peer.txt"], {
+        env: { CMAKE_ARGS: "-DGGML_NATIVE=ON" },
+      });
+    } catch (err) {
+      say(`  could not install it (${err.message.split("\n")[0]}): the peer's rows are marked absent`);
+      return "llama-cpp-python could not be installed";
+    }
+  }
+  if (!existsSync(join(REPO, Q8_FILE))) {
+    say(`${Q8_FILE} missing: scripts/make-q8_0.py from ${MODEL_FILE}`);
+    await run(PEER_PYTHON, ["scripts/make-q8_0.py", MODEL_FILE, Q8_FILE]);
+  }
+  return null;
+}
+
+async function runLlamaPeer(p) {
+  const args = ["scripts/llama-peer.py", p.path, "--prompt", PEER_DECODE.prompt, "--tokens", String(PEER_DECODE.tokens), "--prefill-text", PREFILL_TEXT];
+  const j = JSON.parse((await run(PEER_PYTHON, args, { capture: true })).stdout);
+  return { file: p.file, version: j.llamaCppPython, threads: j.threads, decode: j.decode, prefill: j.prefill };
+}
+
+/** Ours on a peer file: decode of PEER_DECODE and the prefill of PREFILL_TEXT, natively or in wasm. */
+async function runOursPeer(p, browser) {
+  if (p.kind === "native") {
+    const generate = async (prompt, tokens) => {
+      const args = ["generate", "--model", p.path, "--prompt", prompt, "--max-tokens", String(tokens), "--backend", "flex", "--cache", "prealloc", "--json"];
+      return JSON.parse((await run(CLI, args, { capture: true })).stdout);
+    };
+    const decode = await generate(PEER_DECODE.prompt, PEER_DECODE.tokens);
+    await generate(PREFILL_TEXT, 1); // warm-up, as llama-peer.py does
+    const prefill = await generate(PREFILL_TEXT, 1);
+    return { env: "native", file: p.file, decodeStepMs: decode.step_ms, ids: decode.generated_ids, prefill: { tokens: prefill.prompt_ids.length, ms: prefill.prefill_ms } };
+  }
+  const ours = (prompt, maxTokens, warmupTokens) =>
+    browser.page.eval((cfg) => window.benchOurs(cfg), {
+      source: { kind: "url", url: `/${p.path}` },
+      options: { backend: "flex" },
+      prompt,
+      maxTokens,
+      useCache: true,
+      cache: "prealloc",
+      every: every(maxTokens),
+      warmupTokens,
+    });
+  const decode = await ours(PEER_DECODE.prompt, PEER_DECODE.tokens, WARMUP);
+  const prefill = await ours(PREFILL_TEXT, 1, 1);
+  return {
+    env: "wasm",
+    file: p.file,
+    decodeStepMs: decode.stepMs,
+    ids: decode.ids,
+    wasmMemoryBytes: decode.wasmMemoryBytes,
+    prefill: { tokens: prefill.cacheLen, ms: prefill.stepMs[0] },
+  };
 }
 
 // ------------------------------------------------------------------ native
@@ -443,10 +533,12 @@ function wasmSize() {
 async function main() {
   const runs = scenarios();
   const strategies = strategyScenarios();
-  const needNative = [...runs, ...strategies].some((r) => r.env === "native");
-  const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native");
-  say(`${runs.length} runs and ${strategies.length} strategy comparisons${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
+  const peers = peerScenarios();
+  const needNative = [...runs, ...strategies].some((r) => r.env === "native") || peers.some((p) => p.kind === "native");
+  const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native") || peers.some((p) => p.kind === "wasm");
+  say(`${runs.length} runs, ${strategies.length} strategy comparisons and ${peers.length} runs beside native llama.cpp${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
   await prepare(needNative, needBrowser);
+  const peerAbsent = peers.length ? await preparePeer() : null;
 
   const results = {
     meta: {
@@ -462,6 +554,7 @@ async function main() {
     },
     runs: [],
     strategies: [],
+    peer: peers.length ? { llamaCpp: [], ours: [] } : null,
   };
   const done = (r, res) => {
     const n = res.stepMs?.length ?? res.arrivalMs.length;
@@ -470,7 +563,7 @@ async function main() {
     results.runs.push({ ...r, ...res });
   };
   let i = 0;
-  const total = runs.length + strategies.length;
+  const total = runs.length + strategies.length + peers.length;
   const label = (r) => `[${++i}/${total}] ${r.id} (${r.maxTokens} tokens${r.cut ? `, cut from ${r.fullTokens}` : ""})`;
   const strategyLabel = (st) => `[${++i}/${total}] ${st.id} (cache cost over ${COST_TOKENS} steps${st.interleave ? `; concat and prealloc interleaved, ${INTERLEAVE_ROUNDS} rounds` : ""})`;
   const compared = (st, res) => {
@@ -488,6 +581,21 @@ async function main() {
   for (const st of strategies.filter((x) => x.env === "native")) {
     say(strategyLabel(st));
     compared(st, await costNative(st));
+  }
+  const peerDone = (p, res) => {
+    const tps = res.decode ? decodeTpsOf(res.decode.stepMs) : decodeTpsOf(res.decodeStepMs);
+    say(`  done: decode ${tps?.toFixed(1) ?? "—"} tok/s, prefill of ${res.prefill.tokens} tokens ${((res.prefill.tokens * 1000) / res.prefill.ms).toFixed(0)} tok/s`);
+  };
+  for (const p of peers.filter((x) => x.kind !== "wasm")) {
+    say(`[${++i}/${total}] ${p.id}`);
+    if (peerAbsent && (p.kind === "llamacpp" || p.file === "q8_0")) {
+      say(`  absent: ${peerAbsent}`);
+      if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, absent: peerAbsent });
+      continue;
+    }
+    const res = p.kind === "llamacpp" ? await runLlamaPeer(p) : await runOursPeer(p);
+    peerDone(p, res);
+    (p.kind === "llamacpp" ? results.peer.llamaCpp : results.peer.ours).push(res);
   }
 
   if (needBrowser) {
@@ -512,6 +620,18 @@ async function main() {
         say(strategyLabel(st));
         browser.setPrefix(`${st.id}: `);
         compared(st, await strategiesWasm(browser, st));
+        if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
+      }
+      for (const p of peers.filter((x) => x.kind === "wasm")) {
+        say(`[${++i}/${total}] ${p.id}`);
+        if (!existsSync(join(REPO, p.path))) {
+          say(`  absent: no ${p.path}`);
+          continue;
+        }
+        browser.setPrefix(`${p.id}: `);
+        const res = await runOursPeer(p, browser);
+        peerDone(p, res);
+        results.peer.ours.push(res);
         if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
       }
     } finally {
