@@ -26,6 +26,9 @@ pub enum Error {
     /// An allocation sized from input would take memory past the budget ([`crate::budget`]).
     #[error("out of memory: {0}")]
     OutOfMemory(String),
+    /// Snapshot bytes that are not a snapshot, of a newer format, truncated or damaged.
+    #[error("bad snapshot: {0}")]
+    Snapshot(String),
     /// Reading a file from disk failed.
     #[error("{path}: {source}")]
     Io {

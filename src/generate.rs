@@ -5,6 +5,10 @@
 //! wasm bindings all drive. Every call checks its input before touching any
 //! state, so a failed call leaves the generator as it was.
 
+mod chat;
+mod score;
+mod snapshot;
+
 use serde::Serialize;
 use web_time::Instant;
 
@@ -17,6 +21,9 @@ use crate::load::Loaded;
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{TextStream, Tokenizer};
+
+pub use chat::ChatOptions;
+pub use score::{negative_log_likelihood, Score};
 
 /// Longest sequence by default; also what `prealloc` allocates. Models with a
 /// shorter trained context use that instead.
@@ -96,6 +103,13 @@ pub struct TokenEvent {
     pub cache_len: usize,
     /// Bytes the cache's buffers hold after this step.
     pub cache_bytes: usize,
+    /// Tokens this step's forward pass computed: the prompt (and any pending
+    /// token) for the prefill, 1 for a cached decode step, the whole sequence
+    /// with the cache off.
+    pub prefilled: usize,
+    /// Tokens before them whose keys and values this step took from the cache
+    /// (0 with the cache off, and for the prefill of a fresh sequence).
+    pub reused: usize,
 }
 
 /// Why a run stopped.
@@ -136,6 +150,12 @@ pub struct Generation {
     pub cache_bytes: usize,
     /// Why the run stopped; `null` while a run started by `prefill` is still going.
     pub stop_reason: Option<StopReason>,
+    /// Tokens the prefill computed (see [`TokenEvent::prefilled`]); for a chat
+    /// turn continuing the conversation, only the new turn's.
+    pub prefilled: usize,
+    /// Tokens the prefill took from the cache: 0 for a fresh sequence; for a
+    /// chat turn, the conversation before it (or the cached system prompt).
+    pub reused: usize,
 }
 
 /// State of the run in progress, from `prefill` until it stops.
@@ -150,11 +170,16 @@ struct Run {
     stream: TextStream,
     step_ms: Vec<f64>,
     stop_reason: Option<StopReason>,
+    /// The prefill's [`Generation::prefilled`] and [`Generation::reused`].
+    prefilled: usize,
+    reused: usize,
 }
 
 pub struct Generator {
     model: Model,
     tokenizer: Tokenizer,
+    /// The model's [`Loaded::fingerprint`], which snapshots carry.
+    fingerprint: u64,
     options: GeneratorOptions,
     /// `options.max_seq_len`, or its default for this model.
     max_seq_len: usize,
@@ -168,6 +193,10 @@ pub struct Generator {
     /// one, or a prompt given with `max_new_tokens` 0.
     pending: Vec<u32>,
     run: Option<Run>,
+    /// The chat the sequence holds, which the next `chat` turn continues.
+    conversation: Option<chat::Conversation>,
+    /// The cache after the chat system prompt, computed once per generator.
+    system_prefix: Option<chat::SystemPrefix>,
 }
 
 impl Generator {
@@ -176,6 +205,7 @@ impl Generator {
         Ok(Generator {
             model: loaded.model,
             tokenizer: loaded.tokenizer,
+            fingerprint: loaded.fingerprint,
             options,
             max_seq_len,
             plans,
@@ -183,6 +213,8 @@ impl Generator {
             consumed: Vec::new(),
             pending: Vec::new(),
             run: None,
+            conversation: None,
+            system_prefix: None,
         })
     }
 
@@ -222,6 +254,7 @@ impl Generator {
         let (max_seq_len, plans, cache) = Self::cache_for(&self.model, &options)?;
         (self.max_seq_len, self.plans, self.cache) = (max_seq_len, plans, cache);
         self.options = options;
+        self.system_prefix = None;
         self.reset();
         Ok(())
     }
@@ -240,7 +273,7 @@ impl Generator {
         })
     }
 
-    /// Forgets the sequence: cache emptied, position back to 0.
+    /// Forgets the sequence (and the chat it held): cache emptied, position back to 0.
     pub fn reset(&mut self) {
         if let Some(cache) = &mut self.cache {
             cache.reset();
@@ -248,6 +281,7 @@ impl Generator {
         self.consumed.clear();
         self.pending.clear();
         self.run = None;
+        self.conversation = None;
     }
 
     /// Tokens the model has consumed since the last reset: the next token's
@@ -315,29 +349,46 @@ impl Generator {
             .stop_ids
             .clone()
             .unwrap_or_else(|| self.model.config().eos_token_ids.clone());
-        let mut run = Run {
-            sampler,
-            stop_ids,
-            max_new_tokens: options.max_new_tokens,
-            prompt_ids: prompt_ids.clone(),
-            ids: Vec::new(),
-            text: String::new(),
-            stream: TextStream::default(),
-            step_ms: Vec::new(),
-            stop_reason: None,
-        };
         let feed: Vec<u32> = self.pending.iter().chain(&prompt_ids).copied().collect();
         self.check_room(feed.len())?;
-        if options.max_new_tokens == 0 {
+        self.conversation = None;
+        let run = Run::new(sampler, stop_ids, options.max_new_tokens, prompt_ids);
+        self.start_run(run, feed, Instant::now(), 0)
+    }
+
+    /// Starts `run` by running `feed` (the pending tokens and the prompt),
+    /// whose room the caller has checked, and sampling the first token.
+    /// `computed` tokens were already computed for this prefill since
+    /// `started` (a chat's system prompt).
+    fn start_run(
+        &mut self,
+        mut run: Run,
+        feed: Vec<u32>,
+        started: Instant,
+        computed: usize,
+    ) -> Result<Option<TokenEvent>> {
+        let (prefilled, reused) = self.pass_counts(feed.len());
+        (run.prefilled, run.reused) = (computed + prefilled, reused.saturating_sub(computed));
+        if run.max_new_tokens == 0 {
             self.pending = feed;
             run.stop_reason = Some(StopReason::MaxTokens);
             self.run = Some(run);
             return Ok(None);
         }
-        let started = Instant::now();
         let logits = self.run_model(&feed)?;
+        let counts = (run.prefilled, run.reused);
         self.run = Some(run);
-        self.take_token(&logits, started)
+        self.take_token(&logits, started, counts)
+    }
+
+    /// What a forward pass over `n` new tokens computes and takes from the
+    /// cache: with the cache, those `n` after the position; without, the
+    /// whole sequence.
+    fn pass_counts(&self, n: usize) -> (usize, usize) {
+        match self.cache {
+            Some(_) => (n, self.position()),
+            None => (self.consumed.len() + n, 0),
+        }
     }
 
     /// The next token, or `None` once the run has stopped (stop id, max tokens, context full).
@@ -361,8 +412,9 @@ impl Generator {
         }
         let started = Instant::now();
         let feed = self.pending.clone();
+        let counts = self.pass_counts(feed.len());
         let logits = self.run_model(&feed)?;
-        self.take_token(&logits, started)
+        self.take_token(&logits, started, counts)
     }
 
     /// Prefill plus steps until the run stops, calling `on_token` for each token.
@@ -387,9 +439,19 @@ impl Generator {
         &mut self,
         prompt: &str,
         options: &GenerateOptions,
+        on_token: impl FnMut(&TokenEvent) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Generation, E> {
+        let first = self.prefill(prompt, options)?;
+        self.run_to_end(first, on_token)
+    }
+
+    /// Steps the run begun with `first` until it stops, then [`Self::finish`].
+    fn run_to_end<E: From<Error>>(
+        &mut self,
+        first: Option<TokenEvent>,
         mut on_token: impl FnMut(&TokenEvent) -> std::result::Result<(), E>,
     ) -> std::result::Result<Generation, E> {
-        let mut next = self.prefill(prompt, options)?;
+        let mut next = first;
         while let Some(event) = next {
             on_token(&event)?;
             next = self.step()?;
@@ -427,6 +489,8 @@ impl Generator {
             cache_layer_lens,
             cache_bytes,
             stop_reason: run.stop_reason,
+            prefilled: run.prefilled,
+            reused: run.reused,
         })
     }
 
@@ -473,7 +537,13 @@ impl Generator {
         Ok(logits)
     }
 
-    fn take_token(&mut self, logits: &[f32], started: Instant) -> Result<Option<TokenEvent>> {
+    /// Samples from `logits`; `counts` are the step's prefilled and reused tokens.
+    fn take_token(
+        &mut self,
+        logits: &[f32],
+        started: Instant,
+        (prefilled, reused): (usize, usize),
+    ) -> Result<Option<TokenEvent>> {
         let run = self.run.as_mut().expect("a run is in progress");
         let id = run.sampler.sample(logits);
         if run.stop_ids.contains(&id) {
@@ -493,7 +563,32 @@ impl Generator {
             position: self.position(),
             cache_len: self.cache_len(),
             cache_bytes: self.cache_bytes(),
+            prefilled,
+            reused,
         }))
+    }
+}
+
+impl Run {
+    fn new(
+        sampler: Sampler,
+        stop_ids: Vec<u32>,
+        max_new_tokens: usize,
+        prompt_ids: Vec<u32>,
+    ) -> Self {
+        Run {
+            sampler,
+            stop_ids,
+            max_new_tokens,
+            prompt_ids,
+            ids: Vec::new(),
+            text: String::new(),
+            stream: TextStream::default(),
+            step_ms: Vec::new(),
+            stop_reason: None,
+            prefilled: 0,
+            reused: 0,
+        }
     }
 }
 

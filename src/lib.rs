@@ -12,12 +12,14 @@ pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fingerprint;
 pub mod generate;
 pub mod load;
 pub mod model;
 pub mod options;
 pub mod quant;
 pub mod sampling;
+pub mod snapshot;
 pub mod tokenizer;
 pub mod weights;
 
@@ -30,7 +32,9 @@ pub use cache::{CacheStrategy, KvCache};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use generate::{
-    GenerateOptions, Generation, Generator, GeneratorOptions, StopReason, TokenEvent,
+    ChatOptions, GenerateOptions, Generation, Generator, GeneratorOptions, Score, StopReason,
+    TokenEvent,
 };
 pub use options::{ModelOptions, RemoteModel, RunOptions};
 pub use sampling::SamplingParams;
+pub use snapshot::CacheSnapshot;

@@ -22,6 +22,16 @@ pub const GPT2_MERGES: &str = include_str!("../assets/gpt2/vocab.bpe");
 pub struct Loaded {
     pub model: Model,
     pub tokenizer: Tokenizer,
+    /// The model's [fingerprint](crate::fingerprint): the hash of its config
+    /// (as JSON) and of its weights file's bytes (the whole GGUF, or the
+    /// safetensors); for the random GPT-2, of its config and seed.
+    pub fingerprint: u64,
+}
+
+/// [`Loaded::fingerprint`] of a model with this config and these weights' bytes.
+fn fingerprint(config: &ModelConfig, weights: &[u8]) -> u64 {
+    let config = serde_json::to_vec(config).expect("a config serializes");
+    crate::fingerprint::hash(&[&config, weights])
 }
 
 /// From HF `config.json`, `model.safetensors` bytes and `tokenizer.json`.
@@ -47,26 +57,40 @@ fn from_hf_parts(
 ) -> Result<Loaded> {
     let config = ModelConfig::from_hf_json(config_json)?;
     tokenizer.check_vocab_fits(config.vocab_size)?;
+    let fingerprint = fingerprint(&config, &weights);
     let weights = SafetensorsFile::from_bytes(weights)?;
     let model = Model::from_safetensors(config, &weights, device)?;
-    Ok(Loaded { model, tokenizer })
+    Ok(Loaded {
+        model,
+        tokenizer,
+        fingerprint,
+    })
 }
 
 /// From the bytes of a GGUF file: weights, config and tokenizer all come from it.
 pub fn from_gguf_bytes(bytes: Vec<u8>, device: &Device) -> Result<Loaded> {
+    let file_hash = crate::fingerprint::hash(&[&bytes]);
     let gguf = GgufFile::from_bytes(bytes)?;
     let config = ModelConfig::from_gguf(&gguf)?;
     let tokenizer = Tokenizer::from_gguf(&gguf)?;
     tokenizer.check_vocab_fits(config.vocab_size)?;
     let model = Model::from_gguf(&gguf, device)?;
-    Ok(Loaded { model, tokenizer })
+    Ok(Loaded {
+        fingerprint: fingerprint(&config, &file_hash.to_le_bytes()),
+        model,
+        tokenizer,
+    })
 }
 
 /// The article's GPT-2 124M with seeded random weights and GPT-2's real tokenizer.
 pub fn random_gpt2(seed: u64, device: &Device) -> Result<Loaded> {
     let tokenizer = Tokenizer::gpt2_from_merges(GPT2_MERGES)?;
     let model = Model::random_gpt2(seed, device)?;
-    Ok(Loaded { model, tokenizer })
+    Ok(Loaded {
+        fingerprint: fingerprint(model.config(), &seed.to_le_bytes()),
+        model,
+        tokenizer,
+    })
 }
 
 /// `path` is a folder with `config.json`, `model.safetensors` and `tokenizer.json`

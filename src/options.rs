@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::backend::BackendKind;
 use crate::cache::CacheStrategy;
 use crate::error::{Error, Result};
-use crate::generate::{GenerateOptions, GeneratorOptions};
+use crate::generate::{ChatOptions, GenerateOptions, GeneratorOptions};
 use crate::sampling::SamplingParams;
 
 /// How to build a generator: `{ cache, window, maxSeqLen, seed, backend, useCache }`.
@@ -149,6 +149,37 @@ impl RunOptions {
             stop_ids: self.stop_ids.clone(),
             chat: self.chat.unwrap_or(false),
             system_prompt: self.system_prompt.clone(),
+        })
+    }
+}
+
+impl RunOptions {
+    /// The run keys of `chat`'s options: all but `chat` (a chat turn always
+    /// is one); `chat` also takes `reuse`, a flag read on its own.
+    pub const CHAT_KEYS: &'static [&'static str] = &[
+        "maxTokens",
+        "temperature",
+        "topK",
+        "topP",
+        "seed",
+        "stopIds",
+        "systemPrompt",
+    ];
+
+    /// The options of a chat turn: these (without `chat`), and `reuse` (default true).
+    pub fn chat_options(&self, reuse: Option<bool>) -> Result<ChatOptions> {
+        if self.chat.is_some() {
+            return Err(Error::invalid(
+                "option `chat` does not apply to chat(), whose turns are always in the chat template",
+            ));
+        }
+        let run = RunOptions {
+            chat: Some(true),
+            ..self.clone()
+        };
+        Ok(ChatOptions {
+            run: run.generate_options()?,
+            reuse: reuse.unwrap_or(true),
         })
     }
 }

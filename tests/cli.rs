@@ -111,6 +111,44 @@ fn logits_json_matches_the_reference() {
 }
 
 #[test]
+fn score_json_has_the_ids_the_nll_and_the_perplexity() {
+    let model = fixture("tiny-llama.gguf");
+    let text = "Once upon a time there was a cat.";
+    let run = |extra: &[&str]| {
+        let base = ["score", "--model", model.to_str().unwrap(), "--text", text];
+        json(&kvcache(&[&base[..], extra, &["--json"]].concat()))
+    };
+    let cached = run(&[]);
+    let fields: Vec<&str> = cached
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, ["ids", "nll", "perplexity"]);
+    let nll = |out: &Value| -> Vec<f64> {
+        out["nll"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let ids = ids(&cached["ids"]);
+    assert!(ids.len() > 10, "{ids:?}");
+    assert_eq!(nll(&cached).len(), ids.len() - 1);
+    let mean = nll(&cached).iter().sum::<f64>() / (ids.len() - 1) as f64;
+    let perplexity = cached["perplexity"].as_f64().unwrap();
+    assert!((perplexity - mean.exp()).abs() < 1e-9 * perplexity);
+    let uncached = run(&["--no-cache"]);
+    for (a, b) in nll(&cached).iter().zip(nll(&uncached)) {
+        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+    }
+    let windowed = run(&["--cache", "window", "--window", "3"]);
+    assert_ne!(windowed["perplexity"], cached["perplexity"]);
+}
+
+#[test]
 fn streams_text_without_json() {
     let out = kvcache(&[
         "generate",

@@ -33,6 +33,9 @@ enum Command {
     Logits(LogitsArgs),
     /// Print the token ids a prompt starts with (BOS included where the model adds it).
     Tokenize(TokenizeArgs),
+    /// Teacher-forced scoring of a text through the cache settings given, as JSON:
+    /// the ids, each predicted token's negative log-likelihood (nats) and the perplexity.
+    Score(ScoreArgs),
     /// Time the cache strategy alone (cache update + attention, no weights) per token, as JSON.
     CacheCost(CacheCostArgs),
     /// Greedy decoding with several cache strategies taking turns token by token,
@@ -157,6 +160,19 @@ struct TokenizeArgs {
     #[arg(long)]
     text: String,
     /// Print JSON (the only format): `{"ids": [...]}`.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[arg(long)]
+    text: String,
+    /// Print JSON (the only format): `{"ids": [...], "nll": [...], "perplexity": x}`.
     #[arg(long)]
     json: bool,
 }
@@ -347,6 +363,11 @@ fn logits(args: &LogitsArgs) -> Result<()> {
     print_json(&LogitsJson { logits })
 }
 
+fn score(args: &ScoreArgs) -> Result<()> {
+    let mut opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
+    print_json(&opened.generator.score(&args.text)?)
+}
+
 fn cache_cost(args: &CacheCostArgs) -> Result<()> {
     let opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
     let generator = &opened.generator;
@@ -420,6 +441,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(args),
         Command::Logits(args) => logits(args),
         Command::Tokenize(args) => tokenize(args),
+        Command::Score(args) => score(args),
         Command::CacheCost(args) => cache_cost(args),
         Command::Interleave(args) => interleave(args),
     };

@@ -41,6 +41,20 @@ impl Concat {
         self.rows.as_ref().map_or(0, Rows::bytes)
     }
 
+    pub(super) fn heads(&self) -> Heads {
+        self.heads
+    }
+
+    /// The buffers, `None` while empty.
+    pub(super) fn rows(&self) -> Option<&Rows> {
+        self.rows.as_ref()
+    }
+
+    /// Replaces the buffers with `rows` (positions `0..rows.slots()`).
+    pub(super) fn set_rows(&mut self, rows: Rows) {
+        self.rows = Some(rows);
+    }
+
     /// Frees the buffers.
     pub(super) fn reset(&mut self) {
         self.rows = None;

@@ -15,6 +15,7 @@
 //!   position table) keep counting.
 
 pub mod concat;
+pub mod entries;
 pub mod prealloc;
 pub mod rows;
 pub mod window;
@@ -24,6 +25,8 @@ use std::fmt;
 use crate::attention::{Heads, Mask};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+pub use entries::LayerEntries;
+
 use concat::Concat;
 use prealloc::Prealloc;
 use window::Window;

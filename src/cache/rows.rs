@@ -154,6 +154,23 @@ impl Rows {
         }
     }
 
+    /// Copies of the keys and values in `ranges` of slots, in that order:
+    /// `[kv_heads, n, head_dim]` each, `n` the ranges' total length.
+    pub fn read(&self, ranges: &[Range<usize>]) -> (Vec<f32>, Vec<f32>) {
+        let n: usize = ranges.iter().map(Range::len).sum();
+        let copy = |buffer: &[f32]| {
+            let mut out = Vec::with_capacity(self.kv * n * self.dim);
+            for h in 0..self.kv {
+                for range in ranges {
+                    let from = (h * self.slots + range.start) * self.dim;
+                    out.extend_from_slice(&buffer[from..from + range.len() * self.dim]);
+                }
+            }
+            out
+        };
+        (copy(&self.keys), copy(&self.values))
+    }
+
     pub fn slots(&self) -> usize {
         self.slots
     }

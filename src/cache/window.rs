@@ -4,6 +4,8 @@
 //! query can see any more. Positions keep counting: only what is held is
 //! bounded.
 
+use std::ops::Range;
+
 use super::rows::{Chunk, Slots};
 use crate::attention::{self, Heads, Mask, Run};
 use crate::error::Result;
@@ -41,18 +43,25 @@ impl Window {
     /// What the ring holds, positions `start - held..start`, as two runs of
     /// slots: from the oldest entry's slot to the end, then from slot 0.
     fn held_runs(&self, start: usize) -> [Run<'_>; 2] {
-        let (rows, held) = (&self.slots.rows, self.slots.held);
-        let oldest = start - held;
-        let from = oldest % self.size;
-        let to_end = held.min(self.size - from);
+        let [older, newer] = self.held_slots(start);
+        let oldest = start - self.slots.held;
+        let rows = &self.slots.rows;
         [
-            rows.run(from, to_end, oldest),
-            rows.run(0, held - to_end, oldest + to_end),
+            rows.run(older.start, older.len(), oldest),
+            rows.run(0, newer.len(), oldest + older.len()),
         ]
     }
 
+    /// The slots of [`Self::held_runs`], oldest first.
+    pub(super) fn held_slots(&self, start: usize) -> [Range<usize>; 2] {
+        let held = self.slots.held;
+        let from = (start - held) % self.size;
+        let to_end = held.min(self.size - from);
+        [from..from + to_end, 0..held - to_end]
+    }
+
     /// Writes the newest `size` entries of `new` (positions `start..start + n`) into their slots.
-    fn store(&mut self, start: usize, new: Chunk) {
+    pub(super) fn store(&mut self, start: usize, new: Chunk) {
         let kept = new.n.min(self.size);
         let first = new.n - kept;
         let slot = (start + first) % self.size;

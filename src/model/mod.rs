@@ -121,6 +121,31 @@ impl Model {
         self.logits_of_last(self.forward(ids, 0, &mut Past::Recomputed { plans, scale }))
     }
 
+    /// The logits of every position of `ids`, the whole sequence from position
+    /// 0 without a cache (each layer masked as its plan says): `each(i, logits)`
+    /// gets row `i`, the distribution of the token after `ids[i]`. The LM head
+    /// runs over [`HEAD_ROWS`] positions at a time, so at most that many rows
+    /// of `[vocab]` logits are held at once, however long the sequence.
+    pub fn forward_all_uncached(
+        &self,
+        ids: &[u32],
+        plans: &[LayerPlan],
+        mut each: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        self.check(ids, 0, cache::max_len(plans))?;
+        let scale = self.config.attention_scale();
+        let hidden = self.forward(ids, 0, &mut Past::Recomputed { plans, scale });
+        let vocab = self.config.vocab_size;
+        for from in (0..ids.len()).step_by(HEAD_ROWS) {
+            let to = (from + HEAD_ROWS).min(ids.len());
+            let logits = self.head_logits(hidden.clone().slice(s![from..to, ..]))?;
+            for (row, logits) in logits.chunks_exact(vocab).enumerate() {
+                each(from + row, logits);
+            }
+        }
+        Ok(())
+    }
+
     /// Fails with `ContextFull`, before anything runs, unless `n` more tokens
     /// after `position` fit both in the model's context and in `max_len`
     /// (what the cache's layers hold, when they are not all windows).
@@ -160,13 +185,17 @@ impl Model {
     /// Only the last position's logits are needed to pick the next token.
     fn logits_of_last(&self, hidden: Tensor<2>) -> Result<Vec<f32>> {
         let n = hidden.dims()[0];
-        let last: Tensor<2> = hidden.slice(s![n - 1..n, ..]);
+        self.head_logits(hidden.slice(s![n - 1..n, ..]))
+    }
+
+    /// The LM head over final hidden states `[rows, hidden]`: logits `[rows, vocab]`, row-major.
+    fn head_logits(&self, hidden: Tensor<2>) -> Result<Vec<f32>> {
         let head = match &self.decoder {
             Decoder::Gpt2(m) => m.lm_head(),
             Decoder::Llama(m) => m.lm_head(),
             Decoder::Gemma3(m) => m.lm_head(),
         };
-        head.forward(last)
+        head.forward(hidden)
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| {
@@ -187,6 +216,10 @@ impl Model {
         self.check_room(start, ids.len(), max_len)
     }
 }
+
+/// Positions per LM-head pass in [`Model::forward_all_uncached`]: bounds the
+/// logits held at once to this many rows of `[vocab]` (12 MiB for a 49k vocabulary).
+pub const HEAD_ROWS: usize = 64;
 
 /// Where each layer's attention finds the keys and values of the tokens
 /// before this forward pass's.

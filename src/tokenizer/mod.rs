@@ -233,6 +233,11 @@ impl Tokenizer {
         self.bos
     }
 
+    /// The id of a token written out, such as a chat template's end-of-turn marker.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// The model's chat template, or why it cannot chat.
     pub fn chat_template(&self) -> std::result::Result<&ChatTemplate, &NoChat> {
         self.chat.as_ref()

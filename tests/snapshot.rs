@@ -1,0 +1,171 @@
+//! Snapshots: taken between runs, restored into the same generator or a new
+//! one of the same model, the next greedy tokens are the ones that followed
+//! the snapshot; bytes that are not a snapshot of this model under these
+//! settings are refused, changing nothing.
+
+mod common;
+
+use kvcache_wasm::{BackendKind, CacheSnapshot, CacheStrategy, Generator, GeneratorOptions};
+
+fn options(strategy: CacheStrategy, use_cache: bool) -> GeneratorOptions {
+    GeneratorOptions {
+        strategy,
+        max_seq_len: Some(32),
+        use_cache,
+    }
+}
+
+fn generator(name: &str, options: GeneratorOptions) -> Generator {
+    common::generator(name, BackendKind::default(), options)
+}
+
+fn next_ids(g: &mut Generator) -> Vec<u32> {
+    g.generate(" a", &common::greedy(5), |_| {}).unwrap().ids
+}
+
+#[test]
+fn a_restored_snapshot_gives_the_tokens_that_followed_it() {
+    let settings = [
+        (CacheStrategy::Concat, true),
+        (CacheStrategy::Prealloc, true),
+        // A ring of 4 that has wrapped: entries sit in rotated slots.
+        (CacheStrategy::Window { size: 4 }, true),
+        (CacheStrategy::Concat, false),
+    ];
+    for name in common::TINY.iter().chain(&["tiny-gemma3"]) {
+        for (strategy, use_cache) in settings {
+            let what = format!("{name}, {strategy}, cache {use_cache}");
+            let mut g = generator(name, options(strategy, use_cache));
+            g.generate("Once upon", &common::greedy(4), |_| {}).unwrap();
+            let snapshot = g.snapshot().unwrap();
+            assert_eq!(snapshot.position, g.position(), "{what}");
+            assert_eq!(
+                snapshot.tokens.len(),
+                snapshot.position + 1,
+                "{what}: the last token is pending"
+            );
+            let first = next_ids(&mut g);
+            let after = g.position();
+
+            g.restore(&snapshot).unwrap();
+            assert_eq!(g.snapshot().unwrap(), snapshot, "{what}: restored exactly");
+            assert_eq!(next_ids(&mut g), first, "{what}: same generator");
+            assert_eq!(g.position(), after, "{what}");
+
+            let bytes = snapshot.to_bytes();
+            assert_eq!(
+                CacheSnapshot::from_bytes(&bytes).unwrap(),
+                snapshot,
+                "{what}"
+            );
+            let mut fresh = generator(name, options(strategy, use_cache));
+            fresh.restore_bytes(&bytes).unwrap();
+            assert_eq!(next_ids(&mut fresh), first, "{what}: a new generator");
+        }
+    }
+}
+
+#[test]
+fn bad_snapshots_are_clear_errors_and_change_nothing() {
+    let window = options(CacheStrategy::Window { size: 4 }, true);
+    let mut g = generator("tiny-llama", window.clone());
+    g.generate("Once", &common::greedy(6), |_| {}).unwrap();
+    let bytes = g.snapshot().unwrap().to_bytes();
+    g.generate(" upon", &common::greedy(2), |_| {}).unwrap();
+    let before = g.snapshot().unwrap();
+    let unchanged = |g: &Generator, what: &str| {
+        assert_eq!(
+            g.snapshot().unwrap(),
+            before,
+            "{what} changed the generator"
+        );
+    };
+    let refused = |g: &mut Generator, bytes: &[u8], says: &str, what: &str| {
+        let err = g.restore_bytes(bytes).unwrap_err().to_string();
+        assert!(
+            err.starts_with("bad snapshot: ") && err.contains(says),
+            "{what}: {err}"
+        );
+    };
+
+    // Every truncation.
+    for len in 0..bytes.len() {
+        let err = g.restore_bytes(&bytes[..len]).unwrap_err().to_string();
+        assert!(err.starts_with("bad snapshot: "), "{len} bytes: {err}");
+        unchanged(&g, &format!("{len} bytes"));
+    }
+    refused(&mut g, &bytes[..7], "not a KV cache snapshot", "7 bytes");
+    refused(&mut g, &bytes[..40], "truncated or damaged", "40 bytes");
+
+    // A changed byte anywhere after the header.
+    for at in [20, bytes.len() / 2, bytes.len() - 9] {
+        let mut garbled = bytes.clone();
+        garbled[at] ^= 0x10;
+        refused(
+            &mut g,
+            &garbled,
+            "truncated or damaged",
+            &format!("byte {at} changed"),
+        );
+        unchanged(&g, "garbled bytes");
+    }
+
+    // A newer format.
+    let mut newer = bytes.clone();
+    newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+    refused(
+        &mut g,
+        &newer,
+        "format version is 2, newer than this engine reads (1)",
+        "newer",
+    );
+    unchanged(&g, "a newer format");
+
+    // Another model, same settings.
+    let mut other = generator("tiny-qwen3", window.clone());
+    other.generate("Once", &common::greedy(6), |_| {}).unwrap();
+    refused(
+        &mut g,
+        &other.snapshot().unwrap().to_bytes(),
+        "another model",
+        "foreign",
+    );
+    unchanged(&g, "a foreign snapshot");
+
+    // Other settings: strategy, window, maxSeqLen, cache off.
+    for (settings, says) in [
+        (
+            options(CacheStrategy::Concat, true),
+            "taken with cache window(4)",
+        ),
+        (
+            options(CacheStrategy::Window { size: 5 }, true),
+            "this generator has cache window(5)",
+        ),
+        (
+            GeneratorOptions {
+                max_seq_len: Some(31),
+                ..window.clone()
+            },
+            "maxSeqLen 31",
+        ),
+        (
+            options(CacheStrategy::Window { size: 4 }, false),
+            "this generator has no cache",
+        ),
+    ] {
+        let mut h = generator("tiny-llama", settings);
+        h.generate("Once", &common::greedy(2), |_| {}).unwrap();
+        let mine = h.snapshot().unwrap();
+        refused(&mut h, &bytes, says, says);
+        assert_eq!(h.snapshot().unwrap(), mine, "{says}: changed the generator");
+    }
+
+    // Not during a run.
+    let event = g.prefill(" the", &common::greedy(3)).unwrap();
+    assert!(event.is_some());
+    let err = g.snapshot().unwrap_err().to_string();
+    assert!(err.contains("refused during a run"), "{err}");
+    while g.step().unwrap().is_some() {}
+    assert!(g.snapshot().is_ok(), "once the run has stopped");
+}
