@@ -4,7 +4,10 @@
 import uPlot from "./vendor/uplot/uPlot.esm.js";
 
 import { mountCalculator } from "./calculator.js";
-import { fmtBytes, fmtMs } from "./format.js";
+import { chatFailed, chatSequenceChanged, chatSnapshot, mountChat, onChatMessage, setChatEnabled, setChatModel } from "./chat.js";
+import { fmtBytes, fmtInt, fmtMs } from "./format.js";
+import { rowBytes } from "./kv-memory.js";
+import { mountQuality, onQualityMessage, qualityFailed, qualitySnapshot, setQualityEnabled } from "./quality.js";
 import { MODELS_BASE } from "./site.js";
 import { canStore, forgetModel, storageEstimate, storedModels } from "./stored-models.js";
 
@@ -20,6 +23,7 @@ const app = {
   ready: false,
   outbox: [], // messages waiting for the worker to be ready
   status: "starting", // starting | idle | loading | running
+  activity: null, // while running: "generate" | "quality" | "chat"
   model: null, // { label, config } once loaded
   loading: null, // { label, started }
   cache: null, // the generator's last reported state
@@ -86,9 +90,18 @@ function onWorkerMessage(msg) {
     case "error":
       onWorkerError(msg);
       break;
+    case "qualityDone":
+    case "chatDone":
+      app.cache = msg.state;
+      (msg.type === "chatDone" ? onChatMessage : onQualityMessage)(msg);
+      renderCache();
+      setStatus("idle");
+      break;
     case "storeError":
       onStoreError(msg);
       break;
+    default:
+      if (!onQualityMessage(msg)) onChatMessage(msg);
   }
 }
 
@@ -103,6 +116,9 @@ function onWorkerError(msg) {
     generate: "Could not generate",
     configure: "Could not change the cache",
     reset: "Could not reset",
+    quality: "Could not measure the quality",
+    chat: "Could not chat",
+    chatReset: "Could not reset the conversation",
   }[msg.during] ?? "Error";
   let text = `${where}: ${msg.message}`;
   if (msg.fatal && msg.during !== "init") {
@@ -129,6 +145,8 @@ function onWorkerError(msg) {
     app.queue = [];
     scheduleRender();
   }
+  if (msg.during === "quality") qualityFailed();
+  if (msg.during === "chat") chatFailed();
   if (msg.state !== undefined && msg.state !== null) app.cache = msg.state;
   if (msg.fatal) {
     app.model = null;
@@ -147,16 +165,27 @@ function onWorkerError(msg) {
 
 // ---------------------------------------------------------------- status and errors
 
-function setStatus(status) {
+function setStatus(status, activity = null) {
   app.status = status;
+  app.activity = status === "running" ? activity ?? app.activity : null;
   document.body.dataset.status = status;
   const loaded = Boolean(app.model);
   const idle = status === "idle";
   for (const id of ["run-cache", "run-nocache", "run-compare", "reset"]) $(id).disabled = !(idle && loaded);
-  $("stop").disabled = status !== "running";
+  // A chat turn is one call in the worker: its max tokens end it, Stop cannot.
+  $("stop").disabled = status !== "running" || app.activity === "chat";
   $("cancel-load").hidden = !(status === "loading" && app.loading?.download);
-  for (const id of ["model-select", "load-url", "model-files", "strategy"]) $(id).disabled = !(idle || status === "starting");
-  $("window").disabled = $("strategy").value !== "window" || !(idle || status === "starting");
+  const settable = idle || status === "starting";
+  for (const id of ["model-select", "load-url", "model-files", "strategy", "kv-dtype"]) $(id).disabled = !settable;
+  for (const id of ["window", "sinks"]) $(id).disabled = $("strategy").value !== "window" || !settable;
+  setQualityEnabled(idle && loaded);
+  setChatEnabled(idle && loaded);
+}
+
+/** Marks the worker busy with a run of some kind (the quality measure, a chat turn). */
+function setActivity(activity) {
+  if (activity === "quality") chatSequenceChanged(); // score() starts the sequence afresh
+  setStatus("running", activity);
 }
 
 function showError(text) {
@@ -187,11 +216,11 @@ function modelSource(choice) {
   const abs = (url) => new URL(url, location.href).href;
   switch (choice) {
     case "smollm2":
-      return { source: { kind: "url", url: modelFileUrl(SMOLLM2_FILE) }, label: "SmolLM2-135M-Instruct", chat: true };
+      return { source: { kind: "url", url: modelFileUrl(SMOLLM2_FILE) }, label: "SmolLM2-135M-Instruct", chat: true, chatModel: true };
     case "gemma3":
-      return { source: { kind: "url", url: modelFileUrl(GEMMA3_FILE) }, label: "Gemma 3 270M", chat: false };
+      return { source: { kind: "url", url: modelFileUrl(GEMMA3_FILE) }, label: "Gemma 3 270M", chat: false, chatModel: false };
     case "gpt2-random":
-      return { source: { kind: "random-gpt2" }, label: "GPT-2 124M (random weights)", chat: false };
+      return { source: { kind: "random-gpt2" }, label: "GPT-2 124M (random weights)", chat: false, chatModel: false };
     case "query":
       return { source: { kind: "url", url: abs(queryModel) }, label: queryModel, chat: false };
     default:
@@ -201,10 +230,26 @@ function modelSource(choice) {
 
 function cacheSettings() {
   const cache = $("strategy").value;
-  return { cache, window: Math.max(1, Math.floor(Number($("window").value) || 1)) };
+  return {
+    cache,
+    window: Math.max(1, Math.floor(Number($("window").value) || 1)),
+    sinks: cache === "window" ? Math.max(0, Math.floor(Number($("sinks").value) || 0)) : 0,
+    kvDtype: $("kv-dtype").value,
+  };
 }
 
-function loadModel({ source, label, chat }) {
+/** What is wrong with the cache settings, or null. */
+function checkCacheSettings({ cache, window, sinks }) {
+  const limit = maxSeqLen();
+  if (cache !== "window") return null;
+  if (limit && window > limit) return `the window W must be between 1 and maxSeqLen (${limit})`;
+  if (sinks >= window) return `the sinks must be fewer than the window's W (${window})`;
+  return null;
+}
+
+// `chat`: whether the prompt goes through the chat template by default; `chatModel`: whether the
+// model has one (false: the chat panel explains why it is off; undefined: unknown, the engine says).
+function loadModel({ source, label, chat, chatModel }) {
   if (app.broken) {
     showError(app.broken);
     return;
@@ -212,7 +257,7 @@ function loadModel({ source, label, chat }) {
   clearError();
   app.model = null;
   app.cache = null;
-  app.loading = { label, started: performance.now(), download: source.kind === "url" };
+  app.loading = { label, chatModel, started: performance.now(), download: source.kind === "url" };
   showNotice(null);
   if (chat !== undefined) $("chat").checked = chat;
   $("progress").max = 1;
@@ -255,7 +300,7 @@ function describeConfig(config) {
 
 function onLoaded(msg) {
   const seconds = ((performance.now() - (app.loading?.started ?? performance.now())) / 1000).toFixed(1);
-  app.model = { label: app.loading?.label ?? "model", config: msg.info.config ?? {} };
+  app.model = { label: app.loading?.label ?? "model", chat: app.loading?.chatModel, config: msg.info.config ?? {} };
   app.loading = null;
   app.cache = msg.state;
   const bar = $("progress");
@@ -269,10 +314,12 @@ function onLoaded(msg) {
     $("window").max = limit;
     if (Number($("window").value) > limit) $("window").value = Math.max(1, Math.floor(limit / 2));
   }
+  setChatModel(app.model);
   renderCache();
   setStatus("idle");
   renderStored();
-  if ($("strategy").value !== "concat") send({ type: "configure", useCache: true, ...cacheSettings() });
+  const settings = cacheSettings();
+  if (settings.cache !== "concat" || settings.kvDtype !== "f32") send({ type: "configure", useCache: true, ...settings });
 }
 
 function maxSeqLen() {
@@ -281,9 +328,10 @@ function maxSeqLen() {
 
 // ---------------------------------------------------------------- runs
 
-function runLabel(useCache, cache, window) {
+function runLabel(useCache, { cache, window, sinks, kvDtype }) {
   if (!useCache) return "no cache";
-  return `cache ${cache === "window" ? `window(${window})` : cache}`;
+  const strategy = cache === "window" ? `window(${window}${sinks ? ` + ${sinks} sinks` : ""})` : cache;
+  return `cache ${strategy}${kvDtype && kvDtype !== "f32" ? ` ${kvDtype}` : ""}`;
 }
 
 function runOptions() {
@@ -305,10 +353,7 @@ function checkInputs(run) {
   if (!(run.topP > 0 && run.topP <= 1)) return "top-p must be in (0, 1]";
   if (!(run.topK >= 0)) return "top-k must be 0 (off) or more";
   if (!(run.seed >= 0)) return "the seed must be 0 or more";
-  const { cache, window } = cacheSettings();
-  const limit = maxSeqLen();
-  if (cache === "window" && limit && window > limit) return `the window W must be between 1 and maxSeqLen (${limit})`;
-  return null;
+  return checkCacheSettings(cacheSettings());
 }
 
 function startRuns(specs) {
@@ -321,7 +366,8 @@ function startRuns(specs) {
   $("output").replaceChildren();
   app.queue = specs;
   app.stopping = false;
-  setStatus("running");
+  chatSequenceChanged();
+  setStatus("running", "generate");
   nextRun();
 }
 
@@ -333,8 +379,8 @@ function nextRun() {
     setStatus("idle");
     return;
   }
-  const { cache, window } = cacheSettings();
-  const base = runLabel(spec.useCache, cache, window);
+  const settings = cacheSettings();
+  const base = runLabel(spec.useCache, settings);
   const same = app.runs.filter((r) => r.baseLabel === base).length;
   const pool = spec.useCache ? CACHE_COLORS : NOCACHE_COLORS;
   const used = app.runs.filter((r) => r.useCache === spec.useCache).length;
@@ -356,7 +402,7 @@ function nextRun() {
   app.current = run;
   run.el = addOutputBlock(run);
   scheduleRender(true);
-  send({ type: "generate", runId: run.id, prompt, run: runOptions(), useCache: spec.useCache, cache, window, reset: spec.reset });
+  send({ type: "generate", runId: run.id, prompt, run: runOptions(), useCache: spec.useCache, ...settings, reset: spec.reset });
 }
 
 function addOutputBlock(run) {
@@ -555,7 +601,13 @@ function bytesPerToken() {
   const c = app.cache;
   if (c?.cacheLen > 0 && c.cacheBytesFormula > 0) return c.cacheBytesFormula / c.cacheLen;
   const f = kvShape();
-  return f ? 2 * f.layers * f.kvHeads * f.headDim * 4 : null;
+  return f ? 2 * f.layers * f.kvHeads * rowBytes(f.headDim, c?.kvDtype ?? "f32") : null;
+}
+
+/** One cached row (a token's key, or value, in one head) as the formula writes it. */
+function rowText(headDim, dtype) {
+  if (dtype === "int8") return `(${headDim} × 1 byte + its scales) = ${rowBytes(headDim, dtype)} bytes`;
+  return `${headDim} dims × ${rowBytes(headDim, dtype) / headDim} bytes`;
 }
 
 function kvShape() {
@@ -584,8 +636,9 @@ function renderCache() {
   $("bar-capacity").textContent = perToken && limit ? `full bar: ${limit} tokens = ${fmtBytes(capacity)}` : "";
 
   const shape = kvShape();
+  const dtype = c?.kvDtype ?? "f32";
   $("formula").textContent = shape
-    ? `formula: 2 (K, V) × ${shape.layers} layers × ${shape.kvHeads} KV heads × ${shape.headDim} dims × ${len} tokens × 4 bytes = ${fmtBytes(formula)}`
+    ? `formula (${dtype}): 2 (K, V) × ${shape.layers} layers × ${shape.kvHeads} KV heads × ${len} tokens × ${rowText(shape.headDim, dtype)} = ${fmtInt(formula)} bytes`
     : "";
 
   renderLayers(c);
@@ -621,7 +674,7 @@ function renderLayers(c) {
   let note = "";
   if (hybrid && shape && lens.length) {
     const local = windows.filter((w) => w != null).length;
-    const perEntry = 2 * shape.kvHeads * shape.headDim * 4;
+    const perEntry = 2 * shape.kvHeads * rowBytes(shape.headDim, c?.kvDtype ?? "f32");
     const uniform = lens.length * Math.max(...lens, 0) * perEntry;
     const saved = uniform - (c?.cacheBytesFormula ?? 0);
     note =
@@ -741,15 +794,18 @@ function onLoadUrl() {
 }
 
 function onStrategy() {
-  setStatus(app.status); // enables or disables the window input
-  const { cache, window } = cacheSettings();
-  const limit = maxSeqLen();
-  if (cache === "window" && limit && window > limit) {
-    showError(`The window W must be between 1 and maxSeqLen (${limit}).`);
+  setStatus(app.status); // enables or disables the window and sinks inputs
+  const settings = cacheSettings();
+  const problem = checkCacheSettings(settings);
+  if (problem) {
+    showError(`Could not change the cache: ${problem}.`);
     return;
   }
   clearError();
-  if (app.model && app.status === "idle") send({ type: "configure", useCache: true, cache, window });
+  if (app.model && app.status === "idle") {
+    chatSequenceChanged();
+    send({ type: "configure", useCache: true, ...settings });
+  }
 }
 
 function updateSamplingSummary() {
@@ -784,10 +840,10 @@ function wire() {
   });
   $("reset").addEventListener("click", () => {
     clearError();
+    chatSequenceChanged();
     send({ type: "reset" });
   });
-  $("strategy").addEventListener("change", onStrategy);
-  $("window").addEventListener("change", onStrategy);
+  for (const id of ["strategy", "window", "sinks", "kv-dtype"]) $(id).addEventListener("change", onStrategy);
   $("clear-runs").addEventListener("click", () => {
     if (app.status === "running") return;
     app.runs = [];
@@ -822,10 +878,27 @@ window.__kvcache = {
   get notice() {
     return app.notice;
   },
+  get quality() {
+    return qualitySnapshot();
+  },
+  get chat() {
+    return chatSnapshot();
+  },
 };
 
 wire();
 mountCalculator();
+const panelContext = {
+  send,
+  cacheSettings,
+  runOptions,
+  setActivity,
+  showError,
+  clearError,
+  isIdle: () => app.status === "idle" && Boolean(app.model),
+};
+mountQuality(panelContext);
+mountChat(panelContext);
 renderStored();
 startWorker();
 setStatus("starting");

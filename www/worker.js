@@ -4,8 +4,17 @@
 //   { type: "load", source, options? }     source: { kind: "url", url } | { kind: "random-gpt2", seed? }
 //                                                  | { kind: "files", files: File[] }
 //                                          options: Generator options, e.g. { backend: "ndarray" } (bench/)
-//   { type: "configure", useCache, cache, window }   change strategy / window (starts the sequence afresh)
-//   { type: "generate", runId, prompt, run, useCache, cache, window, reset }
+//   { type: "configure", useCache, cache, window, sinks, kvDtype }   change the cache's settings
+//                                            (any change starts the sequence afresh)
+//   { type: "generate", runId, prompt, run, useCache, cache, window, sinks, kvDtype, reset }
+//   { type: "quality", text, settings, restore }  scores `text` (score(), teacher-forced) once per
+//                                            entry of `settings` (cache settings, as for configure),
+//                                            then puts the `restore` settings back; Stop ends it
+//                                            after the setting in progress
+//   { type: "chat", turnId, message, reuse, fresh, run }  one chat turn (chat(), the conversation
+//                                            kept in the generator; `fresh` resets it first);
+//                                            reuse false recomputes the whole conversation
+//   { type: "chatReset" }                    forgets the conversation (and the sequence)
 //   { type: "reset" }
 //   { type: "cacheCost", cache, window, tokens }   times the strategy alone, no weights (bench/)
 //   { type: "interleaved", prompt, caches, tokens } strategies taking turns token by token (bench/)
@@ -17,6 +26,11 @@
 //   { type: "loaded", info: { config, backend, loadMs }, state }
 //   { type: "token", runId, event, state }   { type: "done", runId, stopReason, state }
 //   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "interleaved", result }
+//   { type: "qualityStart", tokens, truncated }  the passage's tokens (cut to the context if longer)
+//   { type: "qualityResult", index, result: { nll: number[], perplexity, cacheBytes, cacheBytesFormula, ms } }
+//   { type: "qualityDone", stopped, state }
+//   { type: "chatToken", turnId, event }     { type: "chatDone", turnId, result, state }
+//                                            result: { text, prefilled, reused, ttftMs, tokens, stopReason }
 //   { type: "storeError", url, name, message }  a downloaded file could not be kept in the browser
 //                                            (name "QuotaExceededError" when its storage is full); the load goes on
 //   { type: "error", message, during, fatal, cancelled }
@@ -87,20 +101,120 @@ function readState() {
     useCache: gen.useCache,
     cache: gen.cacheStrategy,
     window: gen.window ?? null,
+    sinks: gen.sinks ?? 0,
+    kvDtype: gen.kvDtype ?? "f32",
     wasmMemoryBytes: wasmMemory?.buffer.byteLength ?? null,
   };
 }
 
 // Puts the generator in the requested mode. Changing any of it starts the sequence afresh
-// (the package resets the cache when useCache, cacheStrategy or, in window mode, window change).
+// (the package resets the cache when useCache, cacheStrategy, kvDtype or, in window mode, window
+// or sinks change). Sinks are only valid below the window and with the window strategy, so they
+// go to 0 before the window or the strategy change, and to their new value last.
 function applySettings(next) {
+  // TEMPORARY until the engine's kvDtype and sinks land on main: refuse what it cannot do.
+  const has = (name) => name in Generator.prototype;
+  for (const [name, value, plain] of [["kvDtype", next.kvDtype, "f32"], ["sinks", next.sinks, 0]]) {
+    if (!has(name) && value != null && value !== plain) throw new Error(`this engine build has no ${name} yet`);
+  }
+  const sinks = next.cache === "window" ? (next.sinks ?? 0) : 0;
+  if (has("sinks") && gen.sinks !== 0 && gen.sinks !== sinks) gen.sinks = 0;
   if (next.cache === "window") {
     if (gen.window !== next.window) gen.window = next.window;
     if (gen.cacheStrategy !== "window") gen.cacheStrategy = "window";
   } else if (gen.cacheStrategy !== next.cache) {
     gen.cacheStrategy = next.cache;
   }
+  if (has("sinks") && gen.sinks !== sinks) gen.sinks = sinks;
+  const kvDtype = next.kvDtype ?? "f32";
+  if (has("kvDtype") && gen.kvDtype !== kvDtype) gen.kvDtype = kvDtype;
   if (gen.useCache !== next.useCache) gen.useCache = next.useCache;
+}
+
+// The longest start of `text` that fits in `limit` tokens, cut at a word: the quality passage
+// on a model with a short context (the tiny test models).
+function fitText(text, limit) {
+  const tokens = (t) => gen.encode(t, { special: true }).length; // as score() reads it: BOS included
+  if (tokens(text) <= limit) return { text, truncated: false };
+  let lo = 0;
+  let hi = text.length;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (tokens(text.slice(0, mid)) <= limit) lo = mid;
+    else hi = mid;
+  }
+  const cut = text.lastIndexOf(" ", lo);
+  return { text: text.slice(0, cut > 0 ? cut : lo), truncated: true };
+}
+
+// The passage scored once per cache setting: the same text, so the lines differ only by what
+// each cache keeps and how precisely.
+async function quality({ text, settings, restore }) {
+  stopRequested = false;
+  running = true;
+  let stopped = false;
+  try {
+    const fitted = fitText(text, gen.maxSeqLen);
+    post({ type: "qualityStart", tokens: gen.encode(fitted.text, { special: true }).length, truncated: fitted.truncated });
+    for (const [index, setting] of settings.entries()) {
+      await yieldToEventLoop();
+      if (stopRequested) {
+        stopped = true;
+        break;
+      }
+      applySettings({ ...setting, useCache: true });
+      const started = performance.now();
+      const scored = gen.score(fitted.text);
+      const ms = performance.now() - started;
+      post({
+        type: "qualityResult",
+        index,
+        result: {
+          nll: Array.from(scored.nll),
+          perplexity: scored.perplexity,
+          cacheBytes: gen.cacheBytes,
+          cacheBytesFormula: gen.cacheBytesFormula,
+          ms,
+        },
+      });
+    }
+  } finally {
+    running = false;
+    applySettings(restore);
+  }
+  post({ type: "qualityDone", stopped, state: cacheState() });
+}
+
+// One chat turn: the reply streams out token by token (posted from onToken; the turn itself is
+// one call, so Stop cannot end it early: its max tokens bound it).
+function chat({ turnId, message, reuse, fresh, run }) {
+  if (fresh) gen.reset();
+  running = true;
+  let ttftMs = null;
+  let tokens = 0;
+  let generation;
+  try {
+    generation = gen.chat(message, {
+      ...run,
+      reuse,
+      onToken: (event) => {
+        if (ttftMs == null) ttftMs = event.ms;
+        tokens += 1;
+        post({ type: "chatToken", turnId, event });
+      },
+    });
+  } finally {
+    running = false;
+  }
+  const result = {
+    text: generation.text,
+    prefilled: generation.prefilled,
+    reused: generation.reused,
+    ttftMs,
+    tokens,
+    stopReason: STOP_REASONS[generation.stopReason] ?? "end",
+  };
+  post({ type: "chatDone", turnId, result, state: cacheState() });
 }
 
 async function readFiles(files) {
@@ -201,6 +315,12 @@ async function generate(msg) {
 const handlers = {
   load,
   generate,
+  quality,
+  chat,
+  chatReset() {
+    gen.reset();
+    post({ type: "state", state: cacheState() });
+  },
   configure(msg) {
     applySettings(msg);
     post({ type: "state", state: cacheState() });

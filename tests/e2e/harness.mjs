@@ -140,6 +140,8 @@ export const kv = (page) =>
     error: window.__kvcache.error,
     notice: window.__kvcache.notice,
     series: window.__kvcache.series,
+    quality: window.__kvcache.quality,
+    chat: window.__kvcache.chat,
   })));
 
 /** A DOM property of the element a selector finds (value, checked, disabled, hidden...). */

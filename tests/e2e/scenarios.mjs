@@ -28,13 +28,72 @@ const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const TINY_GGUF_BYTES = statSync(join(REPO, "tests/fixtures/tiny-llama.gguf")).size;
 const noSmollm2 = () => (existsSync(SMOLLM2) ? false : "models/ has no SmolLM2 (bash scripts/fetch-model.sh)");
 
-/** The memory calculator's exact figure for a model at `tokens`, batch 1, f32. */
-async function calculatorBytes(page, { model, tokens }) {
+/** The memory calculator's exact figure for a model at `tokens`, batch 1, in `dtype`. */
+async function calculatorBytes(page, { model, tokens, dtype = "f32" }) {
   await page.select(tid("calc-model"), model);
   await page.fill(tid("calc-tokens"), tokens);
   await page.fill(tid("calc-batch"), 1);
-  await page.select(tid("calc-dtype"), "f32");
+  await page.select(tid("calc-dtype"), dtype);
   return Number(await page.eval(() => document.querySelector("[data-testid=calc-bytes]").dataset.bytes));
+}
+
+/** Changes a cache control and waits for the worker to report the new state. */
+async function setCache(page, { strategy, window, sinks, dtype }) {
+  const changed = (id) => page.eval((sel) => document.querySelector(sel).dispatchEvent(new Event("change")), tid(id));
+  if (strategy !== undefined) await page.select(tid("strategy"), strategy);
+  if (window !== undefined) await page.fill(tid("window"), window).then(() => changed("window"));
+  if (sinks !== undefined) await page.fill(tid("sinks"), sinks).then(() => changed("sinks"));
+  if (dtype !== undefined) await page.select(tid("kv-dtype"), dtype);
+  await page.waitFor(
+    ([d, n]) => {
+      const c = window.__kvcache.cache;
+      return window.__kvcache.error || (c && (d === undefined || c.kvDtype === d) && (n === undefined || c.sinks === n));
+    },
+    [dtype, sinks],
+    { timeout: 10_000 },
+  );
+  await waitIdle(page);
+}
+
+/** Bytes of `tokens` cached tokens of a model's config, in `dtype` (kv-memory.js's row layout). */
+function expectedBytes(config, tokens, dtype) {
+  const row = { f32: 4 * config.headDim, f16: 2 * config.headDim, int8: config.headDim + 2 * Math.ceil(config.headDim / 32) }[dtype];
+  return 2 * config.numLayers * config.numKvHeads * tokens * row;
+}
+
+/** No serious or critical axe-core violation in the page as it is now. */
+async function axeCheck(page, where) {
+  await page.addScript(AXE);
+  const violations = await page.eval(async () => {
+    const result = await window.axe.run(document, { resultTypes: ["violations"] });
+    return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")) }));
+  });
+  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  assert.deepEqual(bad, [], `${where}: no serious or critical accessibility violations`);
+}
+
+/** Presses Measure quality and waits for every setting to be scored; returns what the chart holds. */
+async function measureQuality(page, timeout = 300_000) {
+  await page.click(tid("quality-run"));
+  await page.waitFor(() => window.__kvcache.quality.running || window.__kvcache.error, null, { timeout: 10_000 });
+  await waitIdle(page, timeout);
+  const s = await kv(page);
+  assert.equal(s.error, null, "quality: no error");
+  return s.quality;
+}
+
+/** Sends one chat message and waits for the reply; returns the turn's figures. */
+async function chatTurn(page, message, { recompute = false, maxTokens = 6 } = {}) {
+  const before = (await kv(page)).chat.length;
+  await page.fill(tid("chat-message"), message);
+  await page.fill(tid("chat-max-tokens"), maxTokens);
+  await page.check(tid("chat-recompute"), recompute);
+  await page.click(tid("chat-send"));
+  await page.waitFor((n) => window.__kvcache.chat.length > n || window.__kvcache.error, before, { timeout: 10_000 });
+  await waitIdle(page, 300_000);
+  const s = await kv(page);
+  assert.equal(s.error, null, `chat "${message}": no error`);
+  return s.chat.at(-1);
 }
 
 const tinyLlama = {
@@ -73,6 +132,42 @@ const tinyLlama = {
     s = await run(page, "run-cache");
     assert.equal(s.series.at(-1).label, "cache prealloc");
     assert.ok(s.cache.cacheBytes > s.cache.cacheBytesFormula, "prealloc holds more than the formula's bytes");
+
+    // Precision: each one holds exactly its formula's bytes, 2 × layers × KV heads × tokens × one row
+    // (f32 4 bytes a number, f16 2, int8 1 plus a 2-byte scale per block of 32).
+    const config = (await kv(page)).model.config;
+    await setCache(page, { strategy: "concat" });
+    for (const dtype of ["f16", "int8", "f32"]) {
+      await setCache(page, { dtype });
+      assert.equal((await kv(page)).cache.position, 0, `choosing ${dtype} starts the sequence afresh`);
+      s = await run(page, "run-cache");
+      assert.equal(s.series.at(-1).label, `cache concat${dtype === "f32" ? "" : ` ${dtype}`}`);
+      assert.equal(s.cache.kvDtype, dtype);
+      assert.equal(s.cache.cacheBytes, s.cache.cacheBytesFormula, `${dtype}: the bytes held are the formula's`);
+      assert.equal(s.cache.cacheBytes, expectedBytes(config, s.cache.cacheLen, dtype), `${dtype}: bytes of ${s.cache.cacheLen} tokens`);
+      assert.match(await page.text("#formula"), new RegExp(`formula \\(${dtype}\\)`));
+    }
+
+    // Sinks: the window keeps its newest W entries and the first S tokens.
+    await setCache(page, { strategy: "window", window: 8, sinks: 2 });
+    assert.equal((await kv(page)).cache.position, 0, "choosing sinks starts the sequence afresh");
+    s = await run(page, "run-cache");
+    assert.equal(s.series.at(-1).label, "cache window(8 + 2 sinks)");
+    assert.equal(s.cache.sinks, 2);
+    assert.ok(s.cache.position > 10, "the sequence is longer than the window and its sinks");
+    assert.equal(s.cache.cacheLen, 10, "8 newest entries and 2 sinks");
+    assert.equal(s.cache.cacheBytesFormula, expectedBytes(config, 10, "f32"));
+    await page.fill(tid("sinks"), 8);
+    await page.click(tid("run-cache"));
+    await expectError(page, /Could not generate: the sinks must be fewer than the window's W \(8\)/);
+    await setCache(page, { sinks: 0 });
+
+    // A model without a chat template: the chat says so clearly, and the page goes on.
+    await page.fill(tid("chat-message"), "Hello");
+    await page.click(tid("chat-send"));
+    await expectError(page, /Could not chat: .*template/i);
+    s = await run(page, "run-cache");
+    assert.ok(s.series.at(-1).tokens > 0);
     await t.done(page, "tiny-llama-strategies");
   },
 };
@@ -87,6 +182,41 @@ const tinyGpt2 = {
     await t.shot(page, "error-prompt-too-long");
     await setRun(page, { prompt: "Hello", maxTokens: 12 });
     await compare(t, page, "tiny-gpt2-compare");
+    await t.done(page);
+  },
+};
+
+const quality = {
+  name: "tiny Llama fixture: the quality chart draws one line per cache setting",
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
+    const q = await measureQuality(page);
+    assert.equal(q.truncated, true, "the passage is longer than the tiny model's 128 positions");
+    assert.ok(q.tokens > 100 && q.tokens <= 128, `scored: the passage's start that fits the context (${q.tokens} tokens)`);
+    const labels = ["full cache (f32)", "window 64", "window 64 + 4 sinks", "int8 cache", "f16 cache"];
+    assert.deepEqual(q.chart.map((line) => line.label), labels, "one line per setting");
+    for (const line of q.chart) {
+      assert.equal(line.values.length, q.tokens - 1, `${line.label}: a value per predicted token`);
+      assert.ok(line.values.every((v) => Number.isFinite(v) && v > 0), `${line.label}: finite perplexities`);
+    }
+    const [full, windowed, sinks, int8, f16] = q.results;
+    for (const r of q.results) {
+      assert.equal(r.nll.length, q.tokens - 1);
+      assert.ok(r.nll.every((v) => Number.isFinite(v) && v >= 0), `${r.label}: finite losses`);
+      assert.equal(r.cacheBytes, r.cacheBytesFormula, `${r.label}: the bytes held are the formula's`);
+      const mean = r.nll.reduce((a, b) => a + b, 0) / r.nll.length;
+      assert.ok(Math.abs(r.perplexity - Math.exp(mean)) <= 1e-9 * r.perplexity, `${r.label}: perplexity = exp(mean loss)`);
+    }
+    // Until token 64 the window has dropped nothing: the same losses as the full cache.
+    const close = (a, b) => Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b));
+    assert.ok(windowed.nll.slice(0, 63).every((v, i) => close(v, full.nll[i])), "the window agrees with the full cache before it fills");
+    assert.ok(windowed.nll.slice(64).some((v, i) => !close(v, full.nll[i + 64])), "and differs once it drops tokens");
+    assert.ok(windowed.cacheBytes < full.cacheBytes && sinks.cacheBytes > windowed.cacheBytes, "a window holds less; sinks a little more");
+    assert.equal(f16.cacheBytes * 2, full.cacheBytes, "f16 holds half of f32");
+    assert.ok(int8.cacheBytes < f16.cacheBytes, "int8 holds less than f16");
+    assert.match(await page.text(tid("quality-status")), /5 settings scored/);
+    await t.shot(page, "quality-chart");
+    await axeCheck(page, "quality chart drawn");
     await t.done(page);
   },
 };
@@ -134,15 +264,7 @@ const accessibility = {
     const page = await t.openLoaded("?model=/fixtures/tiny-gpt2/");
     await setRun(page, { prompt: "Hello", maxTokens: 12 });
     await compare(t, page, "a11y-compare");
-    await page.addScript(AXE);
-    const check = async (where) => {
-      const violations = await page.eval(async () => {
-        const result = await window.axe.run(document, { resultTypes: ["violations"] });
-        return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")) }));
-      });
-      const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-      assert.deepEqual(bad, [], `${where}: no serious or critical accessibility violations`);
-    };
+    const check = (where) => axeCheck(page, where);
     await check("1360 px wide");
 
     await page.setViewport({ width: 375, height: 800 });
@@ -253,6 +375,8 @@ const stop = {
     await setRun(page, { prompt: "Hello, I am a language model,", maxTokens: 400 });
     await page.click(tid("run-nocache"));
     await page.waitFor(() => (window.__kvcache.series.at(-1)?.tokens ?? 0) >= 3, null, { timeout: 120_000 });
+    assert.equal(await prop(page, tid("chat-send"), "disabled"), true, "no chat for a model without a template");
+    assert.match(await page.text(tid("chat-unavailable")), /no chat template/);
     const stepMs = Math.max(...(await kv(page)).series.at(-1).points.map((p) => p[1]));
     const clicked = Date.now();
     await page.click(tid("stop"));
@@ -311,7 +435,37 @@ const smollm2 = {
     assert.equal(s.cache.cacheLen, 1024);
     const figure = await calculatorBytes(page, { model: "smollm2-135m", tokens: 1024 });
     assert.equal(figure, s.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens is what the engine holds");
-    await t.done(page, "smollm2-calculator");
+    await t.shot(page, "smollm2-calculator");
+
+    // The same in int8: the calculator's blocks of 32 with an f16 scale are the engine's layout.
+    await setCache(page, { dtype: "int8" });
+    const s8 = await run(page, "run-cache", 600_000);
+    assert.equal(s8.cache.kvDtype, "int8");
+    assert.equal(s8.cache.cacheLen, 1024);
+    const figure8 = await calculatorBytes(page, { model: "smollm2-135m", tokens: 1024, dtype: "int8" });
+    assert.equal(figure8, s8.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens in int8 is what the engine holds");
+    await setCache(page, { dtype: "f32" });
+
+    // Chat: the second turn prefills only its own tokens, the first turn's are taken from the cache;
+    // recomputed from scratch, the same second turn prefills the whole conversation.
+    assert.equal(await prop(page, tid("chat-send"), "disabled"), false, "chat is on for the instruct model");
+    const first = await chatTurn(page, "What is the capital of France?");
+    const second = await chatTurn(page, "And of Italy?");
+    assert.ok(first.prefilled > 0 && first.tokens > 0);
+    assert.equal(second.reuse, true);
+    assert.ok(second.reused >= first.prefilled, `the first turn is taken from the cache (${second.reused} tokens)`);
+    assert.ok(second.prefilled > 0 && second.prefilled < first.prefilled, `only the new turn is prefilled (${second.prefilled} tokens)`);
+    await page.click(tid("chat-reset"));
+    await waitIdle(page);
+    const again = await chatTurn(page, "What is the capital of France?");
+    assert.equal(again.text, first.text, "greedy: the same first reply");
+    const recomputed = await chatTurn(page, "And of Italy?", { recompute: true });
+    assert.equal(recomputed.reuse, false);
+    assert.equal(recomputed.reused, 0, "recomputed: nothing taken from the cache");
+    assert.equal(recomputed.prefilled, second.prefilled + second.reused, "recomputed: the whole conversation is prefilled");
+    assert.equal(recomputed.text, second.text, "greedy: the same reply either way");
+    assert.equal((await page.texts(`${tid("chat-turns")} tr`)).length, 4, "a row per turn");
+    await t.done(page, "smollm2-chat");
   },
 };
 
@@ -325,6 +479,6 @@ const modelsBase = {
   },
 };
 
-export const FAST = [tinyLlama, tinyGpt2, errors, accessibility, storedModels, stop];
+export const FAST = [tinyLlama, quality, tinyGpt2, errors, accessibility, storedModels, stop];
 export const ALL = [...FAST, gpt2Compare, smollm2];
 export const SITE = [...FAST.filter((s) => s !== stop), modelsBase];
