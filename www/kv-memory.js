@@ -9,7 +9,8 @@
 export const KV_DTYPES = {
   f32: { label: "f32", bytes: 4 },
   f16: { label: "f16 / bf16", bytes: 2 },
-  // As llama.cpp's q8_0 cache: blocks of 32 values, each one byte, with one f16 scale per block.
+  // As llama.cpp's q8_0 cache, and the engine's int8 cache (docs/cache-features.md): blocks of 32
+  // values, each one byte, with one f16 scale per block (a shorter last block when 32 does not divide a row).
   int8: { label: "int8 (blocks of 32 + an f16 scale)", bytes: 1, block: 32, scaleBytes: 2 },
 };
 
