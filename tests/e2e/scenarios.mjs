@@ -5,11 +5,12 @@
 // real SmolLM2 (models/) or run the slow cache-off GPT-2 comparison, and run in Chromium only.
 
 import assert from "node:assert/strict";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
 import {
+  PKG_DIR,
   REPO,
   SMOLLM2,
   cacheLen,
@@ -27,6 +28,12 @@ import {
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const TINY_GGUF_BYTES = statSync(join(REPO, "tests/fixtures/tiny-llama.gguf")).size;
 const noSmollm2 = () => (existsSync(SMOLLM2) ? false : "models/ has no SmolLM2 (bash scripts/fetch-model.sh)");
+
+// TEMPORARY, until the engine's issue-14 features are all on main: whether the built package has
+// a Generator member (its .d.ts declares it), so the scenarios of a missing one are skipped.
+const DTS = existsSync(join(PKG_DIR, "kvcache_wasm.d.ts")) ? readFileSync(join(PKG_DIR, "kvcache_wasm.d.ts"), "utf8") : "";
+const engineHas = (...names) => names.every((n) => new RegExp(`^\\s+(get ${n}\\(\\)|${n}\\()`, "m").test(DTS));
+const needs = (...names) => () => (engineHas(...names) ? false : `the package has no ${names.join(", ")} yet`);
 
 /** The memory calculator's exact figure for a model at `tokens`, batch 1, in `dtype`. */
 async function calculatorBytes(page, { model, tokens, dtype = "f32" }) {
@@ -132,6 +139,17 @@ const tinyLlama = {
     s = await run(page, "run-cache");
     assert.equal(s.series.at(-1).label, "cache prealloc");
     assert.ok(s.cache.cacheBytes > s.cache.cacheBytesFormula, "prealloc holds more than the formula's bytes");
+    await t.done(page, "tiny-llama-strategies");
+  },
+};
+
+const precisionSinks = {
+  name: "tiny Llama fixture: precision and sinks",
+  skip: needs("kvDtype", "sinks"),
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
+    await setRun(page, { prompt: "Once upon a time", maxTokens: 24 });
+    let s;
 
     // Precision: each one holds exactly its formula's bytes, 2 × layers × KV heads × tokens × one row
     // (f32 4 bytes a number, f16 2, int8 1 plus a 2-byte scale per block of 32).
@@ -161,14 +179,9 @@ const tinyLlama = {
     await page.click(tid("run-cache"));
     await expectError(page, /Could not generate: the sinks must be fewer than the window's W \(8\)/);
     await setCache(page, { sinks: 0 });
-
-    // A model without a chat template: the chat says so clearly, and the page goes on.
-    await page.fill(tid("chat-message"), "Hello");
-    await page.click(tid("chat-send"));
-    await expectError(page, /Could not chat: .*template/i);
     s = await run(page, "run-cache");
-    assert.ok(s.series.at(-1).tokens > 0);
-    await t.done(page, "tiny-llama-strategies");
+    assert.equal(s.series.at(-1).label, "cache window(8)");
+    await t.done(page, "tiny-llama-precision-sinks");
   },
 };
 
@@ -182,12 +195,22 @@ const tinyGpt2 = {
     await t.shot(page, "error-prompt-too-long");
     await setRun(page, { prompt: "Hello", maxTokens: 12 });
     await compare(t, page, "tiny-gpt2-compare");
+
+    if (engineHas("chat")) {
+      // A model without a chat template: the chat says so clearly, and the page goes on.
+      await page.fill(tid("chat-message"), "Hello");
+      await page.click(tid("chat-send"));
+      await expectError(page, /Could not chat: .*no chat template/i);
+      const s = await run(page, "run-cache");
+      assert.ok(s.series.at(-1).tokens > 0);
+    }
     await t.done(page);
   },
 };
 
 const quality = {
   name: "tiny Llama fixture: the quality chart draws one line per cache setting",
+  skip: needs("score", "kvDtype", "sinks"),
   async run(t) {
     const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
     const q = await measureQuality(page);
@@ -437,14 +460,17 @@ const smollm2 = {
     assert.equal(figure, s.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens is what the engine holds");
     await t.shot(page, "smollm2-calculator");
 
-    // The same in int8: the calculator's blocks of 32 with an f16 scale are the engine's layout.
-    await setCache(page, { dtype: "int8" });
-    const s8 = await run(page, "run-cache", 600_000);
-    assert.equal(s8.cache.kvDtype, "int8");
-    assert.equal(s8.cache.cacheLen, 1024);
-    const figure8 = await calculatorBytes(page, { model: "smollm2-135m", tokens: 1024, dtype: "int8" });
-    assert.equal(figure8, s8.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens in int8 is what the engine holds");
-    await setCache(page, { dtype: "f32" });
+    if (engineHas("kvDtype")) {
+      // The same in int8: the calculator's blocks of 32 with an f16 scale are the engine's layout.
+      await setCache(page, { dtype: "int8" });
+      const s8 = await run(page, "run-cache", 600_000);
+      assert.equal(s8.cache.kvDtype, "int8");
+      assert.equal(s8.cache.cacheLen, 1024);
+      const figure8 = await calculatorBytes(page, { model: "smollm2-135m", tokens: 1024, dtype: "int8" });
+      assert.equal(figure8, s8.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens in int8 is what the engine holds");
+      await setCache(page, { dtype: "f32" });
+    }
+    if (!engineHas("chat")) return t.done(page);
 
     // Chat: the second turn prefills only its own tokens, the first turn's are taken from the cache;
     // recomputed from scratch, the same second turn prefills the whole conversation.
@@ -479,6 +505,6 @@ const modelsBase = {
   },
 };
 
-export const FAST = [tinyLlama, quality, tinyGpt2, errors, accessibility, storedModels, stop];
+export const FAST = [tinyLlama, precisionSinks, quality, tinyGpt2, errors, accessibility, storedModels, stop];
 export const ALL = [...FAST, gpt2Compare, smollm2];
 export const SITE = [...FAST.filter((s) => s !== stop), modelsBase];
