@@ -157,13 +157,14 @@ function scenarios() {
 }
 
 // Native llama.cpp beside ours on SmolLM2's two files: decode of the SmolLM2 scenario and the prefill
-// of bench/prefill.txt (about 400 tokens).
+// of bench/prefill.txt (about 400 tokens). Ids end in the engine (`peer-smollm2-q4_1-wasm`), so that
+// `--only peer` selects them all and the main runs' filters (`wasm.*smollm2`) none.
 const PEER_FILES = { q4_1: MODEL_FILE, q8_0: Q8_FILE };
 
 function peerScenarios() {
   const list = [];
   for (const kind of ["llamacpp", "native", "wasm"]) {
-    for (const file of Object.keys(PEER_FILES)) list.push({ id: `peer-${kind}-smollm2-${file}`, kind, file, path: PEER_FILES[file] });
+    for (const file of Object.keys(PEER_FILES)) list.push({ id: `peer-smollm2-${file}-${kind}`, kind, file, path: PEER_FILES[file] });
   }
   return ONLY ? list.filter((p) => ONLY.test(p.id)) : list;
 }
