@@ -587,6 +587,11 @@ async function main() {
     const tps = res.decode ? decodeTpsOf(res.decode.stepMs) : decodeTpsOf(res.decodeStepMs);
     say(`  done: decode ${tps?.toFixed(1) ?? "—"} tok/s, prefill of ${res.prefill.tokens} tokens ${((res.prefill.tokens * 1000) / res.prefill.ms).toFixed(0)} tok/s`);
   };
+  // A failed peer run is reported and left out (its row reads absent); the rest of the bench goes on.
+  const peerFailed = (p, err) => {
+    say(`  failed: ${String(err.message ?? err).split("\n")[0]}`);
+    if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, absent: "its run failed" });
+  };
   for (const p of peers.filter((x) => x.kind !== "wasm")) {
     say(`[${++i}/${total}] ${p.id}`);
     if (peerAbsent && (p.kind === "llamacpp" || p.file === "q8_0")) {
@@ -594,9 +599,13 @@ async function main() {
       if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, absent: peerAbsent });
       continue;
     }
-    const res = p.kind === "llamacpp" ? await runLlamaPeer(p) : await runOursPeer(p);
-    peerDone(p, res);
-    (p.kind === "llamacpp" ? results.peer.llamaCpp : results.peer.ours).push(res);
+    try {
+      const res = p.kind === "llamacpp" ? await runLlamaPeer(p) : await runOursPeer(p);
+      peerDone(p, res);
+      (p.kind === "llamacpp" ? results.peer.llamaCpp : results.peer.ours).push(res);
+    } catch (err) {
+      peerFailed(p, err);
+    }
   }
 
   if (needBrowser) {
@@ -630,9 +639,13 @@ async function main() {
           continue;
         }
         browser.setPrefix(`${p.id}: `);
-        const res = await runOursPeer(p, browser);
-        peerDone(p, res);
-        results.peer.ours.push(res);
+        try {
+          const res = await runOursPeer(p, browser);
+          peerDone(p, res);
+          results.peer.ours.push(res);
+        } catch (err) {
+          peerFailed(p, err);
+        }
         if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
       }
     } finally {
