@@ -10,8 +10,8 @@ use kvcache_wasm::config::ModelConfig;
 use kvcache_wasm::load;
 use kvcache_wasm::tokenizer::Tokenizer;
 use kvcache_wasm::weights::safetensors::SafetensorsFile;
-use kvcache_wasm::{BackendKind, GenerateOptions, Generator, GeneratorOptions};
-use kvcache_wasm::{ModelOptions, RunOptions};
+use kvcache_wasm::{BackendKind, CacheOptions, Generator, RunOptions};
+use kvcache_wasm::{ModelOptions, PrefillOptions};
 
 /// A format: its name, what to do with one input, and its seed inputs (the fixtures).
 pub type Format = (&'static str, fn(&[u8]), &'static [&'static [u8]]);
@@ -63,10 +63,10 @@ fn device() -> burn::tensor::Device {
 
 /// A model that loaded from fuzzed bytes must also run: two tokens.
 fn run(loaded: load::Loaded) {
-    if let Ok(mut g) = Generator::new(loaded, GeneratorOptions::default()) {
-        let options = GenerateOptions {
+    if let Ok(mut g) = Generator::new(loaded, CacheOptions::default()) {
+        let options = RunOptions {
             max_new_tokens: 2,
-            ..GenerateOptions::default()
+            ..RunOptions::default()
         };
         let _ = g.generate("Hello, world", &options, |_| {});
     }
@@ -115,10 +115,10 @@ pub fn tokenizer_json(data: &[u8]) {
 /// The options of the JS API and the CLI, as JSON: model options and run options.
 pub fn options(data: &[u8]) {
     if let Ok(options) = serde_json::from_slice::<ModelOptions>(data) {
-        let _ = options.generator_options();
+        let _ = options.cache_options();
         let _ = options.backend();
     }
-    if let Ok(options) = serde_json::from_slice::<RunOptions>(data) {
-        let _ = options.generate_options();
+    if let Ok(options) = serde_json::from_slice::<PrefillOptions>(data) {
+        let _ = options.run_options();
     }
 }

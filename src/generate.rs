@@ -45,16 +45,16 @@ pub fn max_seq_len(config: &ModelConfig, requested: Option<usize>) -> Result<usi
 
 /// How the generator keeps its cache; settable again between runs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GeneratorOptions {
+pub struct CacheOptions {
     pub strategy: CacheStrategy,
     /// Longest sequence accepted (defaults to min(model context, 1024)).
     pub max_seq_len: Option<usize>,
     pub use_cache: bool,
 }
 
-impl Default for GeneratorOptions {
+impl Default for CacheOptions {
     fn default() -> Self {
-        GeneratorOptions {
+        CacheOptions {
             strategy: CacheStrategy::Concat,
             max_seq_len: None,
             use_cache: true,
@@ -64,7 +64,7 @@ impl Default for GeneratorOptions {
 
 /// Per-run settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GenerateOptions {
+pub struct RunOptions {
     pub max_new_tokens: usize,
     pub sampling: SamplingParams,
     /// Token ids that end generation; `None` means the model's EOS ids. The stop token itself is not emitted.
@@ -74,9 +74,9 @@ pub struct GenerateOptions {
     pub system_prompt: Option<String>,
 }
 
-impl Default for GenerateOptions {
+impl Default for RunOptions {
     fn default() -> Self {
-        GenerateOptions {
+        RunOptions {
             max_new_tokens: 64,
             sampling: SamplingParams::default(),
             stop_ids: None,
@@ -180,7 +180,7 @@ pub struct Generator {
     tokenizer: Tokenizer,
     /// The model's [`Loaded::fingerprint`], which snapshots carry.
     fingerprint: u64,
-    options: GeneratorOptions,
+    options: CacheOptions,
     /// `options.max_seq_len`, or its default for this model.
     max_seq_len: usize,
     /// How each layer keeps its keys and values, and so which keys it sees (cache on or off).
@@ -200,7 +200,7 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(loaded: Loaded, options: GeneratorOptions) -> Result<Self> {
+    pub fn new(loaded: Loaded, options: CacheOptions) -> Result<Self> {
         let (max_seq_len, plans, cache) = Self::cache_for(&loaded.model, &options)?;
         Ok(Generator {
             model: loaded.model,
@@ -222,7 +222,7 @@ impl Generator {
     /// buffers are allocated here.
     fn cache_for(
         model: &Model,
-        options: &GeneratorOptions,
+        options: &CacheOptions,
     ) -> Result<(usize, Vec<LayerPlan>, Option<KvCache>)> {
         let config = model.config();
         let max_seq_len = max_seq_len(config, options.max_seq_len)?;
@@ -244,13 +244,13 @@ impl Generator {
         &self.tokenizer
     }
 
-    pub fn options(&self) -> &GeneratorOptions {
+    pub fn options(&self) -> &CacheOptions {
         &self.options
     }
 
     /// Changes strategy, capacity or cache use; the sequence starts afresh.
     /// On error nothing changes.
-    pub fn set_options(&mut self, options: GeneratorOptions) -> Result<()> {
+    pub fn set_options(&mut self, options: CacheOptions) -> Result<()> {
         let (max_seq_len, plans, cache) = Self::cache_for(&self.model, &options)?;
         (self.max_seq_len, self.plans, self.cache) = (max_seq_len, plans, cache);
         self.options = options;
@@ -260,14 +260,14 @@ impl Generator {
     }
 
     pub fn set_use_cache(&mut self, use_cache: bool) -> Result<()> {
-        self.set_options(GeneratorOptions {
+        self.set_options(CacheOptions {
             use_cache,
             ..self.options.clone()
         })
     }
 
     pub fn set_strategy(&mut self, strategy: CacheStrategy) -> Result<()> {
-        self.set_options(GeneratorOptions {
+        self.set_options(CacheOptions {
             strategy,
             ..self.options.clone()
         })
@@ -324,11 +324,7 @@ impl Generator {
 
     /// Runs the prompt (after anything already in the sequence) and samples the
     /// first new token. `None` when that token is a stop id or `max_new_tokens` is 0.
-    pub fn prefill(
-        &mut self,
-        prompt: &str,
-        options: &GenerateOptions,
-    ) -> Result<Option<TokenEvent>> {
+    pub fn prefill(&mut self, prompt: &str, options: &RunOptions) -> Result<Option<TokenEvent>> {
         let sampler = Sampler::new(options.sampling.clone())?;
         let text = if options.chat {
             self.tokenizer
@@ -421,7 +417,7 @@ impl Generator {
     pub fn generate(
         &mut self,
         prompt: &str,
-        options: &GenerateOptions,
+        options: &RunOptions,
         mut on_token: impl FnMut(&TokenEvent),
     ) -> Result<Generation> {
         self.try_generate(prompt, options, |event| {
@@ -438,7 +434,7 @@ impl Generator {
     pub fn try_generate<E: From<Error>>(
         &mut self,
         prompt: &str,
-        options: &GenerateOptions,
+        options: &RunOptions,
         on_token: impl FnMut(&TokenEvent) -> std::result::Result<(), E>,
     ) -> std::result::Result<Generation, E> {
         let first = self.prefill(prompt, options)?;

@@ -32,9 +32,8 @@ pub use cache::{CacheStrategy, KvCache};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use generate::{
-    ChatOptions, GenerateOptions, Generation, Generator, GeneratorOptions, Score, StopReason,
-    TokenEvent,
+    CacheOptions, ChatOptions, Generation, Generator, RunOptions, Score, StopReason, TokenEvent,
 };
-pub use options::{ModelOptions, RemoteModel, RunOptions};
+pub use options::{ModelOptions, PrefillOptions, RemoteModel};
 pub use sampling::SamplingParams;
 pub use snapshot::CacheSnapshot;

@@ -1,14 +1,20 @@
 //! Options as the JS API spells them: camelCase keys, every one optional,
 //! unknown keys refused. They deserialize from any serde format, so the wasm
-//! bindings read them from JS objects and native code and tests from JSON,
-//! and both get the same checks and the same error messages.
+//! bindings read them from JS objects, the CLI builds them from its flags, and
+//! native code and tests read them from JSON; all get the same checks and the
+//! same error messages.
+//!
+//! Each struct carries its TypeScript name and turns, checked, into the
+//! engine's options: [`ModelOptions`] into [`CacheOptions`] (how the
+//! generator keeps its cache), [`PrefillOptions`] (what `prefill` and
+//! `generate` take) into [`RunOptions`] (one run's limits and sampling).
 
 use serde::Deserialize;
 
 use crate::backend::BackendKind;
 use crate::cache::CacheStrategy;
 use crate::error::{Error, Result};
-use crate::generate::{ChatOptions, GenerateOptions, GeneratorOptions};
+use crate::generate::{CacheOptions, ChatOptions, RunOptions};
 use crate::sampling::SamplingParams;
 
 /// How to build a generator: `{ cache, window, maxSeqLen, seed, backend, useCache }`.
@@ -53,9 +59,9 @@ impl ModelOptions {
             .map_or_else(|| Ok(BackendKind::default()), BackendKind::parse)
     }
 
-    /// The generator options, checked as far as they can be without a model
+    /// The cache options, checked as far as they can be without a model
     /// (the model's context is checked by [`crate::Generator::new`]).
-    pub fn generator_options(&self) -> Result<GeneratorOptions> {
+    pub fn cache_options(&self) -> Result<CacheOptions> {
         let name = self.cache.as_deref().unwrap_or("concat");
         let strategy = CacheStrategy::parse(name, self.window)?;
         if strategy.window().is_none() && self.window.is_some() {
@@ -76,7 +82,7 @@ impl ModelOptions {
                 )));
             }
         }
-        Ok(GeneratorOptions {
+        Ok(CacheOptions {
             strategy,
             max_seq_len: self.max_seq_len,
             use_cache: self.use_cache.unwrap_or(true),
@@ -93,9 +99,8 @@ impl ModelOptions {
 /// chat, systemPrompt }`. Every key is optional; unknown keys throw.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
-#[cfg_attr(target_arch = "wasm32", tsify(rename = "PrefillOptions"))]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct RunOptions {
+pub struct PrefillOptions {
     /// New tokens at most (default 64).
     pub max_tokens: Option<usize>,
     /// 0 (the default) is greedy.
@@ -115,7 +120,7 @@ pub struct RunOptions {
     pub system_prompt: Option<String>,
 }
 
-impl RunOptions {
+impl PrefillOptions {
     /// Every key, as JS spells it.
     pub const KEYS: &'static [&'static str] = &[
         "maxTokens",
@@ -128,9 +133,9 @@ impl RunOptions {
         "systemPrompt",
     ];
 
-    /// The generate options, with the sampling parameters checked.
-    pub fn generate_options(&self) -> Result<GenerateOptions> {
-        let defaults = GenerateOptions::default();
+    /// The run options, with the sampling parameters checked.
+    pub fn run_options(&self) -> Result<RunOptions> {
+        let defaults = RunOptions::default();
         let sampling = SamplingParams {
             temperature: self.temperature.unwrap_or(defaults.sampling.temperature),
             top_k: self.top_k.unwrap_or(defaults.sampling.top_k),
@@ -143,7 +148,7 @@ impl RunOptions {
                 "option `systemPrompt` only applies with chat: true",
             ));
         }
-        Ok(GenerateOptions {
+        Ok(RunOptions {
             max_new_tokens: self.max_tokens.unwrap_or(defaults.max_new_tokens),
             sampling,
             stop_ids: self.stop_ids.clone(),
@@ -153,7 +158,7 @@ impl RunOptions {
     }
 }
 
-impl RunOptions {
+impl PrefillOptions {
     /// The run keys of `chat`'s options: all but `chat` (a chat turn always
     /// is one); `chat` also takes `reuse`, a flag read on its own.
     pub const CHAT_KEYS: &'static [&'static str] = &[
@@ -173,12 +178,12 @@ impl RunOptions {
                 "option `chat` does not apply to chat(), whose turns are always in the chat template",
             ));
         }
-        let run = RunOptions {
+        let run = PrefillOptions {
             chat: Some(true),
             ..self.clone()
         };
         Ok(ChatOptions {
-            run: run.generate_options()?,
+            run: run.run_options()?,
             reuse: reuse.unwrap_or(true),
         })
     }
@@ -240,22 +245,22 @@ impl RemoteModel {
 mod tests {
     use super::*;
 
-    fn model(json: &str) -> Result<GeneratorOptions> {
+    fn model(json: &str) -> Result<CacheOptions> {
         serde_json::from_str::<ModelOptions>(json)
             .map_err(|e| Error::invalid(e.to_string()))?
-            .generator_options()
+            .cache_options()
     }
 
-    fn run(json: &str) -> Result<GenerateOptions> {
-        serde_json::from_str::<RunOptions>(json)
+    fn run(json: &str) -> Result<RunOptions> {
+        serde_json::from_str::<PrefillOptions>(json)
             .map_err(|e| Error::invalid(e.to_string()))?
-            .generate_options()
+            .run_options()
     }
 
     #[test]
     fn empty_options_are_the_defaults() {
-        assert_eq!(model("{}").unwrap(), GeneratorOptions::default());
-        assert_eq!(run("{}").unwrap(), GenerateOptions::default());
+        assert_eq!(model("{}").unwrap(), CacheOptions::default());
+        assert_eq!(run("{}").unwrap(), RunOptions::default());
     }
 
     #[test]
@@ -327,12 +332,12 @@ mod tests {
             let err = run(json).unwrap_err().to_string();
             assert!(err.contains(says), "{json}: {err}");
         }
-        let nan = RunOptions {
+        let nan = PrefillOptions {
             temperature: Some(f32::NAN),
-            ..RunOptions::default()
+            ..PrefillOptions::default()
         };
         assert!(nan
-            .generate_options()
+            .run_options()
             .unwrap_err()
             .to_string()
             .contains("temperature"));
@@ -343,18 +348,22 @@ mod tests {
         for key in ModelOptions::KEYS {
             serde_json::from_str::<ModelOptions>(&format!("{{\"{key}\": null}}")).unwrap();
         }
-        for key in RunOptions::KEYS {
-            serde_json::from_str::<RunOptions>(&format!("{{\"{key}\": null}}")).unwrap();
+        for key in PrefillOptions::KEYS {
+            serde_json::from_str::<PrefillOptions>(&format!("{{\"{key}\": null}}")).unwrap();
         }
         assert!(check_keys(
             "generate",
             &["maxTokens", "onToken"],
-            &[RunOptions::KEYS, &["onToken"]].concat()
+            &[PrefillOptions::KEYS, &["onToken"]].concat()
         )
         .is_ok());
-        let err = check_keys("generate", &["maxTokens", "max_tokens"], RunOptions::KEYS)
-            .unwrap_err()
-            .to_string();
+        let err = check_keys(
+            "generate",
+            &["maxTokens", "max_tokens"],
+            PrefillOptions::KEYS,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains(
                 "unknown generate option `max_tokens` (expected one of: maxTokens, temperature"

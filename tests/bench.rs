@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use kvcache_wasm::bench;
-use kvcache_wasm::{BackendKind, CacheStrategy, GeneratorOptions};
+use kvcache_wasm::{BackendKind, CacheOptions, CacheStrategy};
 
 #[test]
 fn cache_cost_times_every_step_and_refuses_what_does_not_fit() {
@@ -14,10 +14,10 @@ fn cache_cost_times_every_step_and_refuses_what_does_not_fit() {
         CacheStrategy::Prealloc,
         CacheStrategy::Window { size: 4 },
     ] {
-        let options = GeneratorOptions {
+        let options = CacheOptions {
             strategy,
             max_seq_len: Some(8),
-            ..GeneratorOptions::default()
+            ..CacheOptions::default()
         };
         let mut g = generator("tiny-llama", BackendKind::default(), options);
         let first = g.generate("Once upon", &greedy(3), |_| {}).unwrap();
@@ -52,7 +52,7 @@ fn interleaved_strategies_decode_the_reference_tokens_and_time_every_step() {
         let window = Window {
             size: exp.window.size,
         };
-        let mut g = generator(name, BackendKind::default(), GeneratorOptions::default());
+        let mut g = generator(name, BackendKind::default(), CacheOptions::default());
         let before = g.generate(&exp.prompt, &greedy(3), |_| {}).unwrap();
         let position = g.position();
 
@@ -94,9 +94,9 @@ fn interleaved_refuses_what_it_cannot_measure() {
     let g = generator(
         "tiny-llama",
         BackendKind::default(),
-        GeneratorOptions {
+        CacheOptions {
             max_seq_len: Some(8),
-            ..GeneratorOptions::default()
+            ..CacheOptions::default()
         },
     );
     let refusal = |strategies: &[CacheStrategy], prompt: &str, tokens| {

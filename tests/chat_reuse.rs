@@ -7,9 +7,7 @@ mod common;
 
 use kvcache_wasm::load;
 use kvcache_wasm::tokenizer::{ChatMessage, Role};
-use kvcache_wasm::{
-    BackendKind, ChatOptions, GenerateOptions, Generation, Generator, GeneratorOptions,
-};
+use kvcache_wasm::{BackendKind, CacheOptions, ChatOptions, Generation, Generator, RunOptions};
 
 const FIRST: &str = "What is the capital of France?";
 const SECOND: &str = "And of Italy?";
@@ -17,9 +15,9 @@ const SECOND: &str = "And of Italy?";
 fn smollm2() -> Generator {
     let bytes = std::fs::read(common::fetched("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
     let loaded = load::from_gguf_bytes(bytes, &BackendKind::default().device()).unwrap();
-    let options = GeneratorOptions {
+    let options = CacheOptions {
         max_seq_len: Some(256),
-        ..GeneratorOptions::default()
+        ..CacheOptions::default()
     };
     Generator::new(loaded, options).unwrap()
 }
@@ -27,9 +25,9 @@ fn smollm2() -> Generator {
 /// Greedy, at most 8 tokens.
 fn turn(reuse: bool) -> ChatOptions {
     ChatOptions {
-        run: GenerateOptions {
+        run: RunOptions {
             max_new_tokens: 8,
-            ..GenerateOptions::default()
+            ..RunOptions::default()
         },
         reuse,
     }
@@ -113,7 +111,7 @@ fn a_second_turn_prefills_only_its_tokens_and_matches_recomputing() {
 
     // Another system prompt starts another conversation, computed afresh.
     let pirate = ChatOptions {
-        run: GenerateOptions {
+        run: RunOptions {
             system_prompt: Some("You are a pirate.".into()),
             ..turn(true).run
         },
@@ -129,7 +127,7 @@ fn chat_without_a_known_template_is_a_clear_error() {
     let mut g = common::generator(
         "tiny-llama",
         BackendKind::default(),
-        GeneratorOptions::default(),
+        CacheOptions::default(),
     );
     g.generate("Once", &common::greedy(2), |_| {}).unwrap();
     let position = g.position();

@@ -417,7 +417,7 @@ fn cache_flags_are_checked_as_the_js_options_are() {
         let options: ModelOptions = serde_json::from_str(options).unwrap();
         let js = match options.backend() {
             Err(e) => e,
-            Ok(_) => options.generator_options().unwrap_err(),
+            Ok(_) => options.cache_options().unwrap_err(),
         }
         .to_string();
         assert!(js.contains(says), "{options:?}: {js}");

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use kvcache_wasm::load;
 use kvcache_wasm::{
-    BackendKind, Error, GenerateOptions, Generator, GeneratorOptions, ModelConfig, SamplingParams,
+    BackendKind, CacheOptions, Error, Generator, ModelConfig, RunOptions, SamplingParams,
 };
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -210,11 +210,7 @@ fn truncated_or_corrupt_gguf_is_refused() {
 }
 
 fn tiny_gpt2() -> Generator {
-    generator(
-        "tiny-gpt2",
-        BackendKind::default(),
-        GeneratorOptions::default(),
-    )
+    generator("tiny-gpt2", BackendKind::default(), CacheOptions::default())
 }
 
 /// After any failed call, the generator still reproduces the reference.
@@ -268,7 +264,7 @@ fn generation_stops_cleanly_at_the_context_limit() {
 fn bad_sampling_options_are_refused() {
     let mut g = tiny_gpt2();
     for (temperature, top_p) in [(f32::NAN, 1.0), (-0.5, 1.0), (1.0, 0.0), (1.0, 1.01)] {
-        let options = GenerateOptions {
+        let options = RunOptions {
             sampling: SamplingParams {
                 temperature,
                 top_p,
@@ -293,7 +289,7 @@ fn bad_cache_options_are_refused() {
         (CacheStrategy::Window { size: 40 }, Some(16), "(16), got 40"),
     ] {
         let err = g
-            .set_options(GeneratorOptions {
+            .set_options(CacheOptions {
                 strategy,
                 max_seq_len,
                 use_cache: true,
@@ -303,9 +299,9 @@ fn bad_cache_options_are_refused() {
         assert!(err.to_string().contains(&says), "{err}");
     }
     let err = g
-        .set_options(GeneratorOptions {
+        .set_options(CacheOptions {
             max_seq_len: Some(64),
-            ..GeneratorOptions::default()
+            ..CacheOptions::default()
         })
         .unwrap_err();
     assert!(
@@ -377,9 +373,9 @@ fn the_context_limits_every_model_and_every_strategy() {
             .config()
             .max_position_embeddings;
         for max_seq_len in [context + 1, 1_000_000_000] {
-            let options = GeneratorOptions {
+            let options = CacheOptions {
                 max_seq_len: Some(max_seq_len),
-                ..GeneratorOptions::default()
+                ..CacheOptions::default()
             };
             let err = Generator::new(load_tiny(name, BackendKind::default()), options)
                 .err()
@@ -393,9 +389,9 @@ fn the_context_limits_every_model_and_every_strategy() {
         let mut g = generator(
             name,
             BackendKind::default(),
-            GeneratorOptions {
+            CacheOptions {
                 strategy: CacheStrategy::Window { size: 4 },
-                ..GeneratorOptions::default()
+                ..CacheOptions::default()
             },
         );
         let out = g

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use kvcache_wasm::cache::{plan_layers, CacheStrategy, KvCache};
 use kvcache_wasm::load::{self, Loaded};
-use kvcache_wasm::{BackendKind, Generator, GeneratorOptions};
+use kvcache_wasm::{BackendKind, CacheOptions, Generator};
 
 /// Logits of the reference's top ids: largest difference relative to its top-1 logit.
 const TOLERANCE: f32 = 1e-4;
@@ -122,7 +122,7 @@ fn gemma3_270m_matches_the_reference() {
     }
 
     // Free-running greedy decoding, cached and uncached, up to the first near-tie.
-    let mut g = Generator::new(loaded, GeneratorOptions::default()).unwrap();
+    let mut g = Generator::new(loaded, CacheOptions::default()).unwrap();
     for run in &expected.runs {
         let clear = run
             .steps

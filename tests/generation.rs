@@ -3,10 +3,10 @@
 mod common;
 
 use common::*;
-use kvcache_wasm::{BackendKind, CacheStrategy, GenerateOptions, GeneratorOptions, SamplingParams};
+use kvcache_wasm::{BackendKind, CacheOptions, CacheStrategy, RunOptions, SamplingParams};
 
-fn sampled(seed: u64) -> GenerateOptions {
-    GenerateOptions {
+fn sampled(seed: u64) -> RunOptions {
+    RunOptions {
         max_new_tokens: 12,
         sampling: SamplingParams {
             temperature: 0.9,
@@ -15,7 +15,7 @@ fn sampled(seed: u64) -> GenerateOptions {
             seed,
         },
         stop_ids: Some(vec![]),
-        ..GenerateOptions::default()
+        ..RunOptions::default()
     }
 }
 
@@ -30,9 +30,9 @@ fn reset_then_generate_again_gives_identical_output() {
             let mut g = generator(
                 name,
                 BackendKind::default(),
-                GeneratorOptions {
+                CacheOptions {
                     strategy,
-                    ..GeneratorOptions::default()
+                    ..CacheOptions::default()
                 },
             );
             // Prealloc's slots and the window's ring are allocated with the
@@ -69,7 +69,7 @@ fn same_seed_same_tokens_other_seed_other_tokens() {
     let mut g = generator(
         "tiny-llama",
         BackendKind::default(),
-        GeneratorOptions::default(),
+        CacheOptions::default(),
     );
     let mut run = |seed| {
         g.reset();
@@ -87,7 +87,7 @@ fn streamed_pieces_add_up_to_the_text() {
     let mut g = generator(
         "tiny-llama",
         BackendKind::default(),
-        GeneratorOptions::default(),
+        CacheOptions::default(),
     );
     let mut streamed = String::new();
     let mut positions = Vec::new();
@@ -111,7 +111,7 @@ fn cache_figures_follow_the_formula() {
         (CacheStrategy::Prealloc, Some(32)),
         (CacheStrategy::Window { size: 6 }, None),
     ] {
-        let options = GeneratorOptions {
+        let options = CacheOptions {
             strategy,
             max_seq_len: Some(32),
             use_cache: true,
@@ -137,11 +137,7 @@ fn cache_figures_follow_the_formula() {
 #[test]
 fn no_cache_holds_nothing_and_matches_cached_output() {
     let exp = expected("tiny-gpt2");
-    let mut g = generator(
-        "tiny-gpt2",
-        BackendKind::default(),
-        GeneratorOptions::default(),
-    );
+    let mut g = generator("tiny-gpt2", BackendKind::default(), CacheOptions::default());
     let cached = g.generate(&exp.prompt, &greedy(12), |_| {}).unwrap();
     g.set_use_cache(false).unwrap();
     let uncached = g.generate(&exp.prompt, &greedy(12), |_| {}).unwrap();
@@ -155,7 +151,7 @@ fn a_second_prompt_continues_the_sequence_until_reset() {
     let mut g = generator(
         "tiny-llama",
         BackendKind::default(),
-        GeneratorOptions::default(),
+        CacheOptions::default(),
     );
     let first = g.generate("Once upon", &greedy(3), |_| {}).unwrap();
     let before = g.position();
@@ -171,7 +167,7 @@ fn step_by_step_equals_generate() {
     let mut g = generator(
         "tiny-llama.gguf",
         BackendKind::default(),
-        GeneratorOptions::default(),
+        CacheOptions::default(),
     );
     let mut ids = vec![g.prefill(&exp.prompt, &greedy(16)).unwrap().unwrap().id];
     while let Some(t) = g.step().unwrap() {

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use kvcache_wasm::load;
 use kvcache_wasm::tokenizer::Tokenizer;
-use kvcache_wasm::{BackendKind, GenerateOptions, Generator, GeneratorOptions};
+use kvcache_wasm::{BackendKind, CacheOptions, Generator, RunOptions};
 
 fn device() -> burn::tensor::Device {
     BackendKind::default().device()
@@ -247,12 +247,12 @@ fn impossible_numbers_in_a_config_json_are_refused() {
 fn a_huge_prompt_is_refused_before_it_is_tokenized() {
     let mut g = Generator::new(
         load_tiny("tiny-llama", BackendKind::default()),
-        GeneratorOptions::default(),
+        CacheOptions::default(),
     )
     .unwrap();
     let huge = "Once upon a time ".repeat(2_500_000); // 42.5 MB
     let err = g
-        .generate(&huge, &GenerateOptions::default(), |_| {})
+        .generate(&huge, &RunOptions::default(), |_| {})
         .unwrap_err()
         .to_string();
     assert!(
@@ -260,10 +260,10 @@ fn a_huge_prompt_is_refused_before_it_is_tokenized() {
         "{err}"
     );
     let exp = expected("tiny-llama");
-    let options = GenerateOptions {
+    let options = RunOptions {
         max_new_tokens: exp.greedy_ids.len(),
         stop_ids: Some(vec![]),
-        ..GenerateOptions::default()
+        ..RunOptions::default()
     };
     assert_eq!(
         g.generate(&exp.prompt, &options, |_| {}).unwrap().ids,

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use kvcache_wasm::cache::{plan_layers, CacheStrategy};
-use kvcache_wasm::{BackendKind, GeneratorOptions};
+use kvcache_wasm::{BackendKind, CacheOptions};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -68,7 +68,7 @@ fn greedy_generation_matches_reference_for_every_strategy() {
     for name in TINY {
         let exp = expected(name);
         for (strategy, use_cache) in strategies(exp.window.size) {
-            let options = GeneratorOptions {
+            let options = CacheOptions {
                 strategy,
                 max_seq_len: Some(32),
                 use_cache,

@@ -6,13 +6,13 @@
 mod common;
 
 use kvcache_wasm::load;
-use kvcache_wasm::{BackendKind, CacheStrategy, Generator, GeneratorOptions, Score};
+use kvcache_wasm::{BackendKind, CacheOptions, CacheStrategy, Generator, Score};
 use serde::Deserialize;
 
 const TEXT: &str = "Once upon a time there was a cat.";
 
-fn options(strategy: CacheStrategy, use_cache: bool) -> GeneratorOptions {
-    GeneratorOptions {
+fn options(strategy: CacheStrategy, use_cache: bool) -> CacheOptions {
+    CacheOptions {
         strategy,
         max_seq_len: Some(32),
         use_cache,
@@ -117,9 +117,9 @@ fn smollm2_score_matches_the_numpy_reference() {
     let loaded = load::from_gguf_bytes(bytes, &BackendKind::default().device()).unwrap();
     let mut g = Generator::new(
         loaded,
-        GeneratorOptions {
+        CacheOptions {
             max_seq_len: Some(128),
-            ..GeneratorOptions::default()
+            ..CacheOptions::default()
         },
     )
     .unwrap();

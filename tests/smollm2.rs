@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use common::relative_error;
 use kvcache_wasm::cache::plan_layers;
 use kvcache_wasm::load;
-use kvcache_wasm::{BackendKind, CacheStrategy, Generator, GeneratorOptions};
+use kvcache_wasm::{BackendKind, CacheOptions, CacheStrategy, Generator};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -65,9 +65,9 @@ fn smollm2_greedy_tokens_match_the_reference() {
     let n = expected.greedy_ids.len();
     let mut g = Generator::new(
         loaded,
-        GeneratorOptions {
+        CacheOptions {
             strategy: CacheStrategy::Prealloc,
-            ..GeneratorOptions::default()
+            ..CacheOptions::default()
         },
     )
     .unwrap();

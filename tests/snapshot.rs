@@ -5,17 +5,17 @@
 
 mod common;
 
-use kvcache_wasm::{BackendKind, CacheSnapshot, CacheStrategy, Generator, GeneratorOptions};
+use kvcache_wasm::{BackendKind, CacheOptions, CacheSnapshot, CacheStrategy, Generator};
 
-fn options(strategy: CacheStrategy, use_cache: bool) -> GeneratorOptions {
-    GeneratorOptions {
+fn options(strategy: CacheStrategy, use_cache: bool) -> CacheOptions {
+    CacheOptions {
         strategy,
         max_seq_len: Some(32),
         use_cache,
     }
 }
 
-fn generator(name: &str, options: GeneratorOptions) -> Generator {
+fn generator(name: &str, options: CacheOptions) -> Generator {
     common::generator(name, BackendKind::default(), options)
 }
 
@@ -143,7 +143,7 @@ fn bad_snapshots_are_clear_errors_and_change_nothing() {
             "this generator has cache window(5)",
         ),
         (
-            GeneratorOptions {
+            CacheOptions {
                 max_seq_len: Some(31),
                 ..window.clone()
             },

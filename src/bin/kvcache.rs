@@ -11,7 +11,7 @@ use web_time::Instant;
 use kvcache_wasm::bench::{self, Interleaved};
 use kvcache_wasm::load;
 use kvcache_wasm::{
-    BackendKind, Error, Generation, Generator, ModelOptions, Result, RunOptions, StopReason,
+    BackendKind, Error, Generation, Generator, ModelOptions, PrefillOptions, Result, StopReason,
 };
 
 #[derive(Parser)]
@@ -124,8 +124,8 @@ struct GenerateArgs {
 
 impl GenerateArgs {
     /// The flags as the JS options object of `generate` that says the same.
-    fn options(&self) -> RunOptions {
-        RunOptions {
+    fn options(&self) -> PrefillOptions {
+        PrefillOptions {
             max_tokens: Some(self.max_tokens),
             temperature: Some(self.temperature),
             top_k: Some(self.top_k),
@@ -296,20 +296,20 @@ struct Opened {
 
 /// Checks `options` (before any file is read), then loads the model.
 fn open(model: &str, options: &ModelOptions) -> Result<Opened> {
-    let generator_options = options.generator_options()?;
+    let cache_options = options.cache_options()?;
     let backend = options.backend()?;
     let started = Instant::now();
     let loaded = load::from_path(model, options.weights_seed(), &backend.device())?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(Opened {
-        generator: Generator::new(loaded, generator_options)?,
+        generator: Generator::new(loaded, cache_options)?,
         backend,
         load_ms,
     })
 }
 
 fn generate(args: &GenerateArgs) -> Result<()> {
-    let options = args.options().generate_options()?;
+    let options = args.options().run_options()?;
     let mut opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
     let generator = &mut opened.generator;
     let mut stdout = std::io::stdout();
@@ -388,7 +388,7 @@ fn interleave(args: &InterleaveArgs) -> Result<()> {
         .map(|name| {
             let window = args.window.filter(|_| name == "window");
             let options = args.model.options(name, window, true);
-            Ok(options.generator_options()?.strategy)
+            Ok(options.cache_options()?.strategy)
         })
         .collect::<Result<Vec<_>>>()?;
     if args.window.is_some() && !args.caches.iter().any(|name| name == "window") {

@@ -17,7 +17,7 @@
 
 use web_time::Instant;
 
-use super::{GenerateOptions, Generation, Generator, Run, TokenEvent};
+use super::{Generation, Generator, Run, RunOptions, TokenEvent};
 use crate::cache;
 use crate::error::{Error, Result};
 use crate::sampling::Sampler;
@@ -28,7 +28,7 @@ use crate::tokenizer::{ChatMessage, ChatTemplate, NoChat, Role};
 /// used: a chat turn is always in the template), and whether to reuse the cache.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatOptions {
-    pub run: GenerateOptions,
+    pub run: RunOptions,
     /// Continue from the cache of the previous turns (and of the system
     /// prompt), prefilling only the new turn's tokens; `false` recomputes the
     /// whole conversation from an empty cache.
@@ -38,7 +38,7 @@ pub struct ChatOptions {
 impl Default for ChatOptions {
     fn default() -> Self {
         ChatOptions {
-            run: GenerateOptions::default(),
+            run: RunOptions::default(),
             reuse: true,
         }
     }

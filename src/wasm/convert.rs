@@ -18,8 +18,8 @@ use web_sys::AbortSignal;
 
 use crate::budget;
 use crate::error::Error;
-use crate::generate::{GenerateOptions, TokenEvent};
-use crate::options::{check_keys, ModelOptions, RunOptions};
+use crate::generate::{RunOptions, TokenEvent};
+use crate::options::{check_keys, ModelOptions, PrefillOptions};
 
 /// How deep an options object may nest (they are flat today; this only stops
 /// a cyclic object from recursing forever).
@@ -263,8 +263,8 @@ pub(super) fn run_options(
     what: &str,
     value: &JsValue,
     extra: &[&str],
-) -> Result<GenerateOptions, Error> {
-    read_options::<RunOptions>(what, value, RunOptions::KEYS, extra)?.generate_options()
+) -> Result<RunOptions, Error> {
+    read_options::<PrefillOptions>(what, value, PrefillOptions::KEYS, extra)?.run_options()
 }
 
 /// Options of `encode`.

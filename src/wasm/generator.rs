@@ -13,7 +13,7 @@ use super::fetch::{download, Download, ModelFiles};
 use crate::backend::BackendKind;
 use crate::cache::CacheStrategy;
 use crate::error::Error;
-use crate::generate::{Generator as Engine, GeneratorOptions, TokenEvent};
+use crate::generate::{CacheOptions, Generator as Engine, TokenEvent};
 use crate::load::{self, Loaded};
 use crate::options::{ModelOptions, RemoteModel};
 
@@ -93,7 +93,7 @@ impl Generator {
             &["onProgress", "browserCache", "signal", "onStoreError"],
         )?;
         // Check everything that can be checked before downloading anything.
-        model.generator_options()?;
+        model.cache_options()?;
         model.backend()?;
         let how = Download {
             on_progress: callback(&options, "onProgress")?,
@@ -340,9 +340,9 @@ impl Generator {
         load: impl FnOnce(&burn::tensor::Device) -> crate::Result<Loaded>,
     ) -> Result<Generator, JsValue> {
         install_panic_hook();
-        let generator_options: GeneratorOptions = options.generator_options()?;
+        let cache_options: CacheOptions = options.cache_options()?;
         let backend = options.backend()?;
-        let inner = Engine::new(load(&backend.device())?, generator_options)?;
+        let inner = Engine::new(load(&backend.device())?, cache_options)?;
         Ok(Generator {
             inner,
             backend,

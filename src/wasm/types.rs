@@ -1,8 +1,7 @@
 //! The TypeScript of the objects that cross the JS boundary, which
 //! wasm-bindgen appends to the package's `.d.ts`. The options and results are
 //! written from the Rust types themselves (`#[derive(tsify::Tsify)]` on
-//! [`crate::options::ModelOptions`], [`crate::options::RunOptions`] (as
-//! `PrefillOptions`), [`crate::generate::TokenEvent`],
+//! [`crate::options::ModelOptions`], [`crate::options::PrefillOptions`], [`crate::generate::TokenEvent`],
 //! [`crate::generate::Generation`], [`crate::config::ModelConfig`], ...), so
 //! the declarations follow the fields and their doc comments. Only what has no
 //! Rust type is written here: the JS callbacks that some calls take on top.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use kvcache_wasm::load::{self, Loaded};
-use kvcache_wasm::{BackendKind, GenerateOptions, Generator, GeneratorOptions};
+use kvcache_wasm::{BackendKind, CacheOptions, Generator, RunOptions};
 
 pub fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -97,16 +97,16 @@ pub fn load_tiny(name: &str, backend: BackendKind) -> Loaded {
     loaded.unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
-pub fn generator(name: &str, backend: BackendKind, options: GeneratorOptions) -> Generator {
+pub fn generator(name: &str, backend: BackendKind, options: CacheOptions) -> Generator {
     Generator::new(load_tiny(name, backend), options).unwrap()
 }
 
 /// Greedy, no stop ids: the reference runs ignore EOS.
-pub fn greedy(max_new_tokens: usize) -> GenerateOptions {
-    GenerateOptions {
+pub fn greedy(max_new_tokens: usize) -> RunOptions {
+    RunOptions {
         max_new_tokens,
         stop_ids: Some(vec![]),
-        ..GenerateOptions::default()
+        ..RunOptions::default()
     }
 }
 
@@ -118,7 +118,7 @@ pub fn generate_like_reference(
     strategy: kvcache_wasm::CacheStrategy,
     use_cache: bool,
 ) -> kvcache_wasm::Generation {
-    let options = GeneratorOptions {
+    let options = CacheOptions {
         strategy,
         max_seq_len: Some(32),
         use_cache,
