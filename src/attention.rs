@@ -5,13 +5,15 @@
 //!
 //! Two forms of the same computation:
 //! - [`over_tensors`]: burn tensors, a whole sequence attending to itself (no cache);
-//! - [`over_rows`]: plain `f32` rows of keys and values, as the KV cache holds
-//!   them, read in place ([`Run`]s of consecutive positions).
+//! - [`over_rows`]: rows of keys and values as the KV cache holds them (`f32`,
+//!   or `f16`/`int8` decoded row by row), read in place ([`Run`]s of
+//!   consecutive positions).
 
 use std::ops::Range;
 
 use burn::tensor::{activation::softmax, Tensor, TensorData};
 
+use crate::cache::precision::Encoded;
 use crate::config::ModelConfig;
 
 /// The shape of one layer's multi-head attention, and its scale.
@@ -45,31 +47,56 @@ impl Heads {
 }
 
 /// Which keys a query may see: never a later position (causal), and with a
-/// window of `w`, only the `w` newest positions up to its own.
+/// window of `w`, only the `w` newest positions up to its own, besides the
+/// first `sinks` positions (attention sinks, kept visible for good).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Mask {
     pub window: Option<usize>,
+    /// Positions `0..sinks` stay visible to every later query; only with a window.
+    pub sinks: usize,
 }
 
 impl Mask {
     /// Every earlier position and the query's own.
-    pub const CAUSAL: Mask = Mask { window: None };
+    pub const CAUSAL: Mask = Mask {
+        window: None,
+        sinks: 0,
+    };
 
     /// The query's own position and the `size - 1` before it.
     pub fn window(size: usize) -> Mask {
-        Mask { window: Some(size) }
+        Mask {
+            window: Some(size),
+            sinks: 0,
+        }
+    }
+
+    /// This window, and positions `0..sinks` too.
+    pub fn with_sinks(self, sinks: usize) -> Mask {
+        Mask { sinks, ..self }
     }
 
     /// Whether a query at position `query` sees the key at position `key`.
     pub fn visible(&self, query: usize, key: usize) -> bool {
-        key <= query && self.window.is_none_or(|w| key + w > query)
+        key <= query && (key < self.sinks || self.window.is_none_or(|w| key + w > query))
     }
 
-    /// The part of `keys` (a range of positions) that a query at `query` sees.
-    fn visible_part(&self, query: usize, keys: Range<usize>) -> Range<usize> {
-        let oldest = self.window.map_or(0, |w| (query + 1).saturating_sub(w));
-        let start = keys.start.max(oldest).min(keys.end);
-        start..keys.end.min(query + 1).max(start)
+    /// The parts of `keys` (a range of positions) that a query at `query`
+    /// sees, in order: the sinks part and the window part (either may be empty).
+    fn visible_parts(&self, query: usize, keys: Range<usize>) -> [Range<usize>; 2] {
+        let clip = |seen: Range<usize>| {
+            let start = keys.start.max(seen.start).min(keys.end);
+            start..keys.end.min(seen.end).max(start)
+        };
+        let nothing = keys.start..keys.start;
+        match self.window {
+            Some(w) if (query + 1).saturating_sub(w) > self.sinks => [
+                clip(0..self.sinks),
+                clip((query + 1).saturating_sub(w)..query + 1),
+            ],
+            // No window, or one reaching back into the sinks: everything up to the query.
+            _ => [clip(0..query + 1), nothing],
+        }
     }
 }
 
@@ -109,13 +136,13 @@ fn additive_mask(mask: Mask, group: usize, n: usize) -> Option<TensorData> {
     Some(TensorData::new(data, [1, group * n, n]))
 }
 
-/// Keys and values of consecutive positions, read in place from a buffer laid
-/// out `[kv_heads, slots, dim]`: rows `from..from + len` of every head, the
-/// first of them at position `position`.
+/// Keys and values of consecutive positions, read in place from buffers laid
+/// out `[kv_heads, slots, dim]` (`f32` rows, or rows as the cache stores them):
+/// rows `from..from + len` of every head, the first of them at position `position`.
 #[derive(Debug, Clone, Copy)]
 pub struct Run<'a> {
-    pub keys: &'a [f32],
-    pub values: &'a [f32],
+    pub keys: Encoded<'a>,
+    pub values: Encoded<'a>,
     /// Rows per head in the buffer.
     pub slots: usize,
     pub from: usize,
@@ -124,11 +151,11 @@ pub struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// Rows `0..n` of a `[kv_heads, n, dim]` chunk, at positions `position..position + n`.
+    /// Rows `0..n` of a `[kv_heads, n, dim]` chunk of `f32`s, at positions `position..position + n`.
     pub fn chunk(keys: &'a [f32], values: &'a [f32], n: usize, position: usize) -> Self {
         Run {
-            keys,
-            values,
+            keys: Encoded::F32(keys),
+            values: Encoded::F32(values),
             slots: n,
             from: 0,
             len: n,
@@ -136,11 +163,10 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Head `kv`'s keys and values at the positions in `part`, as `dim`-sized rows.
-    fn rows(&self, kv: usize, part: &Range<usize>, dim: usize) -> (&'a [f32], &'a [f32]) {
+    /// The buffer rows of head `kv`'s keys and values at the positions in `part`.
+    fn rows(&self, kv: usize, part: &Range<usize>) -> Range<usize> {
         let first = kv * self.slots + self.from + (part.start - self.position);
-        let span = first * dim..(first + part.len()) * dim;
-        (&self.keys[span.clone()], &self.values[span])
+        first..first + part.len()
     }
 
     fn positions(&self) -> Range<usize> {
@@ -154,39 +180,95 @@ impl<'a> Run<'a> {
 ///
 /// One query row at a time: its scores against the visible keys, a softmax,
 /// then the weighted sum of the matching values. Each head's rows are read
-/// front to back, and nothing is copied.
+/// front to back, and nothing is copied; rows stored other than as `f32`
+/// are decoded one at a time into a scratch row.
 pub fn over_rows(q: &[f32], start: usize, heads: Heads, mask: Mask, runs: &[Run]) -> Vec<f32> {
     let dim = heads.dim;
     let n = q.len() / (heads.query * dim);
     let mut out = vec![0.0f32; q.len()];
     let mut weights = Vec::new();
+    let mut scratch = vec![0.0f32; dim];
     for head in 0..heads.query {
         let kv = head / heads.group();
         for t in 0..n {
             let position = start + t;
             let query = &q[(head * n + t) * dim..][..dim];
-            let visible = runs.iter().map(|run| {
-                let part = mask.visible_part(position, run.positions());
-                run.rows(kv, &part, dim)
+            let visible = runs.iter().flat_map(|run| {
+                let parts = mask.visible_parts(position, run.positions());
+                parts.map(|part| (run, run.rows(kv, &part)))
             });
             weights.clear();
-            for (keys, _) in visible.clone() {
-                weights.extend(
-                    keys.chunks_exact(dim)
-                        .map(|key| dot(query, key) * heads.scale),
+            for (run, rows) in visible.clone() {
+                scores(
+                    run.keys,
+                    rows,
+                    query,
+                    heads.scale,
+                    &mut weights,
+                    &mut scratch,
                 );
             }
             let total = softmax_in_place(&mut weights);
             let row = &mut out[(head * n + t) * dim..][..dim];
-            let mut weight = weights.iter();
-            for (_, values) in visible {
-                for (value, w) in values.chunks_exact(dim).zip(&mut weight) {
-                    add_scaled(row, w / total, value);
-                }
+            let mut weight = weights.iter().map(|w| w / total);
+            for (run, rows) in visible {
+                weighted_sum(run.values, rows, &mut weight, row, &mut scratch);
             }
         }
     }
     out
+}
+
+/// Appends `query · key × scale` for each key row in `rows`.
+#[inline]
+fn scores(
+    keys: Encoded,
+    rows: Range<usize>,
+    query: &[f32],
+    scale: f32,
+    out: &mut Vec<f32>,
+    scratch: &mut [f32],
+) {
+    let dim = query.len();
+    match keys {
+        Encoded::F32(keys) => out.extend(
+            keys[rows.start * dim..rows.end * dim]
+                .chunks_exact(dim)
+                .map(|key| dot(query, key) * scale),
+        ),
+        stored => out.extend(rows.map(|r| {
+            stored.decode_row(r, scratch);
+            dot(query, scratch) * scale
+        })),
+    }
+}
+
+/// `row += weight · value` for each value row in `rows`, taking the weights in turn.
+#[inline]
+fn weighted_sum(
+    values: Encoded,
+    rows: Range<usize>,
+    weights: &mut impl Iterator<Item = f32>,
+    row: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let dim = row.len();
+    match values {
+        Encoded::F32(values) => {
+            for (value, w) in values[rows.start * dim..rows.end * dim]
+                .chunks_exact(dim)
+                .zip(weights)
+            {
+                add_scaled(row, w, value);
+            }
+        }
+        stored => {
+            for (r, w) in rows.zip(weights) {
+                stored.decode_row(r, scratch);
+                add_scaled(row, w, scratch);
+            }
+        }
+    }
 }
 
 /// `x ← exp(x - max x)`, returning the sum (the softmax's denominator).
@@ -258,15 +340,50 @@ mod tests {
     }
 
     #[test]
-    fn the_visible_part_of_a_run_is_what_the_mask_shows() {
-        for mask in [Mask::CAUSAL, Mask::window(1), Mask::window(3)] {
+    fn sinks_stay_visible_besides_the_window() {
+        assert_eq!(
+            pattern(Mask::window(2).with_sinks(1), 0..5, 0..5),
+            ["#....", "##...", "###..", "#.##.", "#..##"]
+        );
+    }
+
+    const MASKS: [Mask; 6] = [
+        Mask::CAUSAL,
+        Mask {
+            window: Some(1),
+            sinks: 0,
+        },
+        Mask {
+            window: Some(3),
+            sinks: 0,
+        },
+        Mask {
+            window: Some(1),
+            sinks: 1,
+        },
+        Mask {
+            window: Some(3),
+            sinks: 2,
+        },
+        Mask {
+            window: Some(2),
+            sinks: 5,
+        },
+    ];
+
+    #[test]
+    fn the_visible_parts_of_a_run_are_what_the_mask_shows() {
+        for mask in MASKS {
             for query in 0..12 {
                 for keys in [0..0, 0..4, 2..9, 5..12, 10..12] {
-                    let part = mask.visible_part(query, keys.clone());
+                    let parts = mask.visible_parts(query, keys.clone());
                     let expected: Vec<usize> =
                         keys.clone().filter(|&k| mask.visible(query, k)).collect();
+                    for part in &parts {
+                        assert!(keys.start <= part.start && part.end <= keys.end);
+                    }
                     assert_eq!(
-                        part.collect::<Vec<_>>(),
+                        parts.into_iter().flatten().collect::<Vec<_>>(),
                         expected,
                         "{mask:?} {query} {keys:?}"
                     );
@@ -350,7 +467,7 @@ mod tests {
     fn attention_over_rows_matches_the_definition() {
         let (kv, dim, total) = (HEADS.kv, HEADS.dim, 11);
         let (k, v) = (values(kv * total * dim, 1), values(kv * total * dim, 2));
-        for mask in [Mask::CAUSAL, Mask::window(4)] {
+        for mask in [Mask::CAUSAL, Mask::window(4), Mask::window(3).with_sinks(2)] {
             // A 5-token chunk after 6 cached positions, the cache split in two runs
             // (positions 3..6 in buffer rows 0..3 and 0..3 in rows 5..8 of 8 slots, as a ring would).
             let q = values(HEADS.query * 5 * dim, 3);
@@ -369,16 +486,16 @@ mod tests {
             );
             let runs = [
                 Run {
-                    keys: &ring,
-                    values: &ring_v,
+                    keys: Encoded::F32(&ring),
+                    values: Encoded::F32(&ring_v),
                     slots: 8,
                     from: 5,
                     len: 3,
                     position: 0,
                 },
                 Run {
-                    keys: &ring,
-                    values: &ring_v,
+                    keys: Encoded::F32(&ring),
+                    values: Encoded::F32(&ring_v),
                     slots: 8,
                     from: 0,
                     len: 3,
@@ -393,6 +510,44 @@ mod tests {
     }
 
     #[test]
+    fn stored_rows_are_read_as_the_numbers_they_decode_to() {
+        use crate::cache::precision::{Buffer, KvDtype};
+        let (kv, dim, n) = (HEADS.kv, HEADS.dim, 7);
+        let q = values(HEADS.query * n * dim, 7);
+        let (k, v) = (values(kv * n * dim, 8), values(kv * n * dim, 9));
+        for dtype in [KvDtype::F16, KvDtype::Int8] {
+            let encode = |x: &[f32]| {
+                let mut buffer = Buffer::with_capacity(dtype, kv * n, dim);
+                buffer.push_encoded(x, dim);
+                buffer
+            };
+            let decode = |buffer: &Buffer| {
+                let mut out = vec![0.0; kv * n * dim];
+                for (r, row) in out.chunks_exact_mut(dim).enumerate() {
+                    buffer.encoded().decode_row(r, row);
+                }
+                out
+            };
+            let (sk, sv) = (encode(&k), encode(&v));
+            let stored = Run {
+                keys: sk.encoded(),
+                values: sv.encoded(),
+                ..Run::chunk(&k, &v, n, 0)
+            };
+            let (dk, dv) = (decode(&sk), decode(&sv));
+            for mask in [Mask::CAUSAL, Mask::window(2).with_sinks(1)] {
+                let ours = over_rows(&q, 0, HEADS, mask, &[stored]);
+                let decoded = over_rows(&q, 0, HEADS, mask, &[Run::chunk(&dk, &dv, n, 0)]);
+                assert_eq!(ours, decoded, "{dtype} {mask:?}");
+                // and the stored numbers are close to the originals'.
+                let plain = over_rows(&q, 0, HEADS, mask, &[Run::chunk(&k, &v, n, 0)]);
+                assert!(worst(&ours, &plain) < 0.05, "{dtype} {mask:?}");
+                assert!(worst(&ours, &plain) > 0.0, "{dtype} {mask:?}");
+            }
+        }
+    }
+
+    #[test]
     fn tensors_and_rows_give_the_same_attention() {
         let device = BackendKind::default().device();
         let (dim, n) = (HEADS.dim, 7);
@@ -401,7 +556,7 @@ mod tests {
         let tensor = |data: &[f32], heads: usize| {
             Tensor::<3>::from_data(TensorData::new(data.to_vec(), [heads, n, dim]), &device)
         };
-        for mask in [Mask::CAUSAL, Mask::window(3)] {
+        for mask in [Mask::CAUSAL, Mask::window(3), Mask::window(2).with_sinks(2)] {
             let ours = over_tensors(
                 tensor(&q, HEADS.query),
                 tensor(&k, HEADS.kv),

@@ -14,7 +14,7 @@ use web_time::Instant;
 
 use crate::attention::Heads;
 use crate::budget;
-use crate::cache::{self, CacheStrategy, KvCache, LayerPlan};
+use crate::cache::{self, CacheStrategy, KvCache, KvDtype, LayerPlan};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::load::Loaded;
@@ -47,6 +47,8 @@ pub fn max_seq_len(config: &ModelConfig, requested: Option<usize>) -> Result<usi
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheOptions {
     pub strategy: CacheStrategy,
+    /// How the cache stores keys and values; no effect with the cache off.
+    pub kv_dtype: KvDtype,
     /// Longest sequence accepted (defaults to min(model context, 1024)).
     pub max_seq_len: Option<usize>,
     pub use_cache: bool,
@@ -56,6 +58,7 @@ impl Default for CacheOptions {
     fn default() -> Self {
         CacheOptions {
             strategy: CacheStrategy::Concat,
+            kv_dtype: KvDtype::F32,
             max_seq_len: None,
             use_cache: true,
         }
@@ -148,6 +151,8 @@ pub struct Generation {
     pub cache_layer_lens: Vec<usize>,
     /// Bytes the cache's buffers hold at the end of the run.
     pub cache_bytes: usize,
+    /// How the cache stores keys and values (`"f32"`, `"f16"` or `"int8"`), cache on or off.
+    pub kv_dtype: KvDtype,
     /// Why the run stopped; `null` while a run started by `prefill` is still going.
     pub stop_reason: Option<StopReason>,
     /// Tokens the prefill computed (see [`TokenEvent::prefilled`]); for a chat
@@ -228,8 +233,8 @@ impl Generator {
         let max_seq_len = max_seq_len(config, options.max_seq_len)?;
         let plans = cache::plan_layers(config, options.strategy, max_seq_len)?;
         let cache = if options.use_cache {
-            check_budget(config, &plans)?;
-            Some(KvCache::new(Heads::of(config), &plans)?)
+            check_budget(config, &plans, options.kv_dtype)?;
+            Some(KvCache::new(Heads::of(config), &plans, options.kv_dtype)?)
         } else {
             None
         };
@@ -269,6 +274,13 @@ impl Generator {
     pub fn set_strategy(&mut self, strategy: CacheStrategy) -> Result<()> {
         self.set_options(CacheOptions {
             strategy,
+            ..self.options.clone()
+        })
+    }
+
+    pub fn set_kv_dtype(&mut self, kv_dtype: KvDtype) -> Result<()> {
+        self.set_options(CacheOptions {
+            kv_dtype,
             ..self.options.clone()
         })
     }
@@ -458,6 +470,7 @@ impl Generator {
     /// The summary of the current run so far (complete once `step` returned `None`).
     pub fn finish(&mut self) -> Result<Generation> {
         let (cache_len, cache_bytes) = (self.cache_len(), self.cache_bytes());
+        let kv_dtype = self.options.kv_dtype;
         let cache_layer_lens = self.cache_layer_lens();
         let tokenizer = &self.tokenizer;
         let run = self
@@ -484,6 +497,7 @@ impl Generator {
             cache_len,
             cache_layer_lens,
             cache_bytes,
+            kv_dtype,
             stop_reason: run.stop_reason,
             prefilled: run.prefilled,
             reused: run.reused,
@@ -590,15 +604,15 @@ impl Run {
 
 /// Fails, saying how much, when a cache planned so would take memory past the
 /// budget at its fullest ([`budget`]); in 64 bits, since `maxSeqLen` comes from the user.
-fn check_budget(config: &ModelConfig, plans: &[LayerPlan]) -> Result<()> {
+fn check_budget(config: &ModelConfig, plans: &[LayerPlan], dtype: KvDtype) -> Result<()> {
     let entries: u64 = plans
         .iter()
         .map(|plan| match plan {
-            LayerPlan::Window { size } => *size as u64,
+            LayerPlan::Window { size, sinks } => (size + sinks) as u64,
             _ => plan.max_len().unwrap_or(0) as u64,
         })
         .sum();
-    let entry_bytes = 2 * 4 * config.num_kv_heads as u64 * config.head_dim as u64;
+    let entry_bytes = 2 * config.num_kv_heads as u64 * dtype.row_bytes(config.head_dim) as u64;
     let longest = plans
         .iter()
         .filter_map(LayerPlan::max_len)

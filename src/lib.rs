@@ -28,7 +28,7 @@ pub mod weights;
 pub mod wasm;
 
 pub use backend::BackendKind;
-pub use cache::{CacheStrategy, KvCache};
+pub use cache::{CacheStrategy, KvCache, KvDtype};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use generate::{

@@ -12,12 +12,12 @@
 use serde::Deserialize;
 
 use crate::backend::BackendKind;
-use crate::cache::CacheStrategy;
+use crate::cache::{CacheStrategy, KvDtype};
 use crate::error::{Error, Result};
 use crate::generate::{CacheOptions, ChatOptions, RunOptions};
 use crate::sampling::SamplingParams;
 
-/// How to build a generator: `{ cache, window, maxSeqLen, seed, backend, useCache }`.
+/// How to build a generator: `{ cache, window, sinks, kvDtype, maxSeqLen, seed, backend, useCache }`.
 /// Every key is optional; unknown keys throw.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
@@ -31,6 +31,16 @@ pub struct ModelOptions {
     pub cache: Option<String>,
     /// Sliding-window size; only with `cache: "window"`, between 1 and `maxSeqLen`.
     pub window: Option<usize>,
+    /// Attention sinks: the first `sinks` tokens stay visible besides the
+    /// window (default 0); only with `cache: "window"`, fewer than `window`.
+    pub sinks: Option<usize>,
+    /// How the cache stores keys and values: `"f32"` (the default), `"f16"` or
+    /// `"int8"` (blocks of 32 with an f16 scale); no effect with `useCache: false`.
+    #[cfg_attr(
+        target_arch = "wasm32",
+        tsify(type = r#""f32" | "f16" | "int8" | null"#)
+    )]
+    pub kv_dtype: Option<String>,
     /// Longest sequence (and what `prealloc` allocates); default min(model context, 1024).
     pub max_seq_len: Option<usize>,
     /// Seed of `randomGpt2`'s weights (models from files bring their own weights).
@@ -47,6 +57,8 @@ impl ModelOptions {
     pub const KEYS: &'static [&'static str] = &[
         "cache",
         "window",
+        "sinks",
+        "kvDtype",
         "maxSeqLen",
         "seed",
         "backend",
@@ -82,8 +94,14 @@ impl ModelOptions {
                 )));
             }
         }
+        let strategy = strategy.with_sinks(self.sinks.unwrap_or(0))?;
+        let kv_dtype = self
+            .kv_dtype
+            .as_deref()
+            .map_or(Ok(KvDtype::F32), KvDtype::parse)?;
         Ok(CacheOptions {
             strategy,
+            kv_dtype,
             max_seq_len: self.max_seq_len,
             use_cache: self.use_cache.unwrap_or(true),
         })
@@ -265,8 +283,12 @@ mod tests {
 
     #[test]
     fn model_options_are_read() {
-        let o = model(r#"{"cache":"window","window":8,"maxSeqLen":32,"useCache":false}"#).unwrap();
-        assert_eq!(o.strategy, CacheStrategy::Window { size: 8 });
+        let o = model(
+            r#"{"cache":"window","window":8,"sinks":2,"kvDtype":"int8","maxSeqLen":32,"useCache":false}"#,
+        )
+        .unwrap();
+        assert_eq!(o.strategy, CacheStrategy::Window { size: 8, sinks: 2 });
+        assert_eq!(o.kv_dtype, KvDtype::Int8);
         assert_eq!(o.max_seq_len, Some(32));
         assert!(!o.use_cache);
         assert_eq!(
@@ -309,6 +331,15 @@ mod tests {
             ),
             (r#"{"window":4}"#, "only applies with cache: \"window\""),
             (r#"{"maxSeqLen":0}"#, "maxSeqLen must be at least 1"),
+            (r#"{"kvDtype":"q8_0"}"#, "unknown kvDtype `q8_0`"),
+            (
+                r#"{"sinks":2}"#,
+                "sinks only apply with the window strategy",
+            ),
+            (
+                r#"{"cache":"window","window":4,"sinks":4}"#,
+                "sinks must be smaller than the window (4), got 4",
+            ),
         ] {
             let err = model(json).unwrap_err().to_string();
             assert!(err.contains(says), "{json}: {err}");

@@ -22,7 +22,7 @@
 //! Reading checks every length against the bytes left before allocating, so
 //! truncated or damaged bytes are an error, never a huge allocation.
 
-use crate::cache::{CacheStrategy, LayerEntries};
+use crate::cache::{CacheStrategy, KvDtype, LayerEntries};
 use crate::error::{Error, Result};
 use crate::fingerprint;
 
@@ -35,6 +35,7 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotSettings {
     pub strategy: CacheStrategy,
+    pub kv_dtype: KvDtype,
     pub max_seq_len: usize,
     pub use_cache: bool,
 }
@@ -42,7 +43,7 @@ pub struct SnapshotSettings {
 impl std::fmt::Display for SnapshotSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.use_cache {
-            write!(f, "cache {}", self.strategy)?;
+            write!(f, "cache {} {}", self.strategy, self.kv_dtype)?;
         } else {
             f.write_str("no cache")?;
         }
@@ -83,14 +84,18 @@ impl CacheSnapshot {
         let (tag, window) = match self.settings.strategy {
             CacheStrategy::Concat => (0u8, 0),
             CacheStrategy::Prealloc => (1, 0),
-            CacheStrategy::Window { size } => (2, size),
+            CacheStrategy::Window { size, .. } => (2, size),
         };
+        let dtype = KvDtype::ALL
+            .iter()
+            .position(|&d| d == self.settings.kv_dtype)
+            .expect("one of ALL") as u8;
         out.push(tag);
         out.extend_from_slice(&u32_of(window).to_le_bytes());
         out.extend_from_slice(&u32_of(self.settings.max_seq_len).to_le_bytes());
         out.push(self.settings.use_cache as u8);
-        out.push(0); // kvDtype f32
-        out.extend_from_slice(&0u32.to_le_bytes()); // sinks
+        out.push(dtype);
+        out.extend_from_slice(&u32_of(self.settings.strategy.sinks()).to_le_bytes());
         for n in [
             self.kv_heads,
             self.head_dim,
@@ -151,7 +156,7 @@ impl CacheSnapshot {
         let strategy = match (r.u8("the strategy")?, r.u32("the window size")? as usize) {
             (0, _) => CacheStrategy::Concat,
             (1, _) => CacheStrategy::Prealloc,
-            (2, size) => CacheStrategy::Window { size },
+            (2, size) => CacheStrategy::Window { size, sinks: 0 },
             (tag, _) => return Err(Error::Snapshot(format!("unknown cache strategy {tag}"))),
         };
         let max_seq_len = r.u32("maxSeqLen")? as usize;
@@ -160,12 +165,13 @@ impl CacheSnapshot {
             1 => true,
             other => return Err(Error::Snapshot(format!("useCache is {other}, not 0 or 1"))),
         };
-        let (kv_dtype, sinks) = (r.u8("kvDtype")?, r.u32("sinks")?);
-        if kv_dtype != 0 || sinks != 0 {
-            return Err(Error::Snapshot(format!(
-                "kvDtype {kv_dtype} with {sinks} sinks: this engine only reads f32 caches without sinks"
-            )));
-        }
+        let (dtype, sinks) = (r.u8("kvDtype")?, r.u32("sinks")? as usize);
+        let kv_dtype = *KvDtype::ALL
+            .get(dtype as usize)
+            .ok_or_else(|| Error::Snapshot(format!("unknown kvDtype {dtype}")))?;
+        let strategy = strategy
+            .with_sinks(sinks)
+            .map_err(|e| Error::Snapshot(format!("its settings are not valid: {e}")))?;
         let kv_heads = r.u32("the kv head count")? as usize;
         let head_dim = r.u32("the head dim")? as usize;
         let position = r.u32("the position")? as usize;
@@ -200,6 +206,7 @@ impl CacheSnapshot {
             fingerprint,
             settings: SnapshotSettings {
                 strategy,
+                kv_dtype,
                 max_seq_len,
                 use_cache,
             },

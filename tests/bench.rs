@@ -12,7 +12,7 @@ fn cache_cost_times_every_step_and_refuses_what_does_not_fit() {
     for strategy in [
         CacheStrategy::Concat,
         CacheStrategy::Prealloc,
-        CacheStrategy::Window { size: 4 },
+        CacheStrategy::Window { size: 4, sinks: 0 },
     ] {
         let options = CacheOptions {
             strategy,
@@ -51,6 +51,7 @@ fn interleaved_strategies_decode_the_reference_tokens_and_time_every_step() {
         let tokens = exp.greedy_ids.len();
         let window = Window {
             size: exp.window.size,
+            sinks: 0,
         };
         let mut g = generator(name, BackendKind::default(), CacheOptions::default());
         let before = g.generate(&exp.prompt, &greedy(3), |_| {}).unwrap();

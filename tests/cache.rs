@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use kvcache_wasm::attention::Heads;
-use kvcache_wasm::cache::{KvCache, LayerPlan};
+use kvcache_wasm::cache::{KvCache, KvDtype, LayerPlan};
 use kvcache_wasm::model::Model;
 use kvcache_wasm::BackendKind;
 
@@ -37,7 +37,7 @@ fn cases(exp: &Expected, layers: usize) -> Vec<Case> {
         plans: reference
             .windows
             .iter()
-            .map(|window| window.map_or(other, |size| LayerPlan::Window { size }))
+            .map(|window| window.map_or(other, |size| LayerPlan::Window { size, sinks: 0 }))
             .collect(),
         greedy_ids: reference.greedy_ids.clone(),
         step_logits: reference.step_logits.clone(),
@@ -47,7 +47,7 @@ fn cases(exp: &Expected, layers: usize) -> Vec<Case> {
         full("prealloc", LayerPlan::Prealloc { max_len }),
         Case {
             name: "window",
-            plans: uniform(LayerPlan::Window { size: w }),
+            plans: uniform(LayerPlan::Window { size: w, sinks: 0 }),
             greedy_ids: exp.window.greedy_ids.clone(),
             step_logits: exp.window.step_logits.clone(),
         },
@@ -76,7 +76,7 @@ fn cached_run(
     sequence: &[u32],
     chunks: &[usize],
 ) -> Vec<(usize, Vec<f32>)> {
-    let mut cache = KvCache::new(Heads::of(model.config()), plans).unwrap();
+    let mut cache = KvCache::new(Heads::of(model.config()), plans, KvDtype::F32).unwrap();
     let mut done = 0;
     let mut out = Vec::new();
     for i in 0.. {
@@ -94,7 +94,7 @@ fn cached_run(
     let lens = cache.layer_lens();
     for (plan, len) in plans.iter().zip(lens) {
         let held = match plan {
-            LayerPlan::Window { size } => sequence.len().min(*size),
+            LayerPlan::Window { size, .. } => sequence.len().min(*size),
             _ => sequence.len(),
         };
         assert_eq!(len, held, "{plan:?}");
@@ -168,10 +168,10 @@ fn bytes_and_lengths_follow_the_plans() {
     let per_entry = 2 * config.num_kv_heads * config.head_dim * 4;
     assert_eq!(per_entry, 256);
     let plans = [
-        LayerPlan::Window { size: 4 },
+        LayerPlan::Window { size: 4, sinks: 0 },
         LayerPlan::Prealloc { max_len: 20 },
     ];
-    let mut cache = KvCache::new(Heads::of(config), &plans).unwrap();
+    let mut cache = KvCache::new(Heads::of(config), &plans, KvDtype::F32).unwrap();
     // Allocated with the cache: the ring's 4 slots and prealloc's 20.
     assert_eq!(cache.bytes(), per_entry * (4 + 20));
     assert_eq!((cache.len(), cache.bytes_formula()), (0, 0));
@@ -190,8 +190,12 @@ fn bytes_and_lengths_follow_the_plans() {
         (0, 0, per_entry * 24)
     );
 
-    let mut concat =
-        KvCache::new(Heads::of(config), &[LayerPlan::Concat { max_len: 20 }; 2]).unwrap();
+    let mut concat = KvCache::new(
+        Heads::of(config),
+        &[LayerPlan::Concat { max_len: 20 }; 2],
+        KvDtype::F32,
+    )
+    .unwrap();
     assert_eq!(concat.bytes(), 0);
     loaded.model.forward_last(&[5, 6, 7], &mut concat).unwrap();
     assert_eq!(concat.bytes(), concat.bytes_formula());
@@ -204,8 +208,12 @@ fn bytes_and_lengths_follow_the_plans() {
 fn a_full_cache_refuses_more_tokens_and_changes_nothing() {
     let loaded = load_tiny("tiny-llama", BackendKind::default());
     let config = loaded.model.config();
-    let mut cache =
-        KvCache::new(Heads::of(config), &[LayerPlan::Prealloc { max_len: 8 }; 2]).unwrap();
+    let mut cache = KvCache::new(
+        Heads::of(config),
+        &[LayerPlan::Prealloc { max_len: 8 }; 2],
+        KvDtype::F32,
+    )
+    .unwrap();
     loaded
         .model
         .forward_last(&[5, 6, 7, 8, 9, 10], &mut cache)
@@ -217,7 +225,12 @@ fn a_full_cache_refuses_more_tokens_and_changes_nothing() {
     assert!(err.to_string().contains("maxSeqLen is 8"), "{err}");
     assert_eq!((cache.position(), cache.len()), (6, 6));
     // A window runs on, up to the model's context (128 positions).
-    let mut window = KvCache::new(Heads::of(config), &[LayerPlan::Window { size: 4 }; 2]).unwrap();
+    let mut window = KvCache::new(
+        Heads::of(config),
+        &[LayerPlan::Window { size: 4, sinks: 0 }; 2],
+        KvDtype::F32,
+    )
+    .unwrap();
     for _ in 0..16 {
         loaded
             .model
@@ -243,11 +256,20 @@ fn a_cache_too_large_to_allocate_is_an_error() {
         &[LayerPlan::Prealloc {
             max_len: usize::MAX / 4,
         }; 2],
+        KvDtype::F32,
     )
     .unwrap_err();
     assert!(err.to_string().contains("could not allocate"), "{err}");
     let slots: usize = 1 << 44;
-    let err = KvCache::new(heads, &[LayerPlan::Window { size: slots }; 2]).unwrap_err();
+    let err = KvCache::new(
+        heads,
+        &[LayerPlan::Window {
+            size: slots,
+            sinks: 0,
+        }; 2],
+        KvDtype::F32,
+    )
+    .unwrap_err();
     let msg = err.to_string();
     let bytes = 2 * heads.kv * heads.dim * 4 * slots;
     assert!(

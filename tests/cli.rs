@@ -68,6 +68,29 @@ fn generate_json_matches_the_reference_with_and_without_cache() {
     ));
     assert_eq!(ids(&windowed["generated_ids"]), exp.window.greedy_ids);
     assert_eq!(windowed["cache_len"], 6);
+
+    // Sinks: the numpy reference's tokens (sinks_reference.py), 2 + 4 entries held.
+    let sinks: Value = serde_json::from_str(&read_text("sinks-expected.json")).unwrap();
+    let flags = ["--cache", "window", "--window", "4", "--sinks", "2"];
+    let out = json(&kvcache(&[&base[..], &flags].concat()));
+    assert_eq!(
+        ids(&out["generated_ids"]),
+        ids(&sinks["tiny-gpt2"]["greedy_ids"])
+    );
+    assert_eq!(out["strategy"], "window(4, 2 sinks)");
+    assert_eq!(out["cache_len"], 6);
+    // An int8 cache: 2 layers × 2 (K, V) × 4 heads × 21 entries × (16 bytes + an f16 scale).
+    let int8 = json(&kvcache(&[&base[..], &["--kv-dtype", "int8"]].concat()));
+    assert_eq!(int8["kv_dtype"], "int8");
+    assert_eq!(int8["cache_bytes"], 2 * 2 * 4 * 21 * 18);
+    assert_eq!(int8["cache_bytes"], int8["cache_bytes_formula"]);
+    assert_eq!(out["kv_dtype"], "f32");
+    let refused = kvcache(&[&base[..], &["--sinks", "2"]].concat());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("sinks only apply with the window strategy"),
+        "{stderr}"
+    );
 }
 
 #[test]

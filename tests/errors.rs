@@ -285,14 +285,22 @@ fn bad_cache_options_are_refused() {
     use kvcache_wasm::CacheStrategy;
     let mut g = tiny_gpt2();
     for (strategy, max_seq_len, says) in [
-        (CacheStrategy::Window { size: 0 }, None, "(32), got 0"),
-        (CacheStrategy::Window { size: 40 }, Some(16), "(16), got 40"),
+        (
+            CacheStrategy::Window { size: 0, sinks: 0 },
+            None,
+            "(32), got 0",
+        ),
+        (
+            CacheStrategy::Window { size: 40, sinks: 0 },
+            Some(16),
+            "(16), got 40",
+        ),
     ] {
         let err = g
             .set_options(CacheOptions {
                 strategy,
                 max_seq_len,
-                use_cache: true,
+                ..CacheOptions::default()
             })
             .unwrap_err();
         let says = format!("window must be between 1 and maxSeqLen {says}");
@@ -390,7 +398,7 @@ fn the_context_limits_every_model_and_every_strategy() {
             name,
             BackendKind::default(),
             CacheOptions {
-                strategy: CacheStrategy::Window { size: 4 },
+                strategy: CacheStrategy::Window { size: 4, sinks: 0 },
                 ..CacheOptions::default()
             },
         );

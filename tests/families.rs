@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use kvcache_wasm::cache::{plan_layers, CacheStrategy, KvCache};
+use kvcache_wasm::cache::{plan_layers, CacheStrategy, KvCache, KvDtype};
 use kvcache_wasm::{Architecture, BackendKind};
 
 const TOLERANCE: f32 = 1e-4;
@@ -26,7 +26,10 @@ fn strategies(window: usize) -> [CacheStrategy; 3] {
     [
         CacheStrategy::Concat,
         CacheStrategy::Prealloc,
-        CacheStrategy::Window { size: window },
+        CacheStrategy::Window {
+            size: window,
+            sinks: 0,
+        },
     ]
 }
 
@@ -79,7 +82,7 @@ fn cached_step_logits_match_the_reference_with_every_strategy() {
             let config = loaded.model.config();
             for strategy in strategies(exp.window.size) {
                 let (greedy_ids, step_logits) = reference(&exp, strategy);
-                let mut cache = KvCache::with_strategy(config, strategy, 64).unwrap();
+                let mut cache = KvCache::with_strategy(config, strategy, KvDtype::F32, 64).unwrap();
                 let mut logits = loaded
                     .model
                     .forward_last(&exp.prompt_ids, &mut cache)
@@ -124,6 +127,7 @@ fn uncached_logits_match_the_reference() {
                 CacheStrategy::Concat,
                 CacheStrategy::Window {
                     size: exp.window.size,
+                    sinks: 0,
                 },
             ] {
                 let (greedy_ids, step_logits) = reference(&exp, strategy);

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use kvcache_wasm::cache::{plan_layers, CacheStrategy, KvCache};
+use kvcache_wasm::cache::{plan_layers, CacheStrategy, KvCache, KvDtype};
 use kvcache_wasm::load::{self, Loaded};
 use kvcache_wasm::{BackendKind, CacheOptions, Generator};
 
@@ -97,7 +97,8 @@ fn gemma3_270m_matches_the_reference() {
         );
         // Teacher-forced through the cache (prealloc on the global layers, the
         // local layers' own windows of 512).
-        let mut cache = KvCache::with_strategy(config, CacheStrategy::Prealloc, 64).unwrap();
+        let mut cache =
+            KvCache::with_strategy(config, CacheStrategy::Prealloc, KvDtype::F32, 64).unwrap();
         let mut logits = model.forward_last(&run.prompt_ids, &mut cache).unwrap();
         for step in 0..run.steps.len() {
             check_step(&logits, run, step, "cached");

@@ -25,7 +25,7 @@ fn reset_then_generate_again_gives_identical_output() {
         for strategy in [
             CacheStrategy::Concat,
             CacheStrategy::Prealloc,
-            CacheStrategy::Window { size: 6 },
+            CacheStrategy::Window { size: 6, sinks: 0 },
         ] {
             let mut g = generator(
                 name,
@@ -42,7 +42,7 @@ fn reset_then_generate_again_gives_identical_output() {
             let allocated = match strategy {
                 CacheStrategy::Concat => 0,
                 CacheStrategy::Prealloc => per_entry * g.max_seq_len(),
-                CacheStrategy::Window { size } => per_entry * size,
+                CacheStrategy::Window { size, .. } => per_entry * size,
             };
             assert_eq!(
                 g.cache_bytes(),
@@ -109,18 +109,18 @@ fn cache_figures_follow_the_formula() {
     for (strategy, held_per_token_cap) in [
         (CacheStrategy::Concat, None),
         (CacheStrategy::Prealloc, Some(32)),
-        (CacheStrategy::Window { size: 6 }, None),
+        (CacheStrategy::Window { size: 6, sinks: 0 }, None),
     ] {
         let options = CacheOptions {
             strategy,
             max_seq_len: Some(32),
-            use_cache: true,
+            ..CacheOptions::default()
         };
         let mut g = generator("tiny-llama", BackendKind::default(), options);
         g.generate(&exp.prompt, &greedy(10), |_| {}).unwrap();
         let len = g.cache_len();
         let want_len = match strategy {
-            CacheStrategy::Window { size } => size,
+            CacheStrategy::Window { size, .. } => size,
             _ => exp.prompt_ids.len() + 9,
         };
         assert_eq!(len, want_len, "{strategy}");

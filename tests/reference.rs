@@ -15,8 +15,20 @@ fn strategies(window: usize) -> Vec<(CacheStrategy, bool)> {
         (CacheStrategy::Concat, false),
         (CacheStrategy::Concat, true),
         (CacheStrategy::Prealloc, true),
-        (CacheStrategy::Window { size: window }, false),
-        (CacheStrategy::Window { size: window }, true),
+        (
+            CacheStrategy::Window {
+                size: window,
+                sinks: 0,
+            },
+            false,
+        ),
+        (
+            CacheStrategy::Window {
+                size: window,
+                sinks: 0,
+            },
+            true,
+        ),
     ]
 }
 
@@ -72,6 +84,7 @@ fn greedy_generation_matches_reference_for_every_strategy() {
                 strategy,
                 max_seq_len: Some(32),
                 use_cache,
+                ..CacheOptions::default()
             };
             let mut g = generator(name, BackendKind::default(), options);
             let out = g

@@ -16,6 +16,7 @@ fn options(strategy: CacheStrategy, use_cache: bool) -> CacheOptions {
         strategy,
         max_seq_len: Some(32),
         use_cache,
+        ..CacheOptions::default()
     }
 }
 
@@ -58,7 +59,7 @@ fn cached_and_uncached_scores_agree_on_every_tiny_fixture() {
         assert!(err < 1e-4, "{name}: cached vs uncached nll {err:e}");
 
         // A window of 4 changes what each prediction sees, the same way with the cache and without.
-        let window = CacheStrategy::Window { size: 4 };
+        let window = CacheStrategy::Window { size: 4, sinks: 0 };
         g.set_options(options(window, true)).unwrap();
         let windowed = g.score(TEXT).unwrap();
         g.set_use_cache(false).unwrap();

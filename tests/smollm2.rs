@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use common::relative_error;
 use kvcache_wasm::cache::plan_layers;
 use kvcache_wasm::load;
-use kvcache_wasm::{BackendKind, CacheOptions, CacheStrategy, Generator};
+use kvcache_wasm::{BackendKind, CacheOptions, CacheStrategy, Generator, KvDtype};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -82,4 +82,35 @@ fn smollm2_greedy_tokens_match_the_reference() {
         .generate(&expected.prompt, &common::greedy(n), |_| {})
         .unwrap();
     assert_eq!(uncached.ids, expected.greedy_ids);
+
+    // The quantized caches against the f32 cache: 30 greedy tokens of the
+    // same prompt, which must agree for at least the first 25 (f16) and 20
+    // (int8), the cache (concat) holding exactly the formula's bytes.
+    g.set_use_cache(true).unwrap();
+    g.set_strategy(CacheStrategy::Concat).unwrap();
+    let f32_ids = g
+        .generate(&expected.prompt, &common::greedy(30), |_| {})
+        .unwrap()
+        .ids;
+    assert_eq!(f32_ids[..n], expected.greedy_ids);
+    for (dtype, at_least) in [(KvDtype::F16, 25), (KvDtype::Int8, 20)] {
+        g.set_kv_dtype(dtype).unwrap();
+        let out = g
+            .generate(&expected.prompt, &common::greedy(30), |_| {})
+            .unwrap();
+        let agree = out
+            .ids
+            .iter()
+            .zip(&f32_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        assert!(
+            agree >= at_least,
+            "{dtype}: {agree} tokens agree\n{:?}\n{f32_ids:?}",
+            out.ids
+        );
+        assert_eq!(out.kv_dtype, dtype);
+        assert_eq!(g.cache_bytes(), g.cache_bytes_formula(), "{dtype}");
+        eprintln!("{dtype}: the first {agree} of 30 tokens agree with f32's");
+    }
 }

@@ -12,6 +12,7 @@ fn options(strategy: CacheStrategy, use_cache: bool) -> CacheOptions {
         strategy,
         max_seq_len: Some(32),
         use_cache,
+        ..CacheOptions::default()
     }
 }
 
@@ -29,7 +30,7 @@ fn a_restored_snapshot_gives_the_tokens_that_followed_it() {
         (CacheStrategy::Concat, true),
         (CacheStrategy::Prealloc, true),
         // A ring of 4 that has wrapped: entries sit in rotated slots.
-        (CacheStrategy::Window { size: 4 }, true),
+        (CacheStrategy::Window { size: 4, sinks: 0 }, true),
         (CacheStrategy::Concat, false),
     ];
     for name in common::TINY.iter().chain(&["tiny-gemma3"]) {
@@ -67,7 +68,7 @@ fn a_restored_snapshot_gives_the_tokens_that_followed_it() {
 
 #[test]
 fn bad_snapshots_are_clear_errors_and_change_nothing() {
-    let window = options(CacheStrategy::Window { size: 4 }, true);
+    let window = options(CacheStrategy::Window { size: 4, sinks: 0 }, true);
     let mut g = generator("tiny-llama", window.clone());
     g.generate("Once", &common::greedy(6), |_| {}).unwrap();
     let bytes = g.snapshot().unwrap().to_bytes();
@@ -139,7 +140,7 @@ fn bad_snapshots_are_clear_errors_and_change_nothing() {
             "taken with cache window(4)",
         ),
         (
-            options(CacheStrategy::Window { size: 5 }, true),
+            options(CacheStrategy::Window { size: 5, sinks: 0 }, true),
             "this generator has cache window(5)",
         ),
         (
@@ -150,7 +151,7 @@ fn bad_snapshots_are_clear_errors_and_change_nothing() {
             "maxSeqLen 31",
         ),
         (
-            options(CacheStrategy::Window { size: 4 }, false),
+            options(CacheStrategy::Window { size: 4, sinks: 0 }, false),
             "this generator has no cache",
         ),
     ] {

@@ -382,6 +382,59 @@ fn strategy_and_window_are_settable_between_runs() {
 }
 
 #[wasm_bindgen_test]
+fn kv_dtype_and_sinks_are_settable_and_checked() {
+    let exp = expected(TINY_LLAMA.expected);
+    let options = r#"{"kvDtype": "int8", "cache": "window", "window": 4, "sinks": 2}"#;
+    let mut g = hf(&TINY_LLAMA, options).unwrap();
+    assert_eq!((g.kv_dtype().as_str(), g.sinks()), ("int8", 2));
+    let out = generate(&mut g, &exp.prompt, greedy(10));
+    // 2 layers × 2 (K, V) × 2 kv heads × (2 sinks + 4) entries × a row of 16
+    // bytes and one f16 scale.
+    assert_eq!(out.cache_bytes, 2 * 2 * 2 * 6 * 18);
+    assert_eq!(g.cache_bytes(), g.cache_bytes_formula());
+    g.set_kv_dtype("f16".into()).unwrap();
+    assert_eq!((g.kv_dtype().as_str(), g.position()), ("f16", 0));
+    generate(&mut g, &exp.prompt, greedy(10));
+    assert_eq!(g.cache_bytes(), 2 * 2 * 2 * 6 * 32);
+    assert_eq!(g.cache_bytes(), g.cache_bytes_formula());
+    g.set_sinks(1.into()).unwrap();
+    assert_eq!((g.sinks(), g.position()), (1, 0));
+    throws(g.set_kv_dtype("q4".into()), "unknown kvDtype `q4`");
+    throws(g.set_kv_dtype(8.into()), "kvDtype must be a string");
+    throws(
+        g.set_sinks(4.into()),
+        "sinks must be smaller than the window (4), got 4",
+    );
+    throws(
+        g.set_sinks((-1).into()),
+        "sinks must be a whole number >= 0",
+    );
+    throws(
+        g.set_window(1.into()),
+        "sinks must be smaller than the window (1), got 1",
+    );
+    assert_eq!(
+        (g.kv_dtype().as_str(), g.sinks(), g.window()),
+        ("f16", 1, Some(4)),
+        "a failed setter changes nothing"
+    );
+    g.set_cache_strategy("concat".into()).unwrap();
+    assert_eq!(g.sinks(), 0);
+    throws(
+        g.set_sinks(1.into()),
+        "sinks only apply with the window strategy",
+    );
+    throws(
+        hf(&TINY_LLAMA, r#"{"sinks": 1}"#),
+        "sinks only apply with the window strategy",
+    );
+    throws(
+        hf(&TINY_LLAMA, r#"{"kvDtype": "bf16"}"#),
+        "unknown kvDtype `bf16`",
+    );
+}
+
+#[wasm_bindgen_test]
 fn interleaved_decodes_the_reference_tokens_and_leaves_the_sequence_alone() {
     let exp = expected(TINY_LLAMA.expected);
     let mut g = hf(&TINY_LLAMA, "{}").unwrap();

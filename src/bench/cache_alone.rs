@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::generate::Generator;
 
 /// Milliseconds of each of `tokens` one-token steps through fresh layer
-/// caches planned as `generator`'s, from empty. The generator's own sequence
+/// caches planned (and stored) as `generator`'s, from empty. The generator's own sequence
 /// and cache are left as they are.
 pub fn cache_cost(generator: &Generator, tokens: usize) -> Result<Vec<f64>> {
     let plans = generator.plans();
@@ -28,7 +28,7 @@ pub fn cache_cost(generator: &Generator, tokens: usize) -> Result<Vec<f64>> {
     let heads = Heads::of(generator.model().config());
     let mut layers = plans
         .iter()
-        .map(|&plan| LayerCache::new(plan, heads))
+        .map(|&plan| LayerCache::new(plan, heads, generator.options().kv_dtype))
         .collect::<Result<Vec<_>>>()?;
     // A few distinct inputs, made once, so that making them is not timed.
     let inputs: Vec<Vec<f32>> = (0..4)

@@ -27,7 +27,7 @@ pub struct Interleaved {
 }
 
 /// Greedy generation of `tokens` new tokens after `prompt` with `generator`'s
-/// model and one fresh cache per strategy (of the generator's maxSeqLen), all
+/// model and one fresh cache per strategy (of the generator's maxSeqLen and kvDtype), all
 /// fed the same tokens. Each decode step runs every strategy once, in an order
 /// that rotates from step to step (A B, B A, …), and times each: the same work
 /// as `Generator::step` apart from sampling and detokenizing. The generator's
@@ -53,7 +53,9 @@ pub fn interleaved(
     let config = model.config();
     let mut caches = strategies
         .iter()
-        .map(|&strategy| KvCache::with_strategy(config, strategy, max_seq_len))
+        .map(|&strategy| {
+            KvCache::with_strategy(config, strategy, generator.options().kv_dtype, max_seq_len)
+        })
         .collect::<Result<Vec<_>>>()?;
     for cache in &caches {
         model.check_room(0, prompt.len() + tokens, cache.max_len())?;

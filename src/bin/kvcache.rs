@@ -11,7 +11,8 @@ use web_time::Instant;
 use kvcache_wasm::bench::{self, Interleaved};
 use kvcache_wasm::load;
 use kvcache_wasm::{
-    BackendKind, Error, Generation, Generator, ModelOptions, PrefillOptions, Result, StopReason,
+    BackendKind, Error, Generation, Generator, KvDtype, ModelOptions, PrefillOptions, Result,
+    StopReason,
 };
 
 #[derive(Parser)]
@@ -71,14 +72,28 @@ struct CacheArgs {
     /// Sliding-window size; only with `--cache window`, between 1 and maxSeqLen.
     #[arg(long)]
     window: Option<usize>,
+    /// Attention sinks: the first S tokens stay visible besides the window; only with `--cache window`, fewer than it.
+    #[arg(long)]
+    sinks: Option<usize>,
+    /// How the cache stores each key and value row: f32, f16, or int8 (blocks of 32 with an f16 scale).
+    #[arg(long, default_value = "f32")]
+    kv_dtype: String,
 }
 
 impl ModelArgs {
     /// The flags as the JS options object that says the same.
-    fn options(&self, cache: &str, window: Option<usize>, use_cache: bool) -> ModelOptions {
+    fn options(
+        &self,
+        cache: &str,
+        (window, sinks): (Option<usize>, Option<usize>),
+        kv_dtype: &str,
+        use_cache: bool,
+    ) -> ModelOptions {
         ModelOptions {
             cache: Some(cache.to_string()),
             window,
+            sinks,
+            kv_dtype: Some(kv_dtype.to_string()),
             max_seq_len: self.max_seq_len,
             seed: Some(self.weights_seed),
             backend: Some(self.backend.clone()),
@@ -87,7 +102,8 @@ impl ModelArgs {
     }
 
     fn with_cache(&self, cache: &CacheArgs) -> ModelOptions {
-        self.options(&cache.cache, cache.window, !cache.no_cache)
+        let window = (cache.window, cache.sinks);
+        self.options(&cache.cache, window, &cache.kv_dtype, !cache.no_cache)
     }
 }
 
@@ -192,12 +208,18 @@ struct CacheCostArgs {
 struct InterleaveArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// The strategies that take turns, e.g. concat,prealloc (`window` uses `--window`).
+    /// The strategies that take turns, e.g. concat,prealloc (`window` uses `--window` and `--sinks`).
     #[arg(long, value_delimiter = ',', required = true)]
     caches: Vec<String>,
     /// Sliding-window size of the `window` strategy in `--caches`.
     #[arg(long)]
     window: Option<usize>,
+    /// Attention sinks of the `window` strategy in `--caches`.
+    #[arg(long)]
+    sinks: Option<usize>,
+    /// How every strategy's cache stores its rows: f32, f16 or int8.
+    #[arg(long, default_value = "f32")]
+    kv_dtype: String,
     #[arg(long)]
     prompt: String,
     /// New tokens, the first from the prefill (which is not timed).
@@ -221,6 +243,7 @@ struct GenerateJson<'a> {
     cache_bytes_formula: usize,
     use_cache: bool,
     strategy: String,
+    kv_dtype: KvDtype,
     backend: &'static str,
     stop_reason: Option<StopReason>,
 }
@@ -242,6 +265,7 @@ impl<'a> GenerateJson<'a> {
             cache_bytes_formula: generator.cache_bytes_formula(),
             use_cache: generator.options().use_cache,
             strategy: generator.options().strategy.to_string(),
+            kv_dtype: result.kv_dtype,
             backend: opened.backend.name(),
             stop_reason: result.stop_reason,
         }
@@ -264,6 +288,7 @@ struct LogitsJson {
 #[derive(Serialize)]
 struct CacheCostJson {
     strategy: String,
+    kv_dtype: KvDtype,
     backend: &'static str,
     max_seq_len: usize,
     step_ms: Vec<f64>,
@@ -273,6 +298,7 @@ struct CacheCostJson {
 #[derive(Serialize)]
 struct InterleaveJson {
     strategies: Vec<String>,
+    kv_dtype: KvDtype,
     backend: &'static str,
     max_seq_len: usize,
     ids: Vec<u32>,
@@ -328,7 +354,8 @@ fn generate(args: &GenerateArgs) -> Result<()> {
     }
     println!();
     let mode = if generator.options().use_cache {
-        format!("cache {}", generator.options().strategy)
+        let options = generator.options();
+        format!("cache {} {}", options.strategy, options.kv_dtype)
     } else {
         "no cache".into()
     };
@@ -374,6 +401,7 @@ fn cache_cost(args: &CacheCostArgs) -> Result<()> {
     print_json(&CacheCostJson {
         step_ms: bench::cache_cost(generator, args.tokens)?,
         strategy: generator.options().strategy.to_string(),
+        kv_dtype: generator.options().kv_dtype,
         backend: opened.backend.name(),
         max_seq_len: generator.max_seq_len(),
     })
@@ -386,18 +414,31 @@ fn interleave(args: &InterleaveArgs) -> Result<()> {
         .caches
         .iter()
         .map(|name| {
-            let window = args.window.filter(|_| name == "window");
-            let options = args.model.options(name, window, true);
+            let window = if name == "window" {
+                (args.window, args.sinks)
+            } else {
+                (None, None)
+            };
+            let options = args.model.options(name, window, &args.kv_dtype, true);
             Ok(options.cache_options()?.strategy)
         })
         .collect::<Result<Vec<_>>>()?;
-    if args.window.is_some() && !args.caches.iter().any(|name| name == "window") {
-        return Err(Error::InvalidArgument(
-            "option `window` only applies with cache: \"window\" (--caches does not list it)"
-                .into(),
-        ));
+    if !args.caches.iter().any(|name| name == "window") {
+        for (flag, given) in [
+            ("window", args.window.is_some()),
+            ("sinks", args.sinks.is_some()),
+        ] {
+            if given {
+                return Err(Error::InvalidArgument(format!(
+                    "option `{flag}` only applies with cache: \"window\" (--caches does not list it)"
+                )));
+            }
+        }
     }
-    let opened = open(&args.model.model, &args.model.options("concat", None, true))?;
+    let model = args
+        .model
+        .options("concat", (None, None), &args.kv_dtype, true);
+    let opened = open(&args.model.model, &model)?;
     let generator = &opened.generator;
     let out = bench::interleaved(generator, &args.prompt, &strategies, args.tokens)?;
     let Interleaved {
@@ -408,6 +449,7 @@ fn interleave(args: &InterleaveArgs) -> Result<()> {
     } = out;
     print_json(&InterleaveJson {
         strategies,
+        kv_dtype: generator.options().kv_dtype,
         backend: opened.backend.name(),
         max_seq_len: generator.max_seq_len(),
         ids,

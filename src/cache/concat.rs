@@ -3,19 +3,25 @@
 //! It holds exactly what the formula counts, and pays a copy of the whole
 //! cache per step.
 
+use super::precision::KvDtype;
 use super::rows::{Chunk, Rows};
 use crate::attention::{self, Heads, Mask};
 
 #[derive(Debug)]
 pub struct Concat {
     heads: Heads,
+    dtype: KvDtype,
     /// `None` until the first call, and after a reset.
-    rows: Option<Rows>,
+    pub(super) rows: Option<Rows>,
 }
 
 impl Concat {
-    pub fn new(heads: Heads) -> Self {
-        Concat { heads, rows: None }
+    pub fn new(heads: Heads, dtype: KvDtype) -> Self {
+        Concat {
+            heads,
+            dtype,
+            rows: None,
+        }
     }
 
     /// See [`super::LayerCache::attend`].
@@ -23,7 +29,7 @@ impl Concat {
         let new = Chunk::new(k, v, self.heads);
         let rows = match &self.rows {
             // First call: the new entries are the whole cache.
-            None => Rows::copy_of(new, self.heads),
+            None => Rows::copy_of(new, self.heads, self.dtype),
             // Later calls: new buffers, the cached entries then the new ones.
             Some(cached) => cached.followed_by(new),
         };
@@ -39,20 +45,6 @@ impl Concat {
 
     pub(super) fn bytes(&self) -> usize {
         self.rows.as_ref().map_or(0, Rows::bytes)
-    }
-
-    pub(super) fn heads(&self) -> Heads {
-        self.heads
-    }
-
-    /// The buffers, `None` while empty.
-    pub(super) fn rows(&self) -> Option<&Rows> {
-        self.rows.as_ref()
-    }
-
-    /// Replaces the buffers with `rows` (positions `0..rows.slots()`).
-    pub(super) fn set_rows(&mut self, rows: Rows) {
-        self.rows = Some(rows);
     }
 
     /// Frees the buffers.

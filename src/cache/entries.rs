@@ -3,14 +3,14 @@
 //! the same rows in the same slots as the one copied, so the next step
 //! computes exactly what it would have.
 
-use std::slice;
-
 use super::rows::{Chunk, Rows};
 use super::{KvCache, LayerCache};
 use crate::error::{Error, Result};
 
-/// One layer's entries for its newest `n` positions (`position - n..position`),
-/// oldest first: keys and values `[kv_heads, n, head_dim]` each.
+/// One layer's `n` held entries, oldest first (with attention sinks, the
+/// sinks then the newest positions), decoded to `f32`: keys and values
+/// `[kv_heads, n, head_dim]` each. Decoding and encoding again gives back the
+/// stored `f16` and `int8` rows exactly.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerEntries {
     pub n: usize,
@@ -18,53 +18,19 @@ pub struct LayerEntries {
     pub values: Vec<f32>,
 }
 
-impl LayerCache {
-    /// Copies of the held entries, oldest first.
-    pub fn entries(&self, position: usize) -> LayerEntries {
-        let n = self.len();
-        let (keys, values) = match self {
-            LayerCache::Concat(c) => c.rows().map_or((Vec::new(), Vec::new()), |rows| {
-                rows.read(slice::from_ref(&(0..n)))
-            }),
-            LayerCache::Prealloc(c) => c.slots.rows.read(slice::from_ref(&(0..n))),
-            LayerCache::Window(w) => {
-                let [older, newer] = w.held_slots(position);
-                w.slots.rows.read(&[older, newer])
-            }
-        };
-        LayerEntries { n, keys, values }
-    }
-
-    /// Empties the layer and puts `entries` back, as positions
-    /// `position - entries.n..position`. The caller has checked the sizes
-    /// ([`KvCache::check_entries`]).
-    fn put_back(&mut self, position: usize, entries: &LayerEntries) {
-        self.reset();
-        if entries.n == 0 {
-            return;
-        }
-        let chunk = Chunk {
-            keys: &entries.keys,
-            values: &entries.values,
-            n: entries.n,
-        };
-        match self {
-            LayerCache::Concat(c) => c.set_rows(Rows::copy_of(chunk, c.heads())),
-            LayerCache::Prealloc(c) => {
-                c.slots.rows.write(0, chunk, 0..entries.n);
-                c.slots.held = entries.n;
-            }
-            LayerCache::Window(w) => w.store(position - entries.n, chunk),
-        }
-    }
-}
-
 impl KvCache {
     /// Every layer's held entries, oldest first.
-    pub fn entries(&self) -> Vec<LayerEntries> {
-        self.layers
+    pub fn entries(&self) -> Result<Vec<LayerEntries>> {
+        self.held_rows()?
             .iter()
-            .map(|layer| layer.entries(self.position))
+            .map(|rows| {
+                let (keys, values) = rows.decoded();
+                Ok(LayerEntries {
+                    n: rows.slots(),
+                    keys,
+                    values,
+                })
+            })
             .collect()
     }
 
@@ -87,11 +53,7 @@ impl KvCache {
                     plan.max_len().unwrap_or(0)
                 )));
             }
-            // A layer holds every position so far; a window, the newest up to its size.
-            let expected = match plan {
-                super::LayerPlan::Window { size } => position.min(*size),
-                _ => position,
-            };
+            let expected = LayerCache::held_after(*plan, position);
             if e.n != expected {
                 return Err(Error::Snapshot(format!(
                     "its layer {i} holds {} entries at position {position}, where this cache holds {expected}",
@@ -114,10 +76,17 @@ impl KvCache {
     /// `position`. On error ([`Self::check_entries`]) nothing changes.
     pub fn restore(&mut self, position: usize, entries: &[LayerEntries]) -> Result<()> {
         self.check_entries(position, entries)?;
-        for (layer, e) in self.layers.iter_mut().zip(entries) {
-            layer.put_back(position, e);
-        }
-        self.position = position;
-        Ok(())
+        let rows = entries
+            .iter()
+            .map(|e| {
+                let chunk = Chunk {
+                    keys: &e.keys,
+                    values: &e.values,
+                    n: e.n,
+                };
+                Rows::copy_of(chunk, self.heads, self.dtype)
+            })
+            .collect();
+        self.restore_rows(position, rows)
     }
 }

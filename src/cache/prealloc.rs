@@ -3,6 +3,7 @@
 //! the filled ones where they lie: no allocation and no copy of the cache per
 //! step, at the price of holding the whole `max_len` from the start.
 
+use super::precision::KvDtype;
 use super::rows::{Chunk, Slots};
 use crate::attention::{self, Heads, Mask};
 use crate::error::Result;
@@ -15,10 +16,10 @@ pub struct Prealloc {
 }
 
 impl Prealloc {
-    pub fn new(heads: Heads, max_len: usize) -> Result<Self> {
+    pub fn new(heads: Heads, max_len: usize, dtype: KvDtype) -> Result<Self> {
         Ok(Prealloc {
             heads,
-            slots: Slots::allocate(heads, max_len)?,
+            slots: Slots::allocate(heads, max_len, dtype)?,
         })
     }
 

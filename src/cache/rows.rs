@@ -1,17 +1,18 @@
 //! Where every strategy keeps a layer's entries: a key buffer and a value
-//! buffer of plain `f32` rows, laid out `[kv_heads, slots, head_dim]`, that
-//! attention reads in place ([`crate::attention::Run`]).
+//! buffer of rows in the cache's [`KvDtype`], laid out `[kv_heads, slots,
+//! head_dim]`, that attention reads in place ([`crate::attention::Run`]).
 
 use std::ops::Range;
 
+use super::precision::{Buffer, KvDtype};
 use crate::attention::{Heads, Run};
 use crate::error::{Error, Result};
 
-/// Keys and values of one layer: `slots` rows of `dim` values per K/V head.
-#[derive(Debug)]
+/// Keys and values of one layer: `slots` rows of `dim` numbers per K/V head.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rows {
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Buffer,
+    values: Buffer,
     kv: usize,
     dim: usize,
     slots: usize,
@@ -27,9 +28,9 @@ pub struct Slots {
 
 impl Slots {
     /// `slots` empty slots per K/V head: see [`Rows::allocate`].
-    pub fn allocate(heads: Heads, slots: usize) -> Result<Self> {
+    pub fn allocate(heads: Heads, slots: usize, dtype: KvDtype) -> Result<Self> {
         Ok(Slots {
-            rows: Rows::allocate(heads, slots)?,
+            rows: Rows::allocate(heads, slots, dtype)?,
             held: 0,
         })
     }
@@ -62,32 +63,30 @@ impl Rows {
     /// Zeroed buffers of `slots` rows per head, allocated up front. The size is
     /// checked and the allocation fallible: a cache too large for this machine
     /// is an error saying how many bytes it asked for, not an abort.
-    pub fn allocate(heads: Heads, slots: usize) -> Result<Self> {
-        let count = heads
+    pub fn allocate(heads: Heads, slots: usize, dtype: KvDtype) -> Result<Self> {
+        let rows = heads
             .kv
             .checked_mul(slots)
-            .and_then(|n| n.checked_mul(heads.dim))
-            .filter(|n| n.checked_mul(2 * size_of::<f32>()).is_some());
-        let too_large = |count: Option<usize>| {
-            let bytes = count.map_or_else(
-                || format!("{} × {slots} × {} × 8", heads.kv, heads.dim),
-                |n| (2 * n * size_of::<f32>()).to_string(),
+            .filter(|n| n.checked_mul(2 * dtype.row_bytes(heads.dim)).is_some());
+        let too_large = |rows: Option<usize>| {
+            let bytes = rows.map_or_else(
+                || {
+                    format!(
+                        "{} × {slots} × 2 × {}",
+                        heads.kv,
+                        dtype.row_bytes(heads.dim)
+                    )
+                },
+                |n| (2 * n * dtype.row_bytes(heads.dim)).to_string(),
             );
             Error::invalid(format!(
                 "the KV cache needs {bytes} bytes for {slots} entries per layer, which this machine could not allocate: lower maxSeqLen or the window size"
             ))
         };
-        let Some(count) = count else {
+        let Some(rows) = rows else {
             return Err(too_large(None));
         };
-        let zeroed = || -> Result<Vec<f32>> {
-            let mut buffer = Vec::new();
-            buffer
-                .try_reserve_exact(count)
-                .map_err(|_| too_large(Some(count)))?;
-            buffer.resize(count, 0.0);
-            Ok(buffer)
-        };
+        let zeroed = || Buffer::zeroed(dtype, rows, heads.dim).ok_or_else(|| too_large(Some(rows)));
         Ok(Rows {
             keys: zeroed()?,
             values: zeroed()?,
@@ -97,56 +96,67 @@ impl Rows {
         })
     }
 
-    /// New buffers holding a copy of `chunk`, one slot per row.
-    pub fn copy_of(chunk: Chunk, heads: Heads) -> Rows {
-        Rows::joined(None, chunk, heads.kv, heads.dim)
+    /// New buffers holding `chunk`, encoded as `dtype`, one slot per row.
+    pub fn copy_of(chunk: Chunk, heads: Heads, dtype: KvDtype) -> Rows {
+        Rows::joined(None, chunk, heads.kv, heads.dim, dtype)
     }
 
     /// New buffers holding these rows followed by `chunk`'s, one slot per row,
     /// as `torch.cat` would make them.
     pub fn followed_by(&self, chunk: Chunk) -> Rows {
-        Rows::joined(Some(self), chunk, self.kv, self.dim)
+        Rows::joined(Some(self), chunk, self.kv, self.dim, self.dtype())
     }
 
-    fn joined(old: Option<&Rows>, chunk: Chunk, kv: usize, dim: usize) -> Rows {
+    fn joined(old: Option<&Rows>, chunk: Chunk, kv: usize, dim: usize, dtype: KvDtype) -> Rows {
         let held = old.map_or(0, |rows| rows.slots);
         let slots = held + chunk.n;
-        let join = |old: Option<&[f32]>, new: &[f32]| {
-            let mut buffer = Vec::with_capacity(kv * slots * dim);
+        let join = |old: Option<&Buffer>, new: &[f32]| {
+            let mut buffer = Buffer::with_capacity(dtype, kv * slots, dim);
             for h in 0..kv {
                 if let Some(old) = old {
-                    buffer.extend_from_slice(&old[h * held * dim..(h + 1) * held * dim]);
+                    buffer.push_stored(old, h * held..(h + 1) * held, dim);
                 }
-                buffer.extend_from_slice(&new[h * chunk.n * dim..(h + 1) * chunk.n * dim]);
+                buffer.push_encoded(&new[h * chunk.n * dim..(h + 1) * chunk.n * dim], dim);
             }
             buffer
         };
         Rows {
-            keys: join(old.map(|rows| &rows.keys[..]), chunk.keys),
-            values: join(old.map(|rows| &rows.values[..]), chunk.values),
+            keys: join(old.map(|rows| &rows.keys), chunk.keys),
+            values: join(old.map(|rows| &rows.values), chunk.values),
             kv,
             dim,
             slots,
         }
     }
 
-    /// Copies rows `rows` of `chunk` into slots `slot..`, for every head.
+    /// Encodes rows `rows` of `chunk` into slots `slot..`, for every head.
     pub fn write(&mut self, slot: usize, chunk: Chunk, rows: Range<usize>) {
         let dim = self.dim;
         let count = rows.len() * dim;
         for h in 0..self.kv {
-            let to = (h * self.slots + slot) * dim;
+            let to = h * self.slots + slot;
             let from = (h * chunk.n + rows.start) * dim;
-            self.keys[to..to + count].copy_from_slice(&chunk.keys[from..from + count]);
-            self.values[to..to + count].copy_from_slice(&chunk.values[from..from + count]);
+            self.keys.write(to, &chunk.keys[from..from + count], dim);
+            self.values
+                .write(to, &chunk.values[from..from + count], dim);
+        }
+    }
+
+    /// Copies slots `from` of `other` (same heads and dtype), as stored, into slots `to..`.
+    pub fn copy_slots(&mut self, to: usize, other: &Rows, from: Range<usize>) {
+        for h in 0..self.kv {
+            let rows = h * other.slots + from.start..h * other.slots + from.end;
+            let at = h * self.slots + to;
+            self.keys.copy_rows(at, &other.keys, rows.clone(), self.dim);
+            self.values.copy_rows(at, &other.values, rows, self.dim);
         }
     }
 
     /// Slots `from..from + len`, whose first entry is at position `position`, for attention.
     pub fn run(&self, from: usize, len: usize, position: usize) -> Run<'_> {
         Run {
-            keys: &self.keys,
-            values: &self.values,
+            keys: self.keys.encoded(),
+            values: self.values.encoded(),
             slots: self.slots,
             from,
             len,
@@ -154,29 +164,69 @@ impl Rows {
         }
     }
 
-    /// Copies of the keys and values in `ranges` of slots, in that order:
-    /// `[kv_heads, n, head_dim]` each, `n` the ranges' total length.
-    pub fn read(&self, ranges: &[Range<usize>]) -> (Vec<f32>, Vec<f32>) {
-        let n: usize = ranges.iter().map(Range::len).sum();
-        let copy = |buffer: &[f32]| {
-            let mut out = Vec::with_capacity(self.kv * n * self.dim);
-            for h in 0..self.kv {
-                for range in ranges {
-                    let from = (h * self.slots + range.start) * self.dim;
-                    out.extend_from_slice(&buffer[from..from + range.len() * self.dim]);
-                }
+    /// Every slot's keys and values decoded to `f32`, `[kv_heads, slots, head_dim]` each.
+    pub fn decoded(&self) -> (Vec<f32>, Vec<f32>) {
+        let decode = |buffer: &Buffer| {
+            let mut out = vec![0.0; self.kv * self.slots * self.dim];
+            for (r, row) in out.chunks_exact_mut(self.dim.max(1)).enumerate() {
+                buffer.encoded().decode_row(r, row);
             }
             out
         };
-        (copy(&self.keys), copy(&self.values))
+        (decode(&self.keys), decode(&self.values))
     }
 
     pub fn slots(&self) -> usize {
         self.slots
     }
 
-    /// Bytes of both buffers, every slot counted, filled or not.
+    /// Whether these are `slots` rows of `heads`' K/V shape, stored as `dtype`.
+    pub fn fits(&self, heads: Heads, dtype: KvDtype, slots: usize) -> bool {
+        (self.kv, self.dim, self.dtype(), self.slots) == (heads.kv, heads.dim, dtype, slots)
+    }
+
+    /// Both buffers' stored form as little-endian bytes: the keys, then the
+    /// values, each as [`Buffer::to_bytes`] writes it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.keys.to_bytes();
+        out.extend(self.values.to_bytes());
+        out
+    }
+
+    /// `slots` rows per head of `heads`' K/V shape, stored as `dtype`, from
+    /// the bytes [`Self::to_bytes`] wrote; an error unless the length is exact.
+    pub fn from_bytes(heads: Heads, dtype: KvDtype, slots: usize, bytes: &[u8]) -> Result<Rows> {
+        let rows = heads
+            .kv
+            .checked_mul(slots)
+            .ok_or_else(|| Error::invalid(format!("{slots} entries per layer is too many")))?;
+        let half = rows
+            .checked_mul(dtype.row_bytes(heads.dim))
+            .filter(|&n| n.checked_mul(2) == Some(bytes.len()));
+        let Some(half) = half else {
+            return Err(Error::invalid(format!(
+                "{} bytes do not hold {slots} {dtype} entries of {} heads × {}",
+                bytes.len(),
+                heads.kv,
+                heads.dim
+            )));
+        };
+        let (keys, values) = bytes.split_at(half);
+        Ok(Rows {
+            keys: Buffer::from_bytes(dtype, rows, heads.dim, keys)?,
+            values: Buffer::from_bytes(dtype, rows, heads.dim, values)?,
+            kv: heads.kv,
+            dim: heads.dim,
+            slots,
+        })
+    }
+
+    pub fn dtype(&self) -> KvDtype {
+        self.keys.dtype()
+    }
+
+    /// Bytes of both buffers, scales included, every slot counted, filled or not.
     pub fn bytes(&self) -> usize {
-        (self.keys.len() + self.values.len()) * size_of::<f32>()
+        self.keys.bytes() + self.values.bytes()
     }
 }

@@ -22,6 +22,7 @@ impl Generator {
     fn snapshot_settings(&self) -> SnapshotSettings {
         SnapshotSettings {
             strategy: self.options.strategy,
+            kv_dtype: self.options.kv_dtype,
             max_seq_len: self.max_seq_len,
             use_cache: self.options.use_cache,
         }
@@ -44,7 +45,10 @@ impl Generator {
             head_dim: heads.dim,
             tokens: self.consumed.iter().chain(&self.pending).copied().collect(),
             position: self.position(),
-            layers: self.cache.as_ref().map_or_else(Vec::new, |c| c.entries()),
+            layers: match &self.cache {
+                Some(cache) => cache.entries()?,
+                None => Vec::new(),
+            },
         })
     }
 

@@ -11,7 +11,7 @@ use super::convert::{
 use super::crash::install_panic_hook;
 use super::fetch::{download, Download, ModelFiles};
 use crate::backend::BackendKind;
-use crate::cache::CacheStrategy;
+use crate::cache::{CacheStrategy, KvDtype};
 use crate::error::Error;
 use crate::generate::{CacheOptions, Generator as Engine, TokenEvent};
 use crate::load::{self, Loaded};
@@ -208,6 +208,45 @@ impl Generator {
         Ok(())
     }
 
+    /// Attention sinks: the first tokens kept visible besides the window (0 by
+    /// default, and without the "window" strategy).
+    #[wasm_bindgen(getter)]
+    pub fn sinks(&self) -> usize {
+        self.inner.options().strategy.sinks()
+    }
+
+    /// Sets the attention sinks (fewer than `window`; only with the "window"
+    /// strategy, else only 0); the sequence starts afresh.
+    #[wasm_bindgen(setter)]
+    pub fn set_sinks(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "number")] sinks: JsValue,
+    ) -> Result<(), JsValue> {
+        let sinks = integer(&sinks, "sinks")?;
+        let sinks = usize::try_from(sinks).map_err(|_| {
+            Error::invalid(format!("sinks must be a whole number >= 0, got {sinks}"))
+        })?;
+        let strategy = self.inner.options().strategy.with_sinks(sinks)?;
+        Ok(self.inner.set_strategy(strategy)?)
+    }
+
+    /// How the cache stores keys and values: "f32", "f16" or "int8" (blocks
+    /// of 32 numbers with an f16 scale); no effect with the cache off.
+    #[wasm_bindgen(getter = kvDtype)]
+    pub fn kv_dtype(&self) -> String {
+        self.inner.options().kv_dtype.name().to_string()
+    }
+
+    /// Switches the cache's precision; the sequence starts afresh.
+    #[wasm_bindgen(setter = kvDtype)]
+    pub fn set_kv_dtype(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = r#""f32" | "f16" | "int8""#)] name: JsValue,
+    ) -> Result<(), JsValue> {
+        let dtype = KvDtype::parse(&string(&name, "kvDtype")?)?;
+        Ok(self.inner.set_kv_dtype(dtype)?)
+    }
+
     /// The sliding-window size (undefined until given); setting it while the
     /// strategy is "window" resets the cache.
     #[wasm_bindgen(getter)]
@@ -230,8 +269,9 @@ impl Generator {
             .into());
         }
         let size = size as usize;
-        if let CacheStrategy::Window { .. } = self.inner.options().strategy {
-            self.inner.set_strategy(CacheStrategy::Window { size })?;
+        if let CacheStrategy::Window { sinks, .. } = self.inner.options().strategy {
+            self.inner
+                .set_strategy(CacheStrategy::Window { size, sinks: 0 }.with_sinks(sinks)?)?;
         }
         self.window = Some(size);
         Ok(())

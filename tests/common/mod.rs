@@ -122,6 +122,7 @@ pub fn generate_like_reference(
         strategy,
         max_seq_len: Some(32),
         use_cache,
+        ..CacheOptions::default()
     };
     generator(name, BackendKind::default(), options)
         .generate(&exp.prompt, &greedy(exp.greedy_ids.len()), |_| {})

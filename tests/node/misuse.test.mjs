@@ -43,6 +43,10 @@ test("wrong argument types are clear Errors, not traps or silent coercions", () 
     [() => { g.window = "8"; }, /window must be a whole number, got string "8"/],
     [() => { g.window = 2.5; }, /window must be a whole number, got number 2.5/],
     [() => { g.useCache = "no"; }, /useCache must be true or false, got string "no"/],
+    [() => { g.kvDtype = "q4"; }, /unknown kvDtype `q4` \(expected f32, f16 or int8\)/],
+    [() => { g.kvDtype = 8; }, /kvDtype must be a string, got number 8/],
+    [() => { g.sinks = 2; }, /sinks only apply with the window strategy \(cache is "concat"\)/],
+    [() => { g.sinks = 1.5; }, /sinks must be a whole number, got number 1.5/],
     [() => { g.useCache = 0; }, /useCache must be true or false, got number 0/],
     [() => g.generate("hi", { stopIds: "2" }), /generate option `stopIds`: invalid type: string "2", expected a sequence/],
     [() => g.generate("hi", { stopIds: [1, "2"] }), /generate option `stopIds\[1\]`: invalid type: string "2", expected u32/],
@@ -71,6 +75,8 @@ test("wrong argument types are clear Errors, not traps or silent coercions", () 
     [() => Generator.randomGpt2({ maxSeqLen: -5 }), /model option `maxSeqLen`: invalid value: integer `-5`, expected usize/],
     [() => Generator.randomGpt2({ useCache: "no" }), /model option `useCache`: invalid type: string "no", expected a boolean/],
     [() => Generator.randomGpt2({ cache: 5 }), /model option `cache`: invalid type: integer `5`, expected a string/],
+    [() => Generator.randomGpt2({ kvDtype: "bf16" }), /unknown kvDtype `bf16`/],
+    [() => Generator.randomGpt2({ cache: "window", window: 4, sinks: 4 }), /sinks must be smaller than the window \(4\), got 4/],
   ];
   for (const [call, message] of cases) {
     assert.throws(call, (e) => e instanceof Error && !(e instanceof WebAssembly.RuntimeError) && message.test(e.message), String(call));
@@ -78,6 +84,8 @@ test("wrong argument types are clear Errors, not traps or silent coercions", () 
   assert.equal(g.cacheStrategy, "concat", "the failed setters changed nothing");
   assert.equal(g.useCache, true);
   assert.equal(g.window, undefined);
+  assert.equal(g.kvDtype, "f32");
+  assert.equal(g.sinks, 0);
   assertWorks(g, "every wrong call");
 });
 

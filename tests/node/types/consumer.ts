@@ -25,6 +25,8 @@ export async function everything(wasm: ArrayBuffer, url: string): Promise<void> 
   const model: ModelOptions = {
     cache: "window",
     window: 64,
+    sinks: 4,
+    kvDtype: "int8",
     maxSeqLen: 512,
     seed: 1,
     backend: "ndarray",
@@ -90,6 +92,11 @@ export async function everything(wasm: ArrayBuffer, url: string): Promise<void> 
   const strategy: string = g.cacheStrategy;
   g.window = 32;
   const window: number | undefined = g.window;
+  g.kvDtype = "f16";
+  const kvDtype: string = g.kvDtype;
+  g.sinks = 0;
+  const sinks: number = g.sinks;
+  console.log(kvDtype, sinks, r.kvDtype);
   const figures: [number, number, number, number, number] = [
     g.position, g.cacheLen, g.cacheBytes, g.cacheBytesFormula, g.maxSeqLen,
   ];
