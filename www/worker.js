@@ -101,8 +101,8 @@ function readState() {
     useCache: gen.useCache,
     cache: gen.cacheStrategy,
     window: gen.window ?? null,
-    sinks: gen.sinks ?? 0,
-    kvDtype: gen.kvDtype ?? "f32",
+    sinks: gen.sinks,
+    kvDtype: gen.kvDtype,
     wasmMemoryBytes: wasmMemory?.buffer.byteLength ?? null,
   };
 }
@@ -112,22 +112,17 @@ function readState() {
 // or sinks change). Sinks are only valid below the window and with the window strategy, so they
 // go to 0 before the window or the strategy change, and to their new value last.
 function applySettings(next) {
-  // TEMPORARY until the engine's kvDtype and sinks land on main: refuse what it cannot do.
-  const has = (name) => name in Generator.prototype;
-  for (const [name, value, plain] of [["kvDtype", next.kvDtype, "f32"], ["sinks", next.sinks, 0]]) {
-    if (!has(name) && value != null && value !== plain) throw new Error(`this engine build has no ${name} yet`);
-  }
   const sinks = next.cache === "window" ? (next.sinks ?? 0) : 0;
-  if (has("sinks") && gen.sinks !== 0 && gen.sinks !== sinks) gen.sinks = 0;
+  if (gen.sinks !== 0 && gen.sinks !== sinks) gen.sinks = 0;
   if (next.cache === "window") {
     if (gen.window !== next.window) gen.window = next.window;
     if (gen.cacheStrategy !== "window") gen.cacheStrategy = "window";
   } else if (gen.cacheStrategy !== next.cache) {
     gen.cacheStrategy = next.cache;
   }
-  if (has("sinks") && gen.sinks !== sinks) gen.sinks = sinks;
+  if (gen.sinks !== sinks) gen.sinks = sinks;
   const kvDtype = next.kvDtype ?? "f32";
-  if (has("kvDtype") && gen.kvDtype !== kvDtype) gen.kvDtype = kvDtype;
+  if (gen.kvDtype !== kvDtype) gen.kvDtype = kvDtype;
   if (gen.useCache !== next.useCache) gen.useCache = next.useCache;
 }
 
