@@ -145,7 +145,6 @@ const tinyLlama = {
 
 const precisionSinks = {
   name: "tiny Llama fixture: precision and sinks",
-  skip: needs("kvDtype", "sinks"),
   async run(t) {
     const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
     await setRun(page, { prompt: "Once upon a time", maxTokens: 24 });
@@ -210,7 +209,7 @@ const tinyGpt2 = {
 
 const quality = {
   name: "tiny Llama fixture: the quality chart draws one line per cache setting",
-  skip: needs("score", "kvDtype", "sinks"),
+  skip: needs("score"),
   async run(t) {
     const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
     const q = await measureQuality(page);
@@ -460,16 +459,14 @@ const smollm2 = {
     assert.equal(figure, s.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens is what the engine holds");
     await t.shot(page, "smollm2-calculator");
 
-    if (engineHas("kvDtype")) {
-      // The same in int8: the calculator's blocks of 32 with an f16 scale are the engine's layout.
-      await setCache(page, { dtype: "int8" });
-      const s8 = await run(page, "run-cache", 600_000);
-      assert.equal(s8.cache.kvDtype, "int8");
-      assert.equal(s8.cache.cacheLen, 1024);
-      const figure8 = await calculatorBytes(page, { model: "smollm2-135m", tokens: 1024, dtype: "int8" });
-      assert.equal(figure8, s8.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens in int8 is what the engine holds");
-      await setCache(page, { dtype: "f32" });
-    }
+    // The same in int8: the calculator's blocks of 32 with an f16 scale are the engine's layout.
+    await setCache(page, { dtype: "int8" });
+    const s8 = await run(page, "run-cache", 600_000);
+    assert.equal(s8.cache.kvDtype, "int8");
+    assert.equal(s8.cache.cacheLen, 1024);
+    const figure8 = await calculatorBytes(page, { model: "smollm2-135m", tokens: 1024, dtype: "int8" });
+    assert.equal(figure8, s8.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens in int8 is what the engine holds");
+    await setCache(page, { dtype: "f32" });
     if (!engineHas("chat")) return t.done(page);
 
     // Chat: the second turn prefills only its own tokens, the first turn's are taken from the cache;
