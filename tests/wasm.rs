@@ -976,3 +976,84 @@ async fn load_fetches_a_gguf_url() {
         "loaded from a .gguf URL",
     );
 }
+
+#[wasm_bindgen_test]
+fn score_returns_typed_arrays_agreeing_with_and_without_the_cache() {
+    let text = "Once upon a time there was a cat.";
+    let mut g = hf(&TINY_LLAMA, "{}").unwrap();
+    let read = |score: JsValue| {
+        let get = |key: &str| Reflect::get(&score, &key.into()).unwrap();
+        let ids = get("ids")
+            .dyn_into::<js_sys::Uint32Array>()
+            .unwrap()
+            .to_vec();
+        let nll = get("nll")
+            .dyn_into::<js_sys::Float64Array>()
+            .unwrap()
+            .to_vec();
+        (ids, nll, get("perplexity").as_f64().unwrap())
+    };
+    let (ids, cached, perplexity) = read(g.score(text.into()).unwrap());
+    assert_eq!(cached.len(), ids.len() - 1);
+    let mean = cached.iter().sum::<f64>() / cached.len() as f64;
+    assert!((perplexity - mean.exp()).abs() < 1e-9 * perplexity);
+    g.set_use_cache(false.into()).unwrap();
+    let (same_ids, uncached, _) = read(g.score(text.into()).unwrap());
+    assert_eq!(same_ids, ids);
+    for (a, b) in cached.iter().zip(&uncached) {
+        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+    }
+    throws(g.score("".into()), "at least two tokens");
+    throws(g.score(5.into()), "score: the text");
+}
+
+#[wasm_bindgen_test]
+fn snapshots_restore_the_next_tokens_and_bad_bytes_throw() {
+    let options = r#"{"cache": "window", "window": 4, "maxSeqLen": 32}"#;
+    let mut g = hf(&TINY_LLAMA, options).unwrap();
+    generate(&mut g, "Once upon", greedy(4));
+    let snapshot = g.snapshot().unwrap();
+    assert_eq!(snapshot.position(), g.position());
+    assert_eq!(snapshot.tokens().len(), g.position() + 1);
+    let first = generate(&mut g, " a", greedy(5)).ids;
+    let stored = snapshot.to_bytes();
+    // The CacheSnapshot object itself, as JS holds it.
+    g.restore(JsValue::from(snapshot)).unwrap();
+    assert_eq!(generate(&mut g, " a", greedy(5)).ids, first);
+
+    let mut fresh = hf(&TINY_LLAMA, options).unwrap();
+    fresh.restore(bytes(&stored)).unwrap();
+    assert_eq!(generate(&mut fresh, " a", greedy(5)).ids, first);
+
+    let position = fresh.position();
+    throws(
+        fresh.restore(bytes(&stored[..stored.len() - 1])),
+        "truncated or damaged",
+    );
+    throws(fresh.restore(bytes(b"hello")), "not a KV cache snapshot");
+    throws(fresh.restore(5.into()), "must be a Uint8Array");
+    let mut other = hf(
+        &TINY_GPT2,
+        r#"{"cache": "window", "window": 4, "maxSeqLen": 32}"#,
+    )
+    .unwrap();
+    throws(other.restore(bytes(&stored)), "another model");
+    assert_eq!(
+        fresh.position(),
+        position,
+        "failed restores changed nothing"
+    );
+    fresh.prefill("x".into(), greedy(3)).unwrap();
+    throws(fresh.snapshot(), "refused during a run");
+}
+
+#[wasm_bindgen_test]
+fn chat_needs_a_template_and_its_own_options() {
+    let mut g = hf(&TINY_LLAMA, "{}").unwrap();
+    throws(g.chat("Hi".into(), JsValue::UNDEFINED), "cannot chat");
+    throws(
+        g.chat("Hi".into(), js(r#"{"chat": true}"#)),
+        "unknown chat option `chat`",
+    );
+    throws(g.chat("Hi".into(), js(r#"{"reuse": 1}"#)), "option `reuse`");
+}

@@ -8,7 +8,9 @@
 //! so JS and native callers go through one path and get the same messages.
 //! Results go back as plain JS objects.
 
-use js_sys::{Array, ArrayBuffer, Function, Object, Reflect, Uint8Array};
+use js_sys::{
+    Array, ArrayBuffer, Float64Array, Function, Object, Reflect, Uint32Array, Uint8Array,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
@@ -18,7 +20,7 @@ use web_sys::AbortSignal;
 
 use crate::budget;
 use crate::error::Error;
-use crate::generate::{RunOptions, TokenEvent};
+use crate::generate::{ChatOptions, RunOptions, Score, TokenEvent};
 use crate::options::{check_keys, ModelOptions, PrefillOptions};
 
 /// How deep an options object may nest (they are flat today; this only stops
@@ -267,6 +269,13 @@ pub(super) fn run_options(
     read_options::<PrefillOptions>(what, value, PrefillOptions::KEYS, extra)?.run_options()
 }
 
+/// Options of `chat`: a run's (but `chat`), `reuse`, and the extra keys (`onToken`).
+pub(super) fn chat_options(value: &JsValue, extra: &[&str]) -> Result<ChatOptions, Error> {
+    let extra = [extra, &["reuse"]].concat();
+    let run: PrefillOptions = read_options("chat", value, PrefillOptions::CHAT_KEYS, &extra)?;
+    run.chat_options(flag(value, "reuse")?)
+}
+
 /// Options of `encode`.
 #[derive(serde::Deserialize, Default, tsify::Tsify)]
 #[serde(default)]
@@ -332,4 +341,13 @@ pub(super) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue
 
 pub(super) fn event_to_js(event: Option<TokenEvent>) -> Result<JsValue, JsValue> {
     event.map_or(Ok(JsValue::NULL), |event| to_js(&event))
+}
+
+/// `{ ids: Uint32Array, nll: Float64Array, perplexity: number }`.
+pub(super) fn score_to_js(score: &Score) -> Result<JsValue, JsValue> {
+    let object = Object::new();
+    Reflect::set(&object, &"ids".into(), &Uint32Array::from(&score.ids[..]))?;
+    Reflect::set(&object, &"nll".into(), &Float64Array::from(&score.nll[..]))?;
+    Reflect::set(&object, &"perplexity".into(), &score.perplexity.into())?;
+    Ok(object.into())
 }

@@ -2,14 +2,17 @@
 //! [`super::convert`]), calls the engine's [`crate::Generator`], and returns
 //! plain JS values. Engine errors are thrown as JS `Error`s.
 
+use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use super::convert::{
-    abort_signal, boolean, bytes, callback, encode_special, event_to_js, flag, integer,
-    model_options, run_options, string, to_js, token_ids,
+    abort_signal, boolean, bytes, callback, chat_options, encode_special, event_to_js, flag,
+    integer, model_options, run_options, score_to_js, string, to_js, token_ids,
 };
 use super::crash::install_panic_hook;
 use super::fetch::{download, Download, ModelFiles};
+use super::snapshot::CacheSnapshot;
 use crate::backend::BackendKind;
 use crate::cache::{CacheStrategy, KvDtype};
 use crate::error::Error;
@@ -126,16 +129,28 @@ impl Generator {
     ) -> Result<JsValue, JsValue> {
         let prompt = string(&prompt, "generate: the prompt")?;
         let run = run_options("generate", &options, &["onToken"])?;
-        let on_token = callback(&options, "onToken")?;
-        let generation = self
-            .inner
-            .try_generate(&prompt, &run, |event: &TokenEvent| {
-                if let Some(on_token) = &on_token {
-                    on_token.call1(&JsValue::NULL, &to_js(event)?)?;
-                }
-                Ok::<(), JsValue>(())
-            })?;
-        to_js(&generation)
+        let on_token = on_token(&options)?;
+        to_js(&self.inner.try_generate(&prompt, &run, on_token)?)
+    }
+
+    /// One chat turn: the user's `message` in the model's chat template, and
+    /// the reply. The conversation stays in the generator until `reset()` (or
+    /// a turn with another `systemPrompt`, which starts a new one): with
+    /// `reuse` (the default) a turn prefills only its own tokens after the
+    /// cache of the turns before, and a new conversation starts from the
+    /// cache of its system prompt, computed once; `reuse: false` recomputes
+    /// the whole conversation. `prefilled` and `reused` in the result say
+    /// which. Throws for a model without a known chat template.
+    #[wasm_bindgen(unchecked_return_type = "Generation")]
+    pub fn chat(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "string")] message: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ChatOptions")] options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let message = string(&message, "chat: the message")?;
+        let chat = chat_options(&options, &["onToken"])?;
+        let on_token = on_token(&options)?;
+        to_js(&self.inner.try_chat(&message, &chat, on_token)?)
     }
 
     /// Runs the prompt and returns the first new token, or null (a stop id, or maxTokens 0).
@@ -161,6 +176,48 @@ impl Generator {
     #[wasm_bindgen(unchecked_return_type = "Generation")]
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
         to_js(&self.inner.finish()?)
+    }
+
+    /// Teacher-forced scoring of `text` (the sequence starts afresh): its ids,
+    /// each predicted token's negative log-likelihood in nats (`nll[i]` for
+    /// `ids[i + 1]`) and the perplexity, exp(mean nll). With the cache on, the
+    /// tokens run one by one through the cache's settings (window, ...); with
+    /// `useCache = false`, one causal pass over the whole text.
+    #[wasm_bindgen(unchecked_return_type = "Score")]
+    pub fn score(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let text = string(&text, "score: the text")?;
+        score_to_js(&self.inner.score(&text)?)
+    }
+
+    /// The sequence as it stands (tokens, position, every layer's cache
+    /// entries, the settings), to `restore` later. Throws during a run
+    /// (between `prefill` and the `step()` that returns null).
+    pub fn snapshot(&self) -> Result<CacheSnapshot, JsValue> {
+        Ok(CacheSnapshot {
+            inner: self.inner.snapshot()?,
+        })
+    }
+
+    /// Puts the sequence back as a snapshot (or its `toBytes()`) holds it: the
+    /// next tokens are those that would have followed it. Throws, changing
+    /// nothing, for a snapshot of another model, taken with other cache
+    /// settings, of a newer format, or truncated or damaged bytes.
+    pub fn restore(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "CacheSnapshot | Uint8Array")] snapshot: JsValue,
+    ) -> Result<(), JsValue> {
+        let what = "restore: the snapshot (a CacheSnapshot or its toBytes())";
+        // A CacheSnapshot is read through its bytes: one path for both forms.
+        let value = match Reflect::get(&snapshot, &"toBytes".into()) {
+            Ok(to_bytes) if snapshot.is_object() && to_bytes.is_function() => {
+                to_bytes.unchecked_into::<Function>().call0(&snapshot)?
+            }
+            _ => snapshot,
+        };
+        Ok(self.inner.restore_bytes(&bytes(&value, what)?)?)
     }
 
     /// Empties the KV cache; position back to 0.
@@ -367,6 +424,18 @@ impl Generator {
         let ids = token_ids(&ids, "decode: ids")?;
         Ok(self.inner.tokenizer().decode(&ids)?)
     }
+}
+
+/// The options' `onToken` as a per-token callback for the engine: each event
+/// passed to JS, a throw stopping the run.
+fn on_token(options: &JsValue) -> Result<impl FnMut(&TokenEvent) -> Result<(), JsValue>, JsValue> {
+    let on_token = callback(options, "onToken")?;
+    Ok(move |event: &TokenEvent| {
+        if let Some(on_token) = &on_token {
+            on_token.call1(&JsValue::NULL, &to_js(event)?)?;
+        }
+        Ok(())
+    })
 }
 
 impl Generator {

@@ -4,6 +4,8 @@
 //! - [`generator`]: the exported `Generator` class. Its methods read their
 //!   arguments through [`convert`], call [`crate::Generator`], and hand the
 //!   result back as a plain JS object.
+//! - [`snapshot`]: the exported `CacheSnapshot` class, what `snapshot()`
+//!   returns and `restore` takes back.
 //! - [`bench`]: the exported `Bench` class, the cache strategies' measurements
 //!   ([`crate::bench`]) on a `Generator`'s model, for `npm run bench`.
 //! - [`convert`]: JS values in and out. Options objects are read and checked
@@ -22,6 +24,7 @@ mod convert;
 mod crash;
 mod fetch;
 mod generator;
+mod snapshot;
 mod types;
 
 use wasm_bindgen::JsValue;
@@ -32,6 +35,7 @@ pub use bench::Bench;
 pub use crash::ENGINE_CRASHED;
 pub use fetch::BROWSER_CACHE_NAME;
 pub use generator::Generator;
+pub use snapshot::CacheSnapshot;
 
 impl From<Error> for JsValue {
     fn from(error: Error) -> JsValue {

@@ -25,6 +25,25 @@ export interface LoadOptions extends ModelOptions {
   onStoreError?: ((url: string, error: Error) => void) | null;
 }
 
+/** Options of `chat`: those of `generate` but `chat`, plus `reuse`. */
+export interface ChatOptions extends Omit<GenerateOptions, "chat"> {
+  /**
+   * Continue from the cache of the previous turns (and of the system prompt), prefilling only
+   * the new turn's tokens (default true); false recomputes the whole conversation from scratch.
+   */
+  reuse?: boolean | null;
+}
+
+/** What `score(text)` returns. */
+export interface Score {
+  /** The text's token ids, as a prompt starting a sequence (BOS first where the model adds one). */
+  ids: Uint32Array;
+  /** `nll[i]`: negative log-likelihood (nats) of `ids[i + 1]` given the tokens before; `ids.length - 1` values. */
+  nll: Float64Array;
+  /** exp(mean nll). */
+  perplexity: number;
+}
+
 /** Options of `generate`: those of `prefill`, plus a callback per token. */
 export interface GenerateOptions extends PrefillOptions {
   /**

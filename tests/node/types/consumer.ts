@@ -4,7 +4,9 @@
 import init, {
   initSync,
   Bench,
+  CacheSnapshot,
   Generator,
+  type ChatOptions,
   type EncodeOptions,
   type GenerateOptions,
   type Generation,
@@ -12,6 +14,7 @@ import init, {
   type ModelConfig,
   type ModelOptions,
   type PrefillOptions,
+  type Score,
   type StopReason,
   type TokenEvent,
   type Interleaved,
@@ -77,6 +80,20 @@ export async function everything(wasm: ArrayBuffer, url: string): Promise<void> 
   while (token !== null) token = g.step();
   const finished: Generation = g.finish();
   console.log(finished.text);
+
+  const score: Score = g.score("It was the best of times");
+  const scored: [Uint32Array, Float64Array, number] = [score.ids, score.nll, score.perplexity];
+  const snapshot: CacheSnapshot = g.snapshot();
+  const saved: [Uint8Array, number, Uint32Array] = [snapshot.toBytes(), snapshot.position, snapshot.tokens];
+  g.restore(snapshot);
+  g.restore(saved[0]);
+  const chatOptions: ChatOptions = { maxTokens: 8, systemPrompt: "Be brief.", reuse: false, onToken: (t) => t.prefilled };
+  const reply: Generation = g.chat("Hi", chatOptions);
+  g.chat("And?");
+  const counts: [number, number] = [reply.prefilled, reply.reused];
+  console.log(scored, saved, counts);
+  // @ts-expect-error: a chat turn is always in the template
+  g.chat("x", { chat: true });
 
   const costs: Float64Array = Bench.cacheCost(g, 16);
   const turns: Interleaved = Bench.interleaved(g, "Hello", ["concat", "prealloc"], 4);
