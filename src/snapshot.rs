@@ -13,10 +13,10 @@
 //! | model fingerprint | u64 |
 //! | strategy: 0 concat, 1 prealloc, 2 window; window size (0 unless window) | u8, u32 |
 //! | maxSeqLen; use cache (0 or 1) | u32, u8 |
-//! | kvDtype: 0 f32; sinks | u8, u32 |
+//! | kvDtype: 0 f32, 1 f16, 2 int8; sinks | u8, u32 |
 //! | kv heads; head dim | u32, u32 |
 //! | position; token count `t`; `t` token ids | u32, u32, `t` × u32 |
-//! | layer count `l` (0 with the cache off); per layer: entries `n`, keys, values | u32; u32, `n·kv·dim` × f32, the same |
+//! | layer count `l` (0 with the cache off); per layer: entries `n`, keys, values (decoded to f32, which encodes back to the stored f16/int8 rows exactly) | u32; u32, `n·kv·dim` × f32, the same |
 //! | checksum: [`crate::fingerprint::hash`] of every byte before it | u64 |
 //!
 //! Reading checks every length against the bytes left before allocating, so
