@@ -5,12 +5,11 @@
 // real SmolLM2 (models/) or run the slow cache-off GPT-2 comparison, and run in Chromium only.
 
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
 import {
-  PKG_DIR,
   REPO,
   SMOLLM2,
   cacheLen,
@@ -29,11 +28,6 @@ const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const TINY_GGUF_BYTES = statSync(join(REPO, "tests/fixtures/tiny-llama.gguf")).size;
 const noSmollm2 = () => (existsSync(SMOLLM2) ? false : "models/ has no SmolLM2 (bash scripts/fetch-model.sh)");
 
-// TEMPORARY, until the engine's issue-14 features are all on main: whether the built package has
-// a Generator member (its .d.ts declares it), so the scenarios of a missing one are skipped.
-const DTS = existsSync(join(PKG_DIR, "kvcache_wasm.d.ts")) ? readFileSync(join(PKG_DIR, "kvcache_wasm.d.ts"), "utf8") : "";
-const engineHas = (...names) => names.every((n) => new RegExp(`^\\s+(get ${n}\\(\\)|(readonly )?${n}[(:])`, "m").test(DTS));
-const needs = (...names) => () => (engineHas(...names) ? false : `the package has no ${names.join(", ")} yet`);
 
 /** The memory calculator's exact figure for a model at `tokens`, batch 1, in `dtype`. */
 async function calculatorBytes(page, { model, tokens, dtype = "f32" }) {
@@ -195,21 +189,18 @@ const tinyGpt2 = {
     await setRun(page, { prompt: "Hello", maxTokens: 12 });
     await compare(t, page, "tiny-gpt2-compare");
 
-    if (engineHas("chat")) {
-      // A model without a chat template: the chat says so clearly, and the page goes on.
-      await page.fill(tid("chat-message"), "Hello");
-      await page.click(tid("chat-send"));
-      await expectError(page, /Could not chat: .*no chat template/i);
-      const s = await run(page, "run-cache");
-      assert.ok(s.series.at(-1).tokens > 0);
-    }
+    // A model without a chat template: the chat says so clearly, and the page goes on.
+    await page.fill(tid("chat-message"), "Hello");
+    await page.click(tid("chat-send"));
+    await expectError(page, /Could not chat: .*no chat template/i);
+    const s = await run(page, "run-cache");
+    assert.ok(s.series.at(-1).tokens > 0);
     await t.done(page);
   },
 };
 
 const quality = {
   name: "tiny Llama fixture: the quality chart draws one line per cache setting",
-  skip: needs("score"),
   async run(t) {
     const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
     const q = await measureQuality(page);
@@ -467,7 +458,6 @@ const smollm2 = {
     const figure8 = await calculatorBytes(page, { model: "smollm2-135m", tokens: 1024, dtype: "int8" });
     assert.equal(figure8, s8.cache.cacheBytes, "the calculator's SmolLM2 135M at 1024 tokens in int8 is what the engine holds");
     await setCache(page, { dtype: "f32" });
-    if (!engineHas("chat")) return t.done(page);
 
     // Chat: the second turn prefills only its own tokens, the first turn's are taken from the cache;
     // recomputed from scratch, the same second turn prefills the whole conversation.
