@@ -57,9 +57,9 @@ impl ModelOptions {
     pub const KEYS: &'static [&'static str] = &[
         "cache",
         "window",
+        "maxSeqLen",
         "sinks",
         "kvDtype",
-        "maxSeqLen",
         "seed",
         "backend",
         "useCache",
