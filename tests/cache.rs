@@ -77,20 +77,17 @@ fn cached_run(
     chunks: &[usize],
 ) -> Vec<(usize, Vec<f32>)> {
     let mut cache = KvCache::new(Heads::of(model.config()), plans, KvDtype::F32).unwrap();
-    let mut done = 0;
     let mut out = Vec::new();
-    for i in 0.. {
-        if done == sequence.len() {
-            break;
-        }
-        let n = chunks[i.min(chunks.len() - 1)].min(sequence.len() - done);
-        let logits = model
-            .forward_last(&sequence[done..done + n], &mut cache)
-            .unwrap();
-        done += n;
-        assert_eq!(cache.position(), done);
-        out.push((done, logits));
-    }
+    feed_in_chunks(
+        model,
+        &mut cache,
+        sequence,
+        chunks,
+        |done, logits, cache| {
+            assert_eq!(cache.position(), done);
+            out.push((done, logits));
+        },
+    );
     let lens = cache.layer_lens();
     for (plan, len) in plans.iter().zip(lens) {
         let held = match plan {

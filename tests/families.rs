@@ -22,17 +22,6 @@ const FAMILIES: [(&str, &str); 4] = [
     ("tiny-llama3", "tiny-llama3"),
 ];
 
-fn strategies(window: usize) -> [CacheStrategy; 3] {
-    [
-        CacheStrategy::Concat,
-        CacheStrategy::Prealloc,
-        CacheStrategy::Window {
-            size: window,
-            sinks: 0,
-        },
-    ]
-}
-
 /// The reference's run for `strategy`: the user's window caps every layer.
 fn reference(exp: &Expected, strategy: CacheStrategy) -> (&Vec<u32>, &Vec<Vec<f32>>) {
     match strategy {

@@ -37,17 +37,6 @@ fn bound(dtype: KvDtype) -> f32 {
     }
 }
 
-fn strategies(window: usize) -> [CacheStrategy; 3] {
-    [
-        CacheStrategy::Concat,
-        CacheStrategy::Prealloc,
-        CacheStrategy::Window {
-            size: window,
-            sinks: 0,
-        },
-    ]
-}
-
 /// The reference's tokens and logits for `strategy`.
 fn reference(exp: &Expected, strategy: CacheStrategy) -> (&[u32], &[Vec<f32>]) {
     match strategy {

@@ -11,15 +11,6 @@ use serde::Deserialize;
 
 const TEXT: &str = "Once upon a time there was a cat.";
 
-fn options(strategy: CacheStrategy, use_cache: bool) -> CacheOptions {
-    CacheOptions {
-        strategy,
-        max_seq_len: Some(32),
-        use_cache,
-        ..CacheOptions::default()
-    }
-}
-
 /// Largest difference between two nll vectors relative to the reference's largest value.
 fn relative(ours: &[f64], reference: &[f64]) -> f64 {
     assert_eq!(ours.len(), reference.len(), "nll lengths differ");
@@ -46,7 +37,7 @@ fn cached_and_uncached_scores_agree_on_every_tiny_fixture() {
         let mut g = common::generator(
             name,
             BackendKind::default(),
-            options(CacheStrategy::Concat, true),
+            common::tiny_options(CacheStrategy::Concat, true),
         );
         let cached = g.score(TEXT).unwrap();
         assert!(cached.ids.len() > 10, "{name}: {:?}", cached.ids);
@@ -60,7 +51,7 @@ fn cached_and_uncached_scores_agree_on_every_tiny_fixture() {
 
         // A window of 4 changes what each prediction sees, the same way with the cache and without.
         let window = CacheStrategy::Window { size: 4, sinks: 0 };
-        g.set_options(options(window, true)).unwrap();
+        g.set_options(common::tiny_options(window, true)).unwrap();
         let windowed = g.score(TEXT).unwrap();
         g.set_use_cache(false).unwrap();
         let windowed_uncached = g.score(TEXT).unwrap();
@@ -78,7 +69,7 @@ fn texts_that_cannot_be_scored_are_clear_errors_and_change_nothing() {
     let mut g = common::generator(
         "tiny-gpt2",
         BackendKind::default(),
-        options(CacheStrategy::Prealloc, true),
+        common::tiny_options(CacheStrategy::Prealloc, true),
     );
     g.generate("Once", &common::greedy(3), |_| {}).unwrap();
     let position = g.position();

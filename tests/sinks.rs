@@ -84,21 +84,12 @@ fn sinks_match_the_numpy_reference_cached_and_uncached() {
                         dtype,
                     )
                     .unwrap();
-                    let mut done = 0;
-                    for i in 0.. {
-                        if done == sequence.len() {
-                            break;
-                        }
-                        let n = chunks[i.min(chunks.len() - 1)].min(sequence.len() - done);
-                        let logits = model
-                            .forward_last(&sequence[done..done + n], &mut cache)
-                            .unwrap();
-                        done += n;
+                    feed_in_chunks(model, &mut cache, sequence, &chunks, |done, logits, _| {
                         if done >= prompt {
                             let how = format!("{dtype} cached in chunks of {chunks:?}");
                             assert_close(&logits, want(done), bound(dtype), &what(&how, done));
                         }
-                    }
+                    });
                     // The sinks and the newest `window` entries, nothing else.
                     let held = reference.sinks + reference.window;
                     assert_eq!(cache.layer_lens(), vec![held; plans.len()]);

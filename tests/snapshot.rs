@@ -7,15 +7,6 @@ mod common;
 
 use kvcache_wasm::{BackendKind, CacheOptions, CacheSnapshot, CacheStrategy, Generator};
 
-fn options(strategy: CacheStrategy, use_cache: bool) -> CacheOptions {
-    CacheOptions {
-        strategy,
-        max_seq_len: Some(32),
-        use_cache,
-        ..CacheOptions::default()
-    }
-}
-
 fn generator(name: &str, options: CacheOptions) -> Generator {
     common::generator(name, BackendKind::default(), options)
 }
@@ -36,7 +27,7 @@ fn a_restored_snapshot_gives_the_tokens_that_followed_it() {
     for name in common::TINY.iter().chain(&["tiny-gemma3"]) {
         for (strategy, use_cache) in settings {
             let what = format!("{name}, {strategy}, cache {use_cache}");
-            let mut g = generator(name, options(strategy, use_cache));
+            let mut g = generator(name, common::tiny_options(strategy, use_cache));
             g.generate("Once upon", &common::greedy(4), |_| {}).unwrap();
             let snapshot = g.snapshot().unwrap();
             assert_eq!(snapshot.position, g.position(), "{what}");
@@ -59,7 +50,7 @@ fn a_restored_snapshot_gives_the_tokens_that_followed_it() {
                 snapshot,
                 "{what}"
             );
-            let mut fresh = generator(name, options(strategy, use_cache));
+            let mut fresh = generator(name, common::tiny_options(strategy, use_cache));
             fresh.restore_bytes(&bytes).unwrap();
             assert_eq!(next_ids(&mut fresh), first, "{what}: a new generator");
         }
@@ -68,7 +59,7 @@ fn a_restored_snapshot_gives_the_tokens_that_followed_it() {
 
 #[test]
 fn bad_snapshots_are_clear_errors_and_change_nothing() {
-    let window = options(CacheStrategy::Window { size: 4, sinks: 0 }, true);
+    let window = common::tiny_options(CacheStrategy::Window { size: 4, sinks: 0 }, true);
     let mut g = generator("tiny-llama", window.clone());
     g.generate("Once", &common::greedy(6), |_| {}).unwrap();
     let bytes = g.snapshot().unwrap().to_bytes();
@@ -136,11 +127,11 @@ fn bad_snapshots_are_clear_errors_and_change_nothing() {
     // Other settings: strategy, window, maxSeqLen, cache off.
     for (settings, says) in [
         (
-            options(CacheStrategy::Concat, true),
+            common::tiny_options(CacheStrategy::Concat, true),
             "taken with cache window(4)",
         ),
         (
-            options(CacheStrategy::Window { size: 5, sinks: 0 }, true),
+            common::tiny_options(CacheStrategy::Window { size: 5, sinks: 0 }, true),
             "this generator has cache window(5)",
         ),
         (
@@ -151,7 +142,7 @@ fn bad_snapshots_are_clear_errors_and_change_nothing() {
             "maxSeqLen 31",
         ),
         (
-            options(CacheStrategy::Window { size: 4, sinks: 0 }, false),
+            common::tiny_options(CacheStrategy::Window { size: 4, sinks: 0 }, false),
             "this generator has no cache",
         ),
     ] {

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use kvcache_wasm::cache::KvCache;
 use kvcache_wasm::load::{self, Loaded};
-use kvcache_wasm::{BackendKind, CacheOptions, Generator, RunOptions};
+use kvcache_wasm::model::Model;
+use kvcache_wasm::{BackendKind, CacheOptions, CacheStrategy, Generator, RunOptions};
 
 pub fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -149,4 +151,50 @@ pub fn assert_close(ours: &[f32], reference: &[f32], tolerance: f32, what: &str)
         err <= tolerance,
         "{what}: relative error {err:e} exceeds {tolerance:e}"
     );
+}
+
+/// The three strategies, the window `window` entries wide without sinks.
+pub fn strategies(window: usize) -> [CacheStrategy; 3] {
+    [
+        CacheStrategy::Concat,
+        CacheStrategy::Prealloc,
+        CacheStrategy::Window {
+            size: window,
+            sinks: 0,
+        },
+    ]
+}
+
+/// Cache options for the tiny fixtures: `strategy`, a context of 32, the cache on or off.
+pub fn tiny_options(strategy: CacheStrategy, use_cache: bool) -> CacheOptions {
+    CacheOptions {
+        strategy,
+        max_seq_len: Some(32),
+        use_cache,
+        ..CacheOptions::default()
+    }
+}
+
+/// Runs `sequence` through `cache` in chunks of the given sizes (the last one
+/// repeated until the sequence is consumed), calling `each` with the number of
+/// tokens consumed and the logits at the end of every chunk.
+pub fn feed_in_chunks(
+    model: &Model,
+    cache: &mut KvCache,
+    sequence: &[u32],
+    chunks: &[usize],
+    mut each: impl FnMut(usize, Vec<f32>, &KvCache),
+) {
+    let mut done = 0;
+    for i in 0.. {
+        if done == sequence.len() {
+            break;
+        }
+        let n = chunks[i.min(chunks.len() - 1)].min(sequence.len() - done);
+        let logits = model
+            .forward_last(&sequence[done..done + n], cache)
+            .unwrap();
+        done += n;
+        each(done, logits, cache);
+    }
 }
