@@ -69,10 +69,17 @@ struct CacheArgs {
     /// How the KV cache stores keys and values: concat, prealloc or window.
     #[arg(long, default_value = "concat")]
     cache: String,
-    /// Sliding-window size; only with `--cache window`, between 1 and maxSeqLen.
+    #[command(flatten)]
+    rows: RowArgs,
+}
+
+/// The window strategy's size and sinks, and the precision of every cached row.
+#[derive(Args)]
+struct RowArgs {
+    /// Sliding-window size of the window strategy, between 1 and maxSeqLen.
     #[arg(long)]
     window: Option<usize>,
-    /// Attention sinks: the first S tokens stay visible besides the window; only with `--cache window`, fewer than it.
+    /// Attention sinks of the window strategy: the first S tokens stay visible besides the window; fewer than it.
     #[arg(long)]
     sinks: Option<usize>,
     /// How the cache stores each key and value row: f32, f16, or int8 (blocks of 32 with an f16 scale).
@@ -102,8 +109,9 @@ impl ModelArgs {
     }
 
     fn with_cache(&self, cache: &CacheArgs) -> ModelOptions {
-        let window = (cache.window, cache.sinks);
-        self.options(&cache.cache, window, &cache.kv_dtype, !cache.no_cache)
+        let rows = &cache.rows;
+        let window = (rows.window, rows.sinks);
+        self.options(&cache.cache, window, &rows.kv_dtype, !cache.no_cache)
     }
 }
 
@@ -211,15 +219,8 @@ struct InterleaveArgs {
     /// The strategies that take turns, e.g. concat,prealloc (`window` uses `--window` and `--sinks`).
     #[arg(long, value_delimiter = ',', required = true)]
     caches: Vec<String>,
-    /// Sliding-window size of the `window` strategy in `--caches`.
-    #[arg(long)]
-    window: Option<usize>,
-    /// Attention sinks of the `window` strategy in `--caches`.
-    #[arg(long)]
-    sinks: Option<usize>,
-    /// How every strategy's cache stores its rows: f32, f16 or int8.
-    #[arg(long, default_value = "f32")]
-    kv_dtype: String,
+    #[command(flatten)]
+    rows: RowArgs,
     #[arg(long)]
     prompt: String,
     /// New tokens, the first from the prefill (which is not timed).
@@ -415,18 +416,18 @@ fn interleave(args: &InterleaveArgs) -> Result<()> {
         .iter()
         .map(|name| {
             let window = if name == "window" {
-                (args.window, args.sinks)
+                (args.rows.window, args.rows.sinks)
             } else {
                 (None, None)
             };
-            let options = args.model.options(name, window, &args.kv_dtype, true);
+            let options = args.model.options(name, window, &args.rows.kv_dtype, true);
             Ok(options.cache_options()?.strategy)
         })
         .collect::<Result<Vec<_>>>()?;
     if !args.caches.iter().any(|name| name == "window") {
         for (flag, given) in [
-            ("window", args.window.is_some()),
-            ("sinks", args.sinks.is_some()),
+            ("window", args.rows.window.is_some()),
+            ("sinks", args.rows.sinks.is_some()),
         ] {
             if given {
                 return Err(Error::InvalidArgument(format!(
@@ -437,7 +438,7 @@ fn interleave(args: &InterleaveArgs) -> Result<()> {
     }
     let model = args
         .model
-        .options("concat", (None, None), &args.kv_dtype, true);
+        .options("concat", (None, None), &args.rows.kv_dtype, true);
     let opened = open(&args.model.model, &model)?;
     let generator = &opened.generator;
     let out = bench::interleaved(generator, &args.prompt, &strategies, args.tokens)?;
