@@ -179,15 +179,13 @@ impl PrefillOptions {
 impl PrefillOptions {
     /// The run keys of `chat`'s options: all but `chat` (a chat turn always
     /// is one); `chat` also takes `reuse`, a flag read on its own.
-    pub const CHAT_KEYS: &'static [&'static str] = &[
-        "maxTokens",
-        "temperature",
-        "topK",
-        "topP",
-        "seed",
-        "stopIds",
-        "systemPrompt",
-    ];
+    pub fn chat_keys() -> Vec<&'static str> {
+        Self::KEYS
+            .iter()
+            .copied()
+            .filter(|&key| key != "chat")
+            .collect()
+    }
 
     /// The options of a chat turn: these (without `chat`), and `reuse` (default true).
     pub fn chat_options(&self, reuse: Option<bool>) -> Result<ChatOptions> {

@@ -272,7 +272,7 @@ pub(super) fn run_options(
 /// Options of `chat`: a run's (but `chat`), `reuse`, and the extra keys (`onToken`).
 pub(super) fn chat_options(value: &JsValue, extra: &[&str]) -> Result<ChatOptions, Error> {
     let extra = [extra, &["reuse"]].concat();
-    let run: PrefillOptions = read_options("chat", value, PrefillOptions::CHAT_KEYS, &extra)?;
+    let run: PrefillOptions = read_options("chat", value, &PrefillOptions::chat_keys(), &extra)?;
     run.chat_options(flag(value, "reuse")?)
 }
 
