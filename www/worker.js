@@ -63,7 +63,9 @@ const yieldToEventLoop = () =>
 
 function isFatal(err) {
   // A trap leaves the wasm instance in an unknown state: the page then starts a fresh worker.
+  // The engine's own refusal of a size past its memory budget is a clean error: the generator goes on.
   const text = String(err?.message ?? err);
+  if (/more than the memory budget allows/.test(text)) return false;
   return (
     err instanceof WebAssembly.RuntimeError ||
     err instanceof RangeError ||
