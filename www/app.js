@@ -5,7 +5,7 @@ import uPlot from "./vendor/uplot/uPlot.esm.js";
 
 import { mountCalculator } from "./calculator.js";
 import { chatFailed, chatSequenceChanged, chatSnapshot, mountChat, onChatMessage, setChatEnabled, setChatModel } from "./chat.js";
-import { fmtBytes, fmtInt, fmtMs } from "./format.js";
+import { fmtBytes, fmtInt, fmtMs, swatchRow } from "./format.js";
 import { rowBytes } from "./kv-memory.js";
 import { mountQuality, onQualityMessage, qualityFailed, qualitySnapshot, setQualityEnabled } from "./quality.js";
 import { MODELS_BASE } from "./site.js";
@@ -559,7 +559,6 @@ function renderStats() {
     body.replaceChildren(
       ...app.runs.map((run) => {
         const s = runStats(run);
-        const tr = document.createElement("tr");
         const cells = [
           run.label,
           String(run.tokens),
@@ -568,18 +567,7 @@ function renderStats() {
           s.tokensPerSec == null ? "—" : s.tokensPerSec.toFixed(1),
           run.stopReason ?? (run === app.current ? "running…" : "—"),
         ];
-        for (const [i, text] of cells.entries()) {
-          const td = document.createElement("td");
-          if (i === 0) {
-            const sw = document.createElement("i");
-            sw.className = "swatch";
-            sw.style.background = run.color;
-            td.append(sw);
-          }
-          td.append(text);
-          tr.append(td);
-        }
-        return tr;
+        return swatchRow(cells, run.color);
       }),
     );
   }

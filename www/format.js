@@ -1,4 +1,21 @@
-// Number formats shared by the page's panels.
+// Number formats, and the table row with a colour swatch, shared by the page's panels.
+
+/** A table row of `cells` (strings), the first cell led by a swatch of `color` (the chart line's). */
+export function swatchRow(cells, color) {
+  const tr = document.createElement("tr");
+  for (const [i, text] of cells.entries()) {
+    const td = document.createElement("td");
+    if (i === 0) {
+      const sw = document.createElement("i");
+      sw.className = "swatch";
+      sw.style.background = color;
+      td.append(sw);
+    }
+    td.append(text);
+    tr.append(td);
+  }
+  return tr;
+}
 
 /** Bytes in binary units (B, KiB, MiB, GiB, TiB), three significant digits past 10. */
 export function fmtBytes(n) {

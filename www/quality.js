@@ -5,7 +5,7 @@
 
 import uPlot from "./vendor/uplot/uPlot.esm.js";
 
-import { fmtBytes, fmtMs } from "./format.js";
+import { fmtBytes, fmtMs, swatchRow } from "./format.js";
 
 /** The settings the passage is scored with: one line each (window and sinks in tokens). */
 export const QUALITY_SETTINGS = [
@@ -113,7 +113,6 @@ function renderTable() {
   body.replaceChildren(
     ...QUALITY_SETTINGS.map((s, i) => {
       const r = state.results[i];
-      const tr = document.createElement("tr");
       const pending = state.running && !r ? "…" : "—";
       const cells = [
         s.label,
@@ -122,18 +121,7 @@ function renderTable() {
         r && full ? `${(r.cacheBytes / full.cacheBytes).toFixed(3)}×` : "—",
         r ? fmtMs(r.ms) : pending,
       ];
-      for (const [j, text] of cells.entries()) {
-        const td = document.createElement("td");
-        if (j === 0) {
-          const sw = document.createElement("i");
-          sw.className = "swatch";
-          sw.style.background = s.color;
-          td.append(sw);
-        }
-        td.append(text);
-        tr.append(td);
-      }
-      return tr;
+      return swatchRow(cells, s.color);
     }),
   );
   const done = state.results.filter(Boolean).length;
