@@ -54,12 +54,10 @@ enum Weight {
 
 /// From how many rows a quantized layer is faster dequantized for one burn
 /// GEMM than through the integer kernel of [`crate::quant`]. Natively burn's
-/// GEMMs (FMA, register-blocked) win once a prompt or the cache-off baseline
-/// reuses each weight about 16 times (SmolLM2 cache off: 202 against 787
-/// ms/token). In wasm, flex's GEMM (the default backend) lost to the kernel at
-/// every length; ndarray's gains past about 64 rows (606 against 794 ms/token
-/// over 128 uncached tokens, before paying for dequantization), which we
-/// leave to the kernel. Both paths agree to `f32` rounding.
+/// register-blocked GEMMs win once a prompt or the cache-off baseline reuses
+/// each weight about 16 times; in wasm the kernel wins at every length we run
+/// (docs/performance.md has the measurements). Both paths agree to `f32`
+/// rounding.
 const DENSE_FROM_ROWS: Option<usize> = if cfg!(target_arch = "wasm32") {
     None
 } else {
