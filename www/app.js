@@ -300,13 +300,19 @@ function describeConfig(config) {
 
 function onLoaded(msg) {
   const seconds = ((performance.now() - (app.loading?.started ?? performance.now())) / 1000).toFixed(1);
-  app.model = { label: app.loading?.label ?? "model", chat: app.loading?.chatModel, config: msg.info.config ?? {} };
+  app.model = {
+    label: app.loading?.label ?? "model",
+    chat: app.loading?.chatModel,
+    config: msg.info.config ?? {},
+    warmUpTokens: msg.info.warmUpTokens ?? 0,
+  };
   app.loading = null;
   app.cache = msg.state;
   const bar = $("progress");
   bar.max = 1;
   bar.value = 1;
-  $("progress-text").textContent = `${app.model.label} ready (${seconds} s)`;
+  const warm = app.model.warmUpTokens ? `, engine warmed up on ${app.model.warmUpTokens} tokens` : "";
+  $("progress-text").textContent = `${app.model.label} ready (${seconds} s${warm})`;
   $("model-info").textContent = describeConfig(app.model.config) + (msg.info.backend ? ` · burn ${msg.info.backend} backend` : "");
   $("model-terms").hidden = app.model.config.architecture !== "gemma3";
   const limit = maxSeqLen();
@@ -855,7 +861,7 @@ window.__kvcache = {
     return app.status;
   },
   get model() {
-    return app.model && { label: app.model.label, config: app.model.config };
+    return app.model && { label: app.model.label, config: app.model.config, warmUpTokens: app.model.warmUpTokens };
   },
   get cache() {
     return app.cache && { ...app.cache };

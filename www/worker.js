@@ -23,7 +23,7 @@
 //                                            with an error marked `cancelled`)
 // Messages out:
 //   { type: "ready" }  { type: "progress", loaded, total }
-//   { type: "loaded", info: { config, backend, loadMs }, state }
+//   { type: "loaded", info: { config, backend, loadMs, warmUpTokens }, state }
 //   { type: "token", runId, event, state }   { type: "done", runId, stopReason, state }
 //   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "interleaved", result }
 //   { type: "qualityStart", tokens, truncated }  the passage's tokens (cut to the context if longer)
@@ -276,28 +276,34 @@ async function load({ source, options }) {
     throw new Error(`unknown model source ${source.kind}`);
   }
   const loadMs = performance.now() - started;
-  warmUp();
+  const warmUpTokens = warmUp();
   lastLoad = { source, options };
-  post({ type: "loaded", info: { config: gen.config, backend: gen.backend, loadMs }, state: cacheState() });
+  post({ type: "loaded", info: { config: gen.config, backend: gen.backend, loadMs, warmUpTokens }, state: cacheState() });
 }
 
 // Greedy tokens for about WARM_UP.ms, then a reset, before the model is announced as loaded: the
 // browser compiles the hot wasm functions to optimised code (in the background) during the first
 // tokens, so without this the first run timed (the cached one in Compare) would pay for it and the
-// second would not.
+// second would not. Returns the number of tokens it ran.
 const WARM_UP = { prompt: "Once upon a time, there was", ms: 300, maxTokens: 16 };
 
 function warmUp() {
   const started = performance.now();
+  let tokens = 0;
   try {
     let ev = gen.prefill(WARM_UP.prompt, { maxTokens: WARM_UP.maxTokens, temperature: 0 });
-    while (ev && performance.now() - started < WARM_UP.ms) ev = gen.step();
+    while (ev) {
+      tokens += 1;
+      if (performance.now() - started >= WARM_UP.ms) break;
+      ev = gen.step();
+    }
     gen.finish();
   } catch (err) {
     // A model whose context is shorter than the prompt just goes without; a trap is the load's error.
     if (isFatal(err)) throw err;
   }
   gen.reset();
+  return tokens;
 }
 
 const STOP_REASONS = { maxTokens: "max tokens", stopToken: "end of text", contextFull: "context full" };

@@ -108,6 +108,12 @@ const tinyLlama = {
     const counts = await page.eval((list) => list.map((id) => document.querySelectorAll(`[data-testid="${id}"]`).length), ids);
     assert.deepEqual(counts, ids.map(() => 1), "each data-testid exists once");
     assert.equal(await prop(page, tid("max-tokens"), "value"), "128", "max new tokens defaults to 128");
+    // The engine is warmed up before the model is announced, and the warm-up leaves nothing behind.
+    const loaded = await kv(page);
+    assert.ok(loaded.model.warmUpTokens > 0, "the engine ran warm-up tokens after the load");
+    assert.match(await page.text("#progress-text"), new RegExp(`warmed up on ${loaded.model.warmUpTokens} tokens`));
+    assert.equal(loaded.cache.position, 0, "the warm-up's tokens are not in the sequence");
+    assert.equal(loaded.cache.cacheLen, 0, "nor in the cache");
     await setRun(page, { prompt: "Once upon a time", maxTokens: 24 });
     await compare(t, page, "tiny-llama-compare");
 
