@@ -53,11 +53,10 @@ enum Weight {
 }
 
 /// From how many rows a quantized layer is faster dequantized for one burn
-/// GEMM than through the integer kernel of [`crate::quant`]. Natively burn's
-/// register-blocked GEMMs win once a prompt or the cache-off baseline reuses
-/// each weight about 16 times; in wasm the kernel wins at every length we run
-/// (docs/performance.md has the measurements). Both paths agree to `f32`
-/// rounding.
+/// GEMM than through [`QuantMatrix::matmul`]. Natively burn's register-blocked
+/// GEMMs win once a prompt or the cache-off baseline reuses each weight about
+/// 16 times; in wasm ours win at every length (docs/performance.md has the
+/// measurements). Both paths agree to `f32` rounding.
 const DENSE_FROM_ROWS: Option<usize> = if cfg!(target_arch = "wasm32") {
     None
 } else {

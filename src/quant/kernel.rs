@@ -6,14 +6,24 @@
 //! portable loop elsewhere. All three sum the same integers, so they differ by
 //! `f32` rounding at most.
 
-use super::QuantMatrix;
+use super::{tiled, QuantMatrix};
 
 /// Output rows whose weights are reused, from cache, across all activation rows.
 const ROW_TILE: usize = 16;
 
 impl QuantMatrix {
-    /// `x · selfᵀ` for `x` row-major `[n, cols]`: the `[n, rows]` result, row-major.
+    /// `x · selfᵀ` for `x` row-major `[n, cols]`: the `[n, rows]` result,
+    /// row-major. From [`tiled::FROM_ROWS`] rows on through dequantized tiles
+    /// ([`tiled`]), below through the integer dot product.
     pub fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
+        if n >= tiled::FROM_ROWS {
+            return self.matmul_tiled(x, n);
+        }
+        self.matmul_integer(x, n)
+    }
+
+    /// `x · selfᵀ` through the integer dot product, whatever `n`.
+    fn matmul_integer(&self, x: &[f32], n: usize) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, just checked.
@@ -318,12 +328,16 @@ mod tests {
     fn matmul_matches_dequantized_f64_reference() {
         // Rows not a multiple of the tile nor of ROWS, one and several activation rows, with and
         // without offsets.
+        // Rows not a multiple of the tiles either, and enough activation rows for the tiled path
+        // (with a partial block of rows).
         for (rows, cols, width, n, has_offsets) in [
             (37, 64, 32, 1, true),
             (20, 96, 32, 5, false),
             (3, 32, 32, 2, true),
             (19, 48, 16, 3, false),
             (5, 64, 16, 1, true),
+            (37, 64, 32, 11, true),
+            (17, 48, 16, 6, false),
         ] {
             let m = random_matrix([rows, cols], width, has_offsets, rows as u64);
             let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -331,12 +345,18 @@ mod tests {
             x[..32].fill(0.0); // an all-zero group has scale 0
             let want = reference(&m, &x, n);
             let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
-            // The form this machine dispatches to (SIMD128, AVX2), and the portable one.
+            // What `matmul` dispatches to, the integer dot product this machine runs (SIMD128,
+            // AVX2), its portable form, and the dequantized tiles, whatever `n`.
             let portable = match width {
                 16 => m.matmul_with::<16, Portable>(&x, n),
                 _ => m.matmul_with::<32, Portable>(&x, n),
             };
-            for (how, got) in [("dispatched", m.matmul(&x, n)), ("portable", portable)] {
+            for (how, got) in [
+                ("dispatched", m.matmul(&x, n)),
+                ("integer", m.matmul_integer(&x, n)),
+                ("portable", portable),
+                ("tiled", m.matmul_tiled(&x, n)),
+            ] {
                 let err = got
                     .iter()
                     .zip(&want)

@@ -16,10 +16,16 @@
 //! (its quantized matmul dequantizes first), so it runs on host memory; both of
 //! our backends are CPU backends, and the hop costs a copy of the activations.
 //!
-//! [`blocks`] reads llama.cpp's block layouts into groups; [`kernel`] multiplies.
+//! Many rows at once (a prompt, the cache-off baseline) reuse each weight, and
+//! there dequantizing a tile of weights to `f32` once and multiplying it with
+//! every row is faster ([`tiled`]).
+//!
+//! [`blocks`] reads llama.cpp's block layouts into groups; [`kernel`] multiplies
+//! one or a few rows, [`tiled`] many.
 
 pub mod blocks;
 mod kernel;
+mod tiled;
 
 use blocks::GroupBlock;
 
