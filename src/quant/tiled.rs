@@ -21,7 +21,8 @@ pub const FROM_ROWS: usize = 4;
 /// Weight rows dequantized at a time: a tile of up to a few thousand columns
 /// stays in L2 while every activation row passes over it.
 const TILE: usize = 16;
-/// Activation rows of one block of dot products.
+/// Activation rows of one block of dot products (`matmul_tiled` has an arm for
+/// each height up to 4).
 const R: usize = 4;
 /// Weight rows of one block of dot products: `R × O` accumulators of four
 /// lanes, plus the `R + O` vectors loaded per step, fit the 16 vector
@@ -43,21 +44,13 @@ impl QuantMatrix {
             }
             for r in (0..n).step_by(R) {
                 let rb = (n - r).min(R);
-                for o in (first..end).step_by(O) {
-                    let ob = (end - o).min(O);
-                    let xs = &x[r * cols..(r + rb) * cols];
-                    let ws = &tile[(o - first) * cols..(o - first + ob) * cols];
-                    let mut put = |i: usize, j: usize, y: f32| out[(r + i) * rows + o + j] = y;
-                    match (rb, ob) {
-                        (4, 2) => block::<4, 2>(xs, ws, cols, &mut put),
-                        (4, _) => block::<4, 1>(xs, ws, cols, &mut put),
-                        (3, 2) => block::<3, 2>(xs, ws, cols, &mut put),
-                        (3, _) => block::<3, 1>(xs, ws, cols, &mut put),
-                        (2, 2) => block::<2, 2>(xs, ws, cols, &mut put),
-                        (2, _) => block::<2, 1>(xs, ws, cols, &mut put),
-                        (_, 2) => block::<1, 2>(xs, ws, cols, &mut put),
-                        _ => block::<1, 1>(xs, ws, cols, &mut put),
-                    }
+                let xs = &x[r * cols..(r + rb) * cols];
+                let mut put = |i: usize, o: usize, y: f32| out[(r + i) * rows + first + o] = y;
+                match rb {
+                    4 => blocks::<4>(xs, &tile, cols, &mut put),
+                    3 => blocks::<3>(xs, &tile, cols, &mut put),
+                    2 => blocks::<2>(xs, &tile, cols, &mut put),
+                    _ => blocks::<1>(xs, &tile, cols, &mut put),
                 }
             }
         }
@@ -65,20 +58,46 @@ impl QuantMatrix {
     }
 }
 
-/// The `RB × OB` dot products of `RB` activation rows `xs` and `OB` weight
-/// rows `ws` (each `cols` long, `cols` a multiple of 4), handed to `put`.
+/// The dot products of `RB` activation rows `xs` with every weight row of
+/// `tile` (rows of `cols`, `cols` a multiple of 4), [`O`] weight rows at a
+/// time, handed to `put(activation row, weight row, value)`.
 #[inline(always)]
-fn block<const RB: usize, const OB: usize>(
+fn blocks<const RB: usize>(
     xs: &[f32],
-    ws: &[f32],
+    tile: &[f32],
     cols: usize,
     put: &mut impl FnMut(usize, usize, f32),
 ) {
-    assert!(xs.len() == RB * cols && ws.len() == OB * cols && cols.is_multiple_of(4));
-    let sums = Target::dots::<RB, OB>(xs, ws, cols);
+    assert!(xs.len() == RB * cols && tile.len().is_multiple_of(cols) && cols.is_multiple_of(4));
+    let rows = tile.len() / cols;
+    let mut o = 0;
+    while o < rows {
+        let ob = (rows - o).min(O);
+        let ws = &tile[o * cols..(o + ob) * cols];
+        if ob == O {
+            emit(o, Target::dots::<RB, O>(xs, ws, cols), put);
+        } else {
+            for j in 0..ob {
+                emit(
+                    o + j,
+                    Target::dots::<RB, 1>(xs, &ws[j * cols..(j + 1) * cols], cols),
+                    put,
+                );
+            }
+        }
+        o += ob;
+    }
+}
+
+#[inline(always)]
+fn emit<const RB: usize, const OB: usize>(
+    o: usize,
+    sums: [[f32; OB]; RB],
+    put: &mut impl FnMut(usize, usize, f32),
+) {
     for (i, row) in sums.iter().enumerate() {
         for (j, &y) in row.iter().enumerate() {
-            put(i, j, y);
+            put(i, o + j, y);
         }
     }
 }
