@@ -27,8 +27,9 @@ use crate::error::{Error, Result};
 use crate::fingerprint;
 
 pub const MAGIC: &[u8; 8] = b"KVCSNAP\0";
-/// The format this engine writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this engine writes, and the only one it reads: version 1 had
+/// another checksum and fingerprint hash.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The generator settings that decide what a cache holds: a snapshot only
 /// restores into a generator with the same ones.
@@ -139,8 +140,10 @@ impl CacheSnapshot {
                 "the snapshot's format version is {version}, newer than this engine reads ({FORMAT_VERSION}): load it with a newer kvcache-wasm"
             )));
         }
-        if version == 0 {
-            return Err(Error::Snapshot("format version 0 does not exist".into()));
+        if version < FORMAT_VERSION {
+            return Err(Error::Snapshot(format!(
+                "the snapshot's format version is {version}, from an older kvcache-wasm whose fingerprints this engine cannot check: take the snapshot again"
+            )));
         }
         let Some(body) = bytes.len().checked_sub(8).filter(|&n| n >= r.at) else {
             return Err(truncated("the checksum", 8, bytes.len() - r.at));

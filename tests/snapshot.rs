@@ -102,16 +102,25 @@ fn bad_snapshots_are_clear_errors_and_change_nothing() {
         unchanged(&g, "garbled bytes");
     }
 
-    // A newer format.
+    // A newer format, and an older one.
     let mut newer = bytes.clone();
-    newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&3u32.to_le_bytes());
     refused(
         &mut g,
         &newer,
-        "format version is 2, newer than this engine reads (1)",
+        "format version is 3, newer than this engine reads (2)",
         "newer",
     );
     unchanged(&g, "a newer format");
+    let mut older = bytes.clone();
+    older[8..12].copy_from_slice(&1u32.to_le_bytes());
+    refused(
+        &mut g,
+        &older,
+        "format version is 1, from an older kvcache-wasm",
+        "older",
+    );
+    unchanged(&g, "an older format");
 
     // Another model, same settings.
     let mut other = generator("tiny-qwen3", window.clone());
