@@ -38,6 +38,8 @@
 // (it only grows, so after a run it is the instance's peak).
 
 const PKG = "./pkg/kvcache_wasm.js";
+// How the package's every crash error begins (npm/engine-guard.js, src/wasm/crash.rs).
+const ENGINE_CRASHED = "the engine crashed: create a new one";
 
 let Generator = null;
 let Bench = null; // the package's measurements of the cache strategies (bench/)
@@ -62,14 +64,14 @@ const yieldToEventLoop = () =>
   });
 
 function isFatal(err) {
-  // A trap leaves the wasm instance in an unknown state: the page then starts a fresh worker.
-  // The engine's own refusal of a size past its memory budget is a clean error: the generator goes on.
-  const text = String(err?.message ?? err);
-  if (/more than the memory budget allows/.test(text)) return false;
+  // The package turns every crash of the engine (a Rust panic, or a trap such as running out of
+  // wasm memory) into an Error starting with ENGINE_CRASHED; a trap outside its calls (while the
+  // module is instantiated) arrives as it is. Anything else is a clean refusal (a bad input, a size
+  // past the memory budget): the generator goes on. A crash makes the page start a fresh worker.
   return (
     err instanceof WebAssembly.RuntimeError ||
     err instanceof RangeError ||
-    /unreachable|out of memory|memory access out of bounds|Maximum memory|allocation failed|capacity overflow/i.test(text)
+    errorMessage(err).startsWith(ENGINE_CRASHED)
   );
 }
 
@@ -383,7 +385,7 @@ self.onmessage = async ({ data: msg }) => {
   try {
     await handlers[msg.type](msg);
   } catch (err) {
-    if (errorMessage(err).startsWith("the engine crashed") && lastLoad && msg.type !== "load") {
+    if (errorMessage(err).startsWith(ENGINE_CRASHED) && lastLoad && msg.type !== "load") {
       // The package replaced the crashed wasm instance with a fresh one: load the model again.
       gen = null;
       post({ type: "error", during: msg.type, runId: msg.runId, message: `${errorMessage(err)} (reloading the model)`, fatal: false, state: null });
