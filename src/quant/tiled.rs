@@ -164,7 +164,7 @@ mod wasm {
             let mut acc = [[f32x4_splat(0.0); OB]; RB];
             let (x, w) = (xs.as_ptr(), ws.as_ptr());
             for i in (0..cols).step_by(4) {
-                // SAFETY: `block` checked that `xs` holds RB rows and `ws` OB rows of `cols`
+                // SAFETY: `blocks` checked that `xs` holds RB rows and `ws` OB rows of `cols`
                 // numbers, `cols` a multiple of 4, so every load reads 4 numbers inside them;
                 // v128_load has no alignment requirement.
                 unsafe {
