@@ -176,6 +176,25 @@ function peerTarget(results, model, factor, name) {
   };
 }
 
+/** The wasm memory after a run of `model` with `cache` (wasm, flex) against `most` MiB. */
+function memoryTarget(results, model, cache, most, name) {
+  const run = results.runs.find((r) => r.env === "wasm" && r.backend === "flex" && r.model === model && r.cache === cache);
+  const bytes = run?.wasmMemoryBytes;
+  if (bytes == null) return { name, target: `≤ ${most} MiB`, value: null, met: null, summary: "not measured" };
+  const value = bytes / 2 ** 20;
+  const check = missedBy(value, most, false);
+  const load = run.wasmMemoryAfterLoadBytes;
+  return {
+    name,
+    target: `≤ ${most} MiB`,
+    value,
+    met: check.met,
+    by: check.by,
+    summary: `${verdict(check)}: ${value.toFixed(1)} MiB after ${run.stepMs?.length ?? "?"} tokens${load != null ? `, ${(load / 2 ** 20).toFixed(1)} MiB after the load` : ""}`,
+    detail: "",
+  };
+}
+
 function speedupTarget(results, model, target, name) {
   const on = find(results, `wasm-flex-${model}-prealloc`);
   const offs = results.runs.filter((r) => r.env === "wasm" && r.model === model && r.cache === "off");
@@ -299,6 +318,9 @@ export function targets(results) {
       });
     } else list.push({ name, target: "≤ 2,000,000 bytes", value: null, met: null, summary: "not measured (no pkg/)" });
   }
+  // Peak wasm memory (it never shrinks): the model's weights, what the load left, the cache.
+  list.push(memoryTarget(results, "smollm2", "concat", 200, "SmolLM2 peak wasm memory after load and 128 tokens (concat, the default cache) ≤ 200 MiB"));
+  list.push(memoryTarget(results, "gemma3", "prealloc", 600, "Gemma 3 270M peak wasm memory after load and 128 tokens (prealloc) ≤ 600 MiB"));
   if (results.peer) list.push(...peerTargets(results));
   return list;
 }

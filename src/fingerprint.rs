@@ -13,12 +13,40 @@ const SEED: u64 = 0x6b76_6361_6368_6521; // "kvcache!"
 
 /// The hash of `parts`, each written in turn with its length.
 pub fn hash(parts: &[&[u8]]) -> u64 {
-    let mut hasher = Xxh3::with_seed(SEED);
+    let mut hasher = Hasher::new();
     for part in parts {
-        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.part_len(part.len());
         hasher.update(part);
     }
     hasher.digest()
+}
+
+/// [`hash`] of parts given a piece at a time: each part's length, then its bytes.
+pub struct Hasher(Xxh3);
+
+impl Hasher {
+    pub fn new() -> Self {
+        Hasher(Xxh3::with_seed(SEED))
+    }
+
+    /// Starts a part of `len` bytes.
+    pub fn part_len(&mut self, len: usize) {
+        self.0.update(&(len as u64).to_le_bytes());
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn digest(&self) -> u64 {
+        self.0.digest()
+    }
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[cfg(test)]
@@ -40,6 +68,17 @@ mod tests {
         padded.push(0);
         assert_ne!(hash(&[&padded]), base);
         assert_ne!(hash(&[&bytes[..50], &bytes[50..]]), base);
+    }
+
+    #[test]
+    fn a_part_given_in_pieces_hashes_as_a_whole() {
+        let bytes: Vec<u8> = (0..100u8).collect();
+        let mut hasher = Hasher::new();
+        hasher.part_len(bytes.len());
+        for piece in bytes.chunks(7) {
+            hasher.update(piece);
+        }
+        assert_eq!(hasher.digest(), hash(&[&bytes]));
     }
 
     #[test]

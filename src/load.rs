@@ -9,6 +9,7 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
+use crate::weights::bytes::FileBytes;
 use crate::weights::gguf::GgufFile;
 use crate::weights::safetensors::SafetensorsFile;
 
@@ -69,8 +70,13 @@ fn from_hf_parts(
 
 /// From the bytes of a GGUF file: weights, config and tokenizer all come from it.
 pub fn from_gguf_bytes(bytes: Vec<u8>, device: &Device) -> Result<Loaded> {
-    let file_hash = crate::fingerprint::hash(&[&bytes]);
-    let gguf = GgufFile::from_bytes(bytes)?;
+    from_gguf_file(Box::new(bytes), device)
+}
+
+/// From a GGUF file's bytes wherever they are ([`FileBytes`]), read a tensor at a time.
+pub fn from_gguf_file(bytes: Box<dyn FileBytes>, device: &Device) -> Result<Loaded> {
+    let gguf = GgufFile::from_file(bytes)?;
+    let file_hash = gguf.hash()?;
     let config = ModelConfig::from_gguf(&gguf)?;
     let tokenizer = Tokenizer::from_gguf(&gguf)?;
     tokenizer.check_vocab_fits(config.vocab_size)?;

@@ -74,23 +74,43 @@ impl QuantMatrix {
     /// matrix whose `cols` is a multiple of the block's length; `None` when
     /// memory runs out.
     pub fn from_blocks<B: GroupBlock>(rows: usize, cols: usize, raw: &[u8]) -> Option<Self> {
+        let mut m = Self::for_blocks::<B>(rows, cols)?;
+        m.unpack_blocks::<B>(0, raw);
+        Some(m)
+    }
+
+    /// A zeroed `[rows, cols]` matrix in the groups of `B`, for
+    /// [`Self::unpack_blocks`] to fill; `None` when memory runs out.
+    pub fn for_blocks<B: GroupBlock>(rows: usize, cols: usize) -> Option<Self> {
         let n = rows * cols;
         let groups = n / B::WIDTH;
-        let mut q = zeroed::<i8>(n)?;
-        let mut scales = zeroed::<f32>(groups)?;
-        let mut offsets = zeroed::<f32>(if B::OFFSETS { groups } else { 0 })?;
+        let q = zeroed::<i8>(n)?;
+        let scales = zeroed::<f32>(groups)?;
+        let offsets = match B::OFFSETS {
+            true => Some(zeroed::<f32>(groups)?),
+            false => None,
+        };
+        Some(Self::new([rows, cols], B::WIDTH, q, scales, offsets))
+    }
+
+    /// Unpacks the whole blocks of `B` in `raw` into blocks `first..` of the
+    /// matrix (counted row-major, as the file stores them).
+    pub fn unpack_blocks<B: GroupBlock>(&mut self, first: usize, raw: &[u8]) {
+        debug_assert_eq!(self.width, B::WIDTH);
         let per_block = B::LEN / B::WIDTH;
         for (i, block) in blocks::read::<B>(raw).enumerate() {
-            let at = i * per_block..(i + 1) * per_block;
-            let offsets = offsets.get_mut(at.clone()).unwrap_or_default();
+            let b = first + i;
+            let at = b * per_block..(b + 1) * per_block;
+            let offsets = match &mut self.offsets {
+                Some(offsets) => &mut offsets[at.clone()],
+                None => &mut [][..],
+            };
             block.unpack(
-                &mut q[i * B::LEN..(i + 1) * B::LEN],
-                &mut scales[at],
+                &mut self.q[b * B::LEN..(b + 1) * B::LEN],
+                &mut self.scales[at],
                 offsets,
             );
         }
-        let offsets = B::OFFSETS.then_some(offsets);
-        Some(Self::new([rows, cols], B::WIDTH, q, scales, offsets))
     }
 
     pub fn shape(&self) -> [usize; 2] {

@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::AbortSignal;
 
-use crate::budget;
+use super::js_bytes::JsBytes;
 use crate::error::Error;
 use crate::generate::{ChatOptions, RunOptions, Score, TokenEvent};
 use crate::options::{check_keys, ModelOptions, PrefillOptions};
@@ -110,35 +110,25 @@ pub(super) fn count(value: &JsValue, what: &str) -> Result<usize, Error> {
     Ok(whole(value, what, 1, u32::MAX as u64)? as usize)
 }
 
+/// A `Uint8Array` (or an `ArrayBuffer`), left where it is in JS memory.
+pub(super) fn js_bytes(value: &JsValue, what: &str) -> Result<JsBytes, Error> {
+    if let Some(array) = value.dyn_ref::<Uint8Array>() {
+        Ok(JsBytes::new(array.clone()))
+    } else if let Some(buffer) = value.dyn_ref::<ArrayBuffer>() {
+        Ok(JsBytes::new(Uint8Array::new(buffer)))
+    } else {
+        Err(Error::invalid(format!(
+            "{what} must be a Uint8Array (or an ArrayBuffer), got {}",
+            describe(value)
+        )))
+    }
+}
+
 /// Bytes from a `Uint8Array` (or an `ArrayBuffer`), copied into wasm memory
 /// with a fallible allocation: a model file is legitimately large, and running
 /// out of memory is an error, not a crash.
 pub(super) fn bytes(value: &JsValue, what: &str) -> Result<Vec<u8>, Error> {
-    let array = if let Some(array) = value.dyn_ref::<Uint8Array>() {
-        array.clone()
-    } else if let Some(buffer) = value.dyn_ref::<ArrayBuffer>() {
-        Uint8Array::new(buffer)
-    } else {
-        return Err(Error::invalid(format!(
-            "{what} must be a Uint8Array (or an ArrayBuffer), got {}",
-            describe(value)
-        )));
-    };
-    let len = array.length() as usize;
-    budget::check(
-        &format!("copying {what} into wasm memory"),
-        Some(len as u64),
-    )?;
-    let mut bytes = Vec::new();
-    bytes.try_reserve_exact(len).map_err(|_| {
-        Error::OutOfMemory(format!(
-            "copying {what} into wasm memory needs {}, which the memory cannot hold",
-            budget::human(len as u64)
-        ))
-    })?;
-    bytes.resize(len, 0);
-    array.copy_to(&mut bytes);
-    Ok(bytes)
+    js_bytes(value, what)?.copied(what)
 }
 
 /// Token ids: an array (or typed array) of whole numbers in `0..2^32`.

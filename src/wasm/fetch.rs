@@ -13,16 +13,19 @@ use web_sys::{
     Response, ResponseInit,
 };
 
+use super::js_bytes::JsBytes;
 use crate::budget;
 use crate::error::Error;
 use crate::options::RemoteModel;
+use crate::weights::bytes::FileBytes;
 
 /// Name of the browser Cache API store that `Generator.load` keeps downloads in.
 pub const BROWSER_CACHE_NAME: &str = "kvcache-wasm-models-v1";
 
-/// A model's files, downloaded.
+/// A model's files, downloaded. A GGUF file stays in JS memory, read a
+/// tensor at a time; the files of a folder are copied into wasm memory.
 pub(super) enum ModelFiles {
-    Gguf(Vec<u8>),
+    Gguf(JsBytes),
     HfFolder {
         config_json: String,
         tokenizer_json: String,
@@ -54,15 +57,16 @@ pub(super) async fn download(source: &RemoteModel, how: &Download) -> Result<Mod
             weights,
             tokenizer,
         } => {
+            let weights_url = weights;
             let urls = [config.clone(), tokenizer.clone(), weights.clone()];
-            let [config_json, tokenizer_json, weights]: [Vec<u8>; 3] = fetch_all(&urls, how)
+            let [config_json, tokenizer_json, weights]: [JsBytes; 3] = fetch_all(&urls, how)
                 .await?
                 .try_into()
                 .expect("one body per URL");
             Ok(ModelFiles::HfFolder {
-                config_json: utf8(config_json, config)?,
-                tokenizer_json: utf8(tokenizer_json, tokenizer)?,
-                weights,
+                config_json: utf8(config_json.copied(config)?, config)?,
+                tokenizer_json: utf8(tokenizer_json.copied(tokenizer)?, tokenizer)?,
+                weights: weights.copied(weights_url)?,
             })
         }
     }
@@ -98,7 +102,7 @@ fn check_signal(signal: Option<&AbortSignal>, url: &str) -> Result<(), JsValue> 
 
 /// Downloads every URL in turn, reporting progress over all of them, through
 /// the browser cache when there is one. A failure names the URL.
-async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<Vec<u8>>, JsValue> {
+async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<JsBytes>, JsValue> {
     let signal = how.signal.as_ref();
     let cache = if how.browser_cache {
         open_cache().await
@@ -142,7 +146,7 @@ async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<Vec<u8>>, JsVa
         })
         .await?;
         if let (Some(cache), false) = (&cache, from_cache) {
-            if let Err(error) = store(cache, url, &bytes).await {
+            if let Err(error) = store(cache, url, bytes.array()).await {
                 if let Some(f) = &how.on_store_error {
                     f.call2(&JsValue::NULL, &url.into(), &error)?;
                 }
@@ -197,27 +201,26 @@ fn content_length(response: &Response) -> Option<f64> {
         .ok()
 }
 
-/// Reads a response's body, calling `on_chunk` with each chunk's length; stops
-/// (and cancels the stream) when it fails or `signal` aborts.
+/// Reads a response's body into a JS buffer, calling `on_chunk` with each
+/// chunk's length; stops (and cancels the stream) when it fails or `signal` aborts.
 async fn read_body(
     url: &str,
     response: &Response,
     signal: Option<&AbortSignal>,
     on_chunk: &mut dyn FnMut(usize) -> Result<(), JsValue>,
-) -> Result<Vec<u8>, JsValue> {
+) -> Result<JsBytes, JsValue> {
     let fail = |e: JsValue| -> JsValue {
         check_signal(signal, url)
             .err()
             .unwrap_or_else(|| Error::invalid(format!("reading {url}: {}", message(&e))).into())
     };
-    let length = content_length(response);
-    let mut bytes = Vec::new();
-    // Content-Length comes from the server: checked against the budget, reserved fallibly.
-    if let Some(length) = length.filter(|l| l.is_finite() && *l >= 0.0) {
-        grow(&mut bytes, length as u64, url)?;
-    }
+    let what = format!("downloading {url}");
+    // Content-Length comes from the server: checked against the budget before allocating.
+    let length = content_length(response).filter(|l| l.is_finite() && *l >= 0.0);
+    let mut bytes = room(None, 0, length.unwrap_or(0.0) as u64, &what)?;
+    let mut len = 0;
     let Some(body) = response.body() else {
-        return Ok(bytes);
+        return Ok(bytes.truncated(len));
     };
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     loop {
@@ -229,42 +232,37 @@ async fn read_body(
             break;
         }
         let chunk: Uint8Array = result.get_value().unchecked_into();
-        let start = bytes.len();
-        grow(&mut bytes, chunk.length() as u64, url)?;
-        bytes.resize(start + chunk.length() as usize, 0);
-        chunk.copy_to(&mut bytes[start..]);
-        if let Err(e) = on_chunk(chunk.length() as usize).and(check_signal(signal, url)) {
+        let more = chunk.length() as usize;
+        if len + more > bytes.len() {
+            bytes = room(Some(&bytes.truncated(len)), len, more as u64, &what)?;
+        }
+        bytes.write(len, &chunk);
+        len += more;
+        if let Err(e) = on_chunk(more).and(check_signal(signal, url)) {
             let _ = reader.cancel();
             return Err(e);
         }
     }
-    Ok(bytes)
+    Ok(bytes.truncated(len))
 }
 
-/// Makes room in `bytes` for `more` bytes of `url`'s body, within the memory
-/// budget and without aborting when memory runs out.
-fn grow(bytes: &mut Vec<u8>, more: u64, url: &str) -> Result<(), JsValue> {
-    let free = bytes.capacity() - bytes.len();
-    if more <= free as u64 {
-        return Ok(());
-    }
-    let wanted = (bytes.len() as u64).checked_add(more);
-    budget::check(&format!("downloading {url}"), wanted)?;
+/// A buffer with room for `more` bytes after the first `len`, holding `old`'s
+/// bytes: twice as large as before (so that chunks do not reallocate each
+/// time) within the memory budget, since the weights made from a file take
+/// about as much wasm memory as the file.
+fn room(old: Option<&JsBytes>, len: usize, more: u64, what: &str) -> Result<JsBytes, JsValue> {
+    let wanted = (len as u64).checked_add(more);
+    budget::check(what, wanted)?;
     let wanted = wanted.unwrap_or(u64::MAX) as usize;
-    // Double as a Vec would, within the budget, so that chunks do not reallocate each time.
-    let target = wanted
-        .max(bytes.capacity().saturating_mul(2))
+    let doubled = old.map_or(0, |old| old.len().saturating_mul(2));
+    let size = wanted
+        .max(doubled)
         .min(budget::MEMORY_BUDGET_BYTES.min(usize::MAX as u64) as usize);
-    bytes
-        .try_reserve_exact(target - bytes.len())
-        .or_else(|_| bytes.try_reserve_exact(wanted - bytes.len()))
-        .map_err(|_| {
-            Error::OutOfMemory(format!(
-                "downloading {url} needs {}, which the memory cannot hold",
-                budget::human(wanted as u64)
-            ))
-            .into()
-        })
+    let bytes = JsBytes::zeroed(size, what)?;
+    if let Some(old) = old {
+        bytes.write(0, old.array());
+    }
+    Ok(bytes)
 }
 
 /// The browser's Cache API store, if this context has one (secure contexts only).
@@ -287,17 +285,16 @@ async fn cached(cache: &Cache, url: &str) -> Option<Response> {
 
 /// Keeps a download in the browser's cache. A refused write (a full storage
 /// quota: a `QuotaExceededError`) only costs a download next time.
-async fn store(cache: &Cache, url: &str, bytes: &[u8]) -> Result<(), JsValue> {
+async fn store(cache: &Cache, url: &str, body: &Uint8Array) -> Result<(), JsValue> {
     let headers = Object::new();
     let _ = Reflect::set(
         &headers,
         &"content-length".into(),
-        &bytes.len().to_string().into(),
+        &body.length().to_string().into(),
     );
     let init = ResponseInit::new();
     init.set_headers(&headers);
-    let body = Uint8Array::from(bytes);
-    let response = Response::new_with_opt_buffer_source_and_init(Some(&body), &init)?;
+    let response = Response::new_with_opt_buffer_source_and_init(Some(body), &init)?;
     JsFuture::from(cache.put_with_str(url, &response)).await?;
     Ok(())
 }

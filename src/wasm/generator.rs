@@ -8,7 +8,7 @@ use wasm_bindgen::JsCast;
 
 use super::convert::{
     abort_signal, boolean, bytes, callback, chat_options, encode_special, event_to_js, flag,
-    integer, model_options, run_options, score_to_js, string, to_js, token_ids,
+    integer, js_bytes, model_options, run_options, score_to_js, string, to_js, token_ids,
 };
 use super::crash::install_panic_hook;
 use super::fetch::{download, Download, ModelFiles};
@@ -66,8 +66,10 @@ impl Generator {
         #[wasm_bindgen(unchecked_optional_param_type = "ModelOptions")] options: JsValue,
     ) -> Result<Generator, JsValue> {
         let options = model_options("model", &options, &[])?;
-        let file = bytes(&file, "fromGguf: the .gguf file's bytes")?;
-        Self::build(&options, |device| load::from_gguf_bytes(file, device))
+        let file = js_bytes(&file, "fromGguf: the .gguf file's bytes")?;
+        Self::build(&options, |device| {
+            load::from_gguf_file(Box::new(file), device)
+        })
     }
 
     /// GPT-2 124M with seeded random weights (`options.seed`) and GPT-2's tokenizer: no files needed.
@@ -106,9 +108,9 @@ impl Generator {
         };
         let source = RemoteModel::from_url(&url)?;
         match download(&source, &how).await? {
-            ModelFiles::Gguf(bytes) => {
-                Self::build(&model, |device| load::from_gguf_bytes(bytes, device))
-            }
+            ModelFiles::Gguf(file) => Self::build(&model, |device| {
+                load::from_gguf_file(Box::new(file), device)
+            }),
             ModelFiles::HfFolder {
                 config_json,
                 tokenizer_json,

@@ -12,7 +12,8 @@
 //!   into the engine's option structs ([`crate::options`], shared with the CLI,
 //!   holds the checks themselves); results become plain JS objects.
 //! - [`fetch`]: downloads for `Generator.load`, with progress, through the
-//!   browser's Cache API when there is one.
+//!   browser's Cache API when there is one, into JS buffers ([`js_bytes`]),
+//!   which a GGUF model is read from a tensor at a time.
 //! - [`crash`]: what a panic does: the module is never left silently broken.
 //! - [`types`]: the TypeScript of the objects that cross the boundary (options
 //!   and results), which wasm-bindgen appends to the package's `.d.ts`.
@@ -24,6 +25,7 @@ mod convert;
 mod crash;
 mod fetch;
 mod generator;
+mod js_bytes;
 mod snapshot;
 mod types;
 

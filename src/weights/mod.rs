@@ -6,6 +6,7 @@
 //! device. Keeping this layer free of burn makes it testable on its own and
 //! lets the browser hand us bytes it downloaded.
 
+pub mod bytes;
 pub mod gguf;
 pub mod safetensors;
 

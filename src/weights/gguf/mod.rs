@@ -28,14 +28,16 @@ pub(crate) mod test_writer;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
+use super::bytes::{pieces, FileBytes};
 use super::HostTensor;
 use crate::error::{Error, Result};
 use crate::quant::blocks::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
-    BlockQ8_0,
+    BlockQ8_0, GroupBlock,
 };
 use crate::quant::QuantMatrix;
 pub use metadata::MetaValue;
@@ -50,6 +52,11 @@ const MAX_DIMS: u32 = 4;
 /// crafted file from recursing until the (small, in wasm) stack overflows.
 const MAX_ARRAY_DEPTH: usize = 8;
 const ALIGNMENT_KEY: &str = "general.alignment";
+/// The bytes first read for the header, metadata and tensor infos (doubled
+/// until they hold them all): enough for the vocabularies of today's models.
+const HEADER_GUESS: usize = 8 << 20;
+/// The most bytes of a tensor copied in at once when the file is not in this memory.
+const PIECE: usize = 1 << 20;
 
 /// Where one tensor lives, as declared by its info record.
 #[derive(Debug, Clone)]
@@ -62,69 +69,55 @@ pub(super) struct TensorInfo {
     pub(super) offset: u64,
 }
 
-/// A whole GGUF file held in memory, with header, metadata and tensor infos parsed.
-///
-/// It owns the bytes for the same reason as `SafetensorsFile`: the browser
-/// hands us one buffer, and dequantizing one tensor at a time keeps peak memory low.
+/// A GGUF file with header, metadata and tensor infos parsed; the tensor data
+/// is read from its [`FileBytes`] one tensor (or piece of one) at a time.
 #[derive(Debug)]
 pub struct GgufFile {
-    bytes: Vec<u8>,
-    version: u32,
-    alignment: u64,
-    data_start: u64,
-    metadata: HashMap<String, MetaValue>,
-    /// Tensor names in file order.
-    order: Vec<String>,
-    tensors: HashMap<String, TensorInfo>,
+    bytes: Box<dyn FileBytes>,
+    header: Header,
 }
 
 impl GgufFile {
+    /// A file held in memory: see [`Self::from_file`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Self::from_file(Box::new(bytes))
+    }
+
     /// Parses and validates everything but the tensor data itself: every
     /// tensor of a known type has its byte range, alignment and block
     /// divisibility checked here, so loading fails early on a truncated file.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
-        let mut r = Reader::new(&bytes);
-        let version = read_preamble(&mut r)?;
-        r.what = "the header".into();
-        let n_tensors = r.u64()?;
-        let n_kv = r.u64()?;
-        let metadata = read_metadata(&mut r, n_kv)?;
-        let alignment = alignment(&metadata)?;
-        let (order, tensors) = read_tensor_infos(&mut r, n_tensors)?;
-        let data_start = (r.pos as u64).next_multiple_of(alignment);
-        for name in &order {
-            if let Some(info) = tensors.get(name) {
-                check_tensor(name, info, alignment, data_start, bytes.len())?;
+    /// The header is read from the first [`HEADER_GUESS`] bytes, twice as
+    /// many while they do not hold it all, then the whole file; only a parse
+    /// of the whole file reports an error.
+    pub fn from_file(bytes: Box<dyn FileBytes>) -> Result<Self> {
+        let len = bytes.len();
+        let mut prefix = HEADER_GUESS.min(len);
+        loop {
+            match Header::parse(&bytes.read(0..prefix)?, len) {
+                Ok(header) => return Ok(Self { bytes, header }),
+                Err(e) if prefix == len => return Err(e),
+                Err(_) => prefix = prefix.saturating_mul(2).min(len),
             }
         }
-        Ok(Self {
-            bytes,
-            version,
-            alignment,
-            data_start,
-            metadata,
-            order,
-            tensors,
-        })
     }
 
     /// The GGUF format version (2 or 3).
     pub fn version(&self) -> u32 {
-        self.version
+        self.header.version
     }
 
     /// The data alignment in bytes (`general.alignment`, default 32).
     pub fn alignment(&self) -> u64 {
-        self.alignment
+        self.header.alignment
     }
 
     pub fn metadata(&self, key: &str) -> Option<&MetaValue> {
-        self.metadata.get(key)
+        self.header.metadata.get(key)
     }
 
     /// All metadata keys, sorted (handy for error messages and debugging).
     pub fn metadata_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.metadata.keys().cloned().collect();
+        let mut keys: Vec<String> = self.header.metadata.keys().cloned().collect();
         keys.sort();
         keys
     }
@@ -178,11 +171,11 @@ impl GgufFile {
 
     /// Tensor names in file order.
     pub fn tensor_names(&self) -> Vec<String> {
-        self.order.clone()
+        self.header.order.clone()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.header.tensors.contains_key(name)
     }
 
     pub fn tensor_type(&self, name: &str) -> Result<GgmlType> {
@@ -209,7 +202,7 @@ impl GgufFile {
         })?;
         let raw = self.raw(name, info, ty)?;
         let mut data = alloc_f32(name, info.n_elements)?;
-        dequant(raw, &mut data);
+        dequant(&raw, &mut data);
         Ok(HostTensor::new(
             info.dims.iter().rev().copied().collect(),
             data,
@@ -225,44 +218,74 @@ impl GgufFile {
         let &[cols, rows] = &info.dims[..] else {
             return Ok(None);
         };
-        let from_blocks = match ty {
-            GgmlType::Q4_0 => QuantMatrix::from_blocks::<BlockQ4_0>,
-            GgmlType::Q4_1 => QuantMatrix::from_blocks::<BlockQ4_1>,
-            GgmlType::Q5_0 => QuantMatrix::from_blocks::<BlockQ5_0>,
-            GgmlType::Q5_1 => QuantMatrix::from_blocks::<BlockQ5_1>,
-            GgmlType::Q8_0 => QuantMatrix::from_blocks::<BlockQ8_0>,
-            GgmlType::Q2_K => QuantMatrix::from_blocks::<BlockQ2K>,
-            GgmlType::Q3_K => QuantMatrix::from_blocks::<BlockQ3K>,
-            GgmlType::Q4_K => QuantMatrix::from_blocks::<BlockQ4K>,
-            GgmlType::Q5_K => QuantMatrix::from_blocks::<BlockQ5K>,
-            GgmlType::Q6_K => QuantMatrix::from_blocks::<BlockQ6K>,
+        let m = match ty {
+            GgmlType::Q4_0 => self.unpacked::<BlockQ4_0>(name, info, ty, rows, cols),
+            GgmlType::Q4_1 => self.unpacked::<BlockQ4_1>(name, info, ty, rows, cols),
+            GgmlType::Q5_0 => self.unpacked::<BlockQ5_0>(name, info, ty, rows, cols),
+            GgmlType::Q5_1 => self.unpacked::<BlockQ5_1>(name, info, ty, rows, cols),
+            GgmlType::Q8_0 => self.unpacked::<BlockQ8_0>(name, info, ty, rows, cols),
+            GgmlType::Q2_K => self.unpacked::<BlockQ2K>(name, info, ty, rows, cols),
+            GgmlType::Q3_K => self.unpacked::<BlockQ3K>(name, info, ty, rows, cols),
+            GgmlType::Q4_K => self.unpacked::<BlockQ4K>(name, info, ty, rows, cols),
+            GgmlType::Q5_K => self.unpacked::<BlockQ5K>(name, info, ty, rows, cols),
+            GgmlType::Q6_K => self.unpacked::<BlockQ6K>(name, info, ty, rows, cols),
             _ => return Ok(None),
         };
-        let m = from_blocks(rows, cols, self.raw(name, info, ty)?).ok_or_else(|| {
+        m.map(Some)
+    }
+
+    /// Tensor `name`'s blocks of `B` unpacked into a [`QuantMatrix`], read
+    /// [`PIECE`] bytes at a time.
+    fn unpacked<B: GroupBlock>(
+        &self,
+        name: &str,
+        info: &TensorInfo,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+    ) -> Result<QuantMatrix> {
+        let range = byte_range(name, info, ty, self.header.data_start, self.bytes.len())?;
+        let mut m = QuantMatrix::for_blocks::<B>(rows, cols).ok_or_else(|| {
             Error::weights(format!(
                 "not enough memory to load tensor `{name}` ({} weights)",
                 info.n_elements
             ))
         })?;
-        Ok(Some(m))
+        let start = range.start;
+        for piece in pieces(range, size_of::<B>(), PIECE) {
+            let first = (piece.start - start) / size_of::<B>();
+            m.unpack_blocks::<B>(first, &self.bytes.read(piece)?);
+        }
+        Ok(m)
     }
 
     /// The data bytes of a tensor whose type is known.
-    fn raw(&self, name: &str, info: &TensorInfo, ty: GgmlType) -> Result<&[u8]> {
-        let range = byte_range(name, info, ty, self.data_start, self.bytes.len())?;
-        self.bytes
-            .get(range)
-            .ok_or_else(|| Error::weights(format!("tensor `{name}` lies outside the GGUF file")))
+    fn raw(&self, name: &str, info: &TensorInfo, ty: GgmlType) -> Result<Cow<'_, [u8]>> {
+        let range = byte_range(name, info, ty, self.header.data_start, self.bytes.len())?;
+        self.bytes.read(range)
+    }
+
+    /// The fingerprint hash ([`crate::fingerprint::hash`]) of the whole file,
+    /// read [`PIECE`] bytes at a time.
+    pub fn hash(&self) -> Result<u64> {
+        let mut hasher = crate::fingerprint::Hasher::new();
+        hasher.part_len(self.bytes.len());
+        for piece in pieces(0..self.bytes.len(), 1, PIECE) {
+            hasher.update(&self.bytes.read(piece)?);
+        }
+        Ok(hasher.digest())
     }
 
     fn info(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensors
+        self.header
+            .tensors
             .get(name)
-            .ok_or_else(|| super::missing_tensor(name, "GGUF", &self.order))
+            .ok_or_else(|| super::missing_tensor(name, "GGUF", &self.header.order))
     }
 
     fn require(&self, key: &str) -> Result<&MetaValue> {
-        self.metadata
+        self.header
+            .metadata
             .get(key)
             .ok_or_else(|| Error::config(format!("GGUF metadata key `{key}` is missing")))
     }
@@ -290,6 +313,46 @@ impl GgufFile {
                 })
             })
             .collect()
+    }
+}
+
+/// Everything in a GGUF file before its tensor data, parsed.
+#[derive(Debug)]
+struct Header {
+    version: u32,
+    alignment: u64,
+    data_start: u64,
+    metadata: HashMap<String, MetaValue>,
+    /// Tensor names in file order.
+    order: Vec<String>,
+    tensors: HashMap<String, TensorInfo>,
+}
+
+impl Header {
+    /// The header at the start of `bytes`, checked against a file of `file_len` bytes.
+    fn parse(bytes: &[u8], file_len: usize) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        let version = read_preamble(&mut r)?;
+        r.what = "the header".into();
+        let n_tensors = r.u64()?;
+        let n_kv = r.u64()?;
+        let metadata = read_metadata(&mut r, n_kv)?;
+        let alignment = alignment(&metadata)?;
+        let (order, tensors) = read_tensor_infos(&mut r, n_tensors)?;
+        let data_start = (r.pos as u64).next_multiple_of(alignment);
+        for name in &order {
+            if let Some(info) = tensors.get(name) {
+                check_tensor(name, info, alignment, data_start, file_len)?;
+            }
+        }
+        Ok(Header {
+            version,
+            alignment,
+            data_start,
+            metadata,
+            order,
+            tensors,
+        })
     }
 }
 

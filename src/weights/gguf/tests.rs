@@ -584,3 +584,57 @@ fn corrupted_bytes_never_panic() {
         }
     }
 }
+
+/// A file whose every read is a copy, as from a JS buffer, recording the largest.
+#[derive(Debug)]
+struct Copied {
+    bytes: Vec<u8>,
+    largest: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl FileBytes for Copied {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn read(&self, range: Range<usize>) -> Result<Cow<'_, [u8]>> {
+        self.largest.set(self.largest.get().max(range.len()));
+        Ok(Cow::Owned(self.bytes[range].to_vec()))
+    }
+}
+
+#[test]
+fn a_file_read_in_pieces_loads_as_one_held_whole() {
+    // A header longer than the first read, and a tensor several pieces long.
+    let (rows, cols) = (320, 8192);
+    let blocks = rows * cols / 32;
+    let mut raw = Vec::with_capacity(blocks * 34);
+    for b in 0..blocks {
+        raw.extend(half::f16::from_f32(0.5 + (b % 7) as f32).to_le_bytes());
+        raw.extend((0..32).map(|i| (b * 31 + i * 7) as u8));
+    }
+    assert!(raw.len() > 2 * PIECE);
+    let long = "x".repeat(HEADER_GUESS + 1000);
+    let bytes = Builder::new()
+        .kv_str("general.description", &long)
+        .tensor("w", &[cols as u64, rows as u64], GgmlType::Q8_0, &raw)
+        .build();
+    let whole = GgufFile::from_bytes(bytes.clone()).unwrap();
+    let largest = std::rc::Rc::new(std::cell::Cell::new(0));
+    let file = GgufFile::from_file(Box::new(Copied {
+        bytes: bytes.clone(),
+        largest: largest.clone(),
+    }))
+    .unwrap();
+    assert_eq!(file.get_str("general.description").unwrap(), long);
+    assert_eq!(file.tensor_names(), ["w"]);
+    largest.set(0);
+    assert_eq!(file.quantized("w").unwrap(), whole.quantized("w").unwrap());
+    assert_eq!(
+        largest.get(),
+        PIECE / 34 * 34,
+        "a tensor is read a piece at a time"
+    );
+    assert_eq!(file.hash().unwrap(), crate::fingerprint::hash(&[&bytes]));
+    assert_eq!(whole.hash().unwrap(), crate::fingerprint::hash(&[&bytes]));
+}
