@@ -68,8 +68,11 @@ impl QuantMatrix {
                     };
                     let mut y = D::dot::<W>(w, &x);
                     if let Some(offsets) = &self.offsets {
+                        // A plain sum: 8 interleaved ones made wasm decode 9 % slower
+                        // (docs/performance.md, "A regression found by bisection").
                         let sums = &acts.sums[r * groups..(r + 1) * groups];
-                        y += dot_f32(&offsets[o * groups..(o + 1) * groups], sums);
+                        let off = &offsets[o * groups..(o + 1) * groups];
+                        y += off.iter().zip(sums).map(|(a, b)| a * b).sum::<f32>();
                     }
                     out[r * rows + o] = y;
                 }
@@ -77,16 +80,6 @@ impl QuantMatrix {
         }
         out
     }
-}
-
-/// `Σ a·b` in 8 interleaved sums, which the compiler keeps in SIMD lanes.
-#[inline(always)]
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    for (j, (&a, &b)) in a.iter().zip(b).enumerate() {
-        acc[j % 8] += a * b;
-    }
-    acc.iter().sum()
 }
 
 /// One weight row: `scales[g] · q` over group `g`.
@@ -216,7 +209,8 @@ mod wasm {
     pub struct Simd128;
 
     impl Dot for Simd128 {
-        #[inline(always)]
+        // `inline`, not `inline(always)`: as before the regression the comment above names.
+        #[inline]
         fn dot<const W: usize>(w: WeightRow, x: &Row) -> f32 {
             let (w, ws, high, low, xs) = (w.q, w.scales, x.high, x.low, x.scales);
             let (mut total_high, mut total_low) = (f32x4_splat(0.0), f32x4_splat(0.0));
