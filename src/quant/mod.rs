@@ -70,17 +70,9 @@ impl QuantMatrix {
         }
     }
 
-    /// From the blocks of `B` in `raw`, row-major, for a `[rows, cols]`
-    /// matrix whose `cols` is a multiple of the block's length; `None` when
-    /// memory runs out.
-    pub fn from_blocks<B: GroupBlock>(rows: usize, cols: usize, raw: &[u8]) -> Option<Self> {
-        let mut m = Self::for_blocks::<B>(rows, cols)?;
-        m.unpack_blocks::<B>(0, raw);
-        Some(m)
-    }
-
     /// A zeroed `[rows, cols]` matrix in the groups of `B`, for
-    /// [`Self::unpack_blocks`] to fill; `None` when memory runs out.
+    /// [`Self::unpack_blocks`] to fill; `cols` is a multiple of the block's
+    /// length. `None` when memory runs out.
     pub fn for_blocks<B: GroupBlock>(rows: usize, cols: usize) -> Option<Self> {
         let n = rows * cols;
         let groups = n / B::WIDTH;

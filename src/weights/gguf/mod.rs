@@ -87,18 +87,22 @@ impl GgufFile {
     /// tensor of a known type has its byte range, alignment and block
     /// divisibility checked here, so loading fails early on a truncated file.
     /// The header is read from the first [`HEADER_GUESS`] bytes, twice as
-    /// many while they do not hold it all, then the whole file; only a parse
-    /// of the whole file reports an error.
+    /// many while they do not hold it all, up to the whole file; only a parse
+    /// of the whole file reports a header error.
     pub fn from_file(bytes: Box<dyn FileBytes>) -> Result<Self> {
         let len = bytes.len();
         let mut prefix = HEADER_GUESS.min(len);
-        loop {
-            match Header::parse(&bytes.read(0..prefix)?, len) {
-                Ok(header) => return Ok(Self { bytes, header }),
+        let header = loop {
+            match Header::parse(&bytes.read(0..prefix)?) {
+                Ok(header) => break header,
                 Err(e) if prefix == len => return Err(e),
                 Err(_) => prefix = prefix.saturating_mul(2).min(len),
             }
-        }
+        };
+        // Outside the loop: a tensor past the end (a truncated download) is
+        // reported without reading more of the file.
+        header.check_tensors(len)?;
+        Ok(Self { bytes, header })
     }
 
     /// The GGUF format version (2 or 3).
@@ -329,8 +333,8 @@ struct Header {
 }
 
 impl Header {
-    /// The header at the start of `bytes`, checked against a file of `file_len` bytes.
-    fn parse(bytes: &[u8], file_len: usize) -> Result<Self> {
+    /// The header at the start of `bytes`.
+    fn parse(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
         let version = read_preamble(&mut r)?;
         r.what = "the header".into();
@@ -340,11 +344,6 @@ impl Header {
         let alignment = alignment(&metadata)?;
         let (order, tensors) = read_tensor_infos(&mut r, n_tensors)?;
         let data_start = (r.pos as u64).next_multiple_of(alignment);
-        for name in &order {
-            if let Some(info) = tensors.get(name) {
-                check_tensor(name, info, alignment, data_start, file_len)?;
-            }
-        }
         Ok(Header {
             version,
             alignment,
@@ -353,6 +352,16 @@ impl Header {
             order,
             tensors,
         })
+    }
+
+    /// Checks every tensor of a known type against a file of `file_len` bytes.
+    fn check_tensors(&self, file_len: usize) -> Result<()> {
+        for name in &self.order {
+            if let Some(info) = self.tensors.get(name) {
+                check_tensor(name, info, self.alignment, self.data_start, file_len)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -638,3 +638,27 @@ fn a_file_read_in_pieces_loads_as_one_held_whole() {
     assert_eq!(file.hash().unwrap(), crate::fingerprint::hash(&[&bytes]));
     assert_eq!(whole.hash().unwrap(), crate::fingerprint::hash(&[&bytes]));
 }
+
+#[test]
+fn a_truncated_tensor_is_reported_after_reading_the_header_only() {
+    // A tensor longer than the first read, cut short as by an interrupted download.
+    let (rows, cols) = (1024, 8192);
+    let raw = vec![0u8; rows * cols / 32 * 34];
+    assert!(raw.len() > HEADER_GUESS);
+    let mut bytes = Builder::new()
+        .tensor("w", &[cols as u64, rows as u64], GgmlType::Q8_0, &raw)
+        .build();
+    bytes.truncate(bytes.len() - 10);
+    let largest = std::rc::Rc::new(std::cell::Cell::new(0));
+    let file = GgufFile::from_file(Box::new(Copied {
+        bytes: bytes.clone(),
+        largest: largest.clone(),
+    }));
+    let message = weights_err(file);
+    assert!(
+        message.contains("GGUF file is truncated: tensor `w`"),
+        "{message}"
+    );
+    assert_eq!(message, weights_err(GgufFile::from_bytes(bytes)));
+    assert_eq!(largest.get(), HEADER_GUESS, "only the first read");
+}
