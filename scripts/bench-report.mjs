@@ -511,7 +511,9 @@ const README_END = "<!-- bench:end -->";
 /** A target's measured value in a few characters. */
 function shortValue(t) {
   if (t.value == null) return "not measured";
-  return t.name.includes("gzipped") ? `${t.value.toFixed(2)} MB` : x(t.value, t.value < 2 ? 3 : 1);
+  if (t.name.includes("gzipped")) return `${t.value.toFixed(2)} MB`;
+  if (t.target.endsWith("MiB")) return `${t.value.toFixed(1)} MiB`;
+  return x(t.value, t.value < 2 ? 3 : 1);
 }
 
 /**

@@ -30,6 +30,9 @@ pub trait GroupBlock: Block {
     const WIDTH: usize;
     /// False for the symmetric formats, whose offsets are all zero.
     const OFFSETS: bool;
+    /// `Some(zero)` when every `q + zero` is in `0..16`, so that the weights
+    /// can be held two to a byte (4-bit formats with groups of 32).
+    const NIBBLES: Option<i8> = None;
     /// The block's `LEN` weights as `q`, and per group its scale and (when
     /// `OFFSETS`; `offsets` is empty otherwise) offset.
     fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]);
@@ -95,6 +98,7 @@ block!(BlockQ4_0: 32 weights in 18 bytes);
 impl GroupBlock for BlockQ4_0 {
     const WIDTH: usize = 32;
     const OFFSETS: bool = false;
+    const NIBBLES: Option<i8> = Some(8);
     fn unpack(&self, q: &mut [i8], scales: &mut [f32], _: &mut [f32]) {
         scales[0] = self.d.to_f32();
         nibbles(&self.qs, q, 8);
@@ -122,6 +126,7 @@ block!(BlockQ4_1: 32 weights in 20 bytes);
 impl GroupBlock for BlockQ4_1 {
     const WIDTH: usize = 32;
     const OFFSETS: bool = true;
+    const NIBBLES: Option<i8> = Some(0);
     fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
         (scales[0], offsets[0]) = (self.d.to_f32(), self.m.to_f32());
         nibbles(&self.qs, q, 0);
@@ -330,6 +335,7 @@ block!(BlockQ4K: 256 weights in 144 bytes);
 impl GroupBlock for BlockQ4K {
     const WIDTH: usize = 32;
     const OFFSETS: bool = true;
+    const NIBBLES: Option<i8> = Some(0);
     fn unpack(&self, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
         let out = (q, scales, offsets);
         k4_unpack((self.d, self.dmin), &self.scales, &self.qs, out, |_, _| {

@@ -2,11 +2,12 @@
 //! too, so the inner loop is an integer dot product.
 //!
 //! The dot product comes in three forms chosen by the target: wasm SIMD128 at
-//! compile time, AVX2 on x86-64 at run time (`is_x86_feature_detected!`), and a
-//! portable loop elsewhere. All three sum the same integers, so they differ by
-//! `f32` rounding at most.
+//! compile time, AVX2 on x86-64 at run time (`is_x86_feature_detected!`; with
+//! AVX-VNNI's fused multiply-add where the CPU has it), and a portable loop
+//! elsewhere. All of them sum the same integers, so they differ by `f32`
+//! rounding at most.
 
-use super::{tiled, QuantMatrix};
+use super::{tiled, Ints, QuantMatrix, NIBBLE_GROUP};
 
 /// Output rows whose weights are reused, from cache, across all activation rows.
 const ROW_TILE: usize = 16;
@@ -25,12 +26,16 @@ impl QuantMatrix {
     /// `x · selfᵀ` through the integer dot product, whatever `n`.
     fn matmul_integer(&self, x: &[f32], n: usize) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, just checked.
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            use std::arch::is_x86_feature_detected as has;
+            // SAFETY: the CPU has AVX2, and AVX-VNNI where that form is taken, just checked.
             return unsafe {
-                match self.width {
-                    16 => self.matmul_avx2::<16>(x, n),
-                    _ => self.matmul_avx2::<32>(x, n),
+                match (self.width, has!("avxvnni")) {
+                    (16, true) => self.matmul_avx_vnni::<16>(x, n),
+                    (_, true) => self.matmul_avx_vnni::<32>(x, n),
+                    (16, false) => self.matmul_avx2::<16>(x, n),
+                    (_, false) => self.matmul_avx2::<32>(x, n),
                 }
             };
         }
@@ -42,13 +47,43 @@ impl QuantMatrix {
 
     /// [`Self::matmul_with`] compiled for AVX2, so that [`x86::Avx2`]'s intrinsics inline.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn matmul_avx2<const W: usize>(&self, x: &[f32], n: usize) -> Vec<f32> {
-        self.matmul_with::<W, x86::Avx2>(x, n)
+        self.matmul_with::<W, x86::Avx2<x86::Madd>>(x, n)
+    }
+
+    /// [`Self::matmul_avx2`] with AVX-VNNI's `vpdpwssd` for `vpmaddwd` and `vpaddd`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    unsafe fn matmul_avx_vnni<const W: usize>(&self, x: &[f32], n: usize) -> Vec<f32> {
+        self.matmul_with::<W, x86::Avx2<x86::Vnni>>(x, n)
     }
 
     #[inline(always)]
     fn matmul_with<const W: usize, D: Dot>(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let cols = self.cols;
+        match &self.q {
+            Ints::Bytes(q) => {
+                self.matmul_rows::<W, D, _>(x, n, |o| Bytes(&q[o * cols..(o + 1) * cols]))
+            }
+            Ints::Nibbles { packed, zero } => {
+                let row = |o: usize| &packed[o * cols / 2..(o + 1) * cols / 2];
+                match zero {
+                    0 => self.matmul_rows::<W, D, _>(x, n, |o| Nibbles::<0>(row(o))),
+                    _ => self.matmul_rows::<W, D, _>(x, n, |o| Nibbles::<8>(row(o))),
+                }
+            }
+        }
+    }
+
+    /// [`Self::matmul_with`] over the weight rows `ints(o)` gives.
+    #[inline(always)]
+    fn matmul_rows<const W: usize, D: Dot, Q: RowInts>(
+        &self,
+        x: &[f32],
+        n: usize,
+        ints: impl Fn(usize) -> Q,
+    ) -> Vec<f32> {
         debug_assert_eq!((x.len(), self.width), (n * self.cols, W));
         let (rows, cols, groups) = (self.rows, self.cols, self.cols / W);
         let acts = Activations::new::<W>(x, self.offsets.is_some());
@@ -63,10 +98,10 @@ impl QuantMatrix {
                 };
                 for o in tile..end {
                     let w = WeightRow {
-                        q: &self.q[o * cols..(o + 1) * cols],
+                        q: ints(o),
                         scales: &self.scales[o * groups..(o + 1) * groups],
                     };
-                    let mut y = D::dot::<W>(w, &x);
+                    let mut y = D::dot::<W, Q>(w, &x);
                     if let Some(offsets) = &self.offsets {
                         // A plain sum: 8 interleaved ones made wasm decode 9 % slower
                         // (docs/performance.md, "A regression found by bisection").
@@ -82,10 +117,206 @@ impl QuantMatrix {
     }
 }
 
-/// One weight row: `scales[g] · q` over group `g`.
-struct WeightRow<'a> {
-    q: &'a [i8],
+/// One weight row: `scales[g] · q` over group `g`, its integers as `Q` holds them.
+struct WeightRow<'a, Q> {
+    q: Q,
     scales: &'a [f32],
+}
+
+/// A weight row's integers as the matrix holds them: each form knows how to
+/// widen a group of them to 16 bits in registers and multiply it with both
+/// parts of the activations, once per target.
+trait RowInts: Copy {
+    /// How many integers the row has.
+    #[cfg(target_arch = "x86_64")]
+    fn len(self) -> usize;
+
+    /// `(q_g · high_g, q_g · low_g)` over group `g` of `W`; `high` and `low`
+    /// are the whole activation row's parts. The portable form.
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        allow(dead_code)
+    )]
+    fn group_dot<const W: usize>(self, g: usize, high: &[i16], low: &[i16]) -> (i32, i32);
+
+    /// The same, each product spread over the four lanes of an `i32x4`.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn group_dot_simd128<const W: usize>(
+        self,
+        g: usize,
+        high: &[i16],
+        low: &[i16],
+    ) -> (core::arch::wasm32::v128, core::arch::wasm32::v128);
+
+    /// The same over eight lanes, accumulated by `M`, unchecked: the caller
+    /// has checked the lengths ([`check_lengths`]) and that the CPU has AVX2
+    /// (and what `M` needs).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn group_dot_avx2<const W: usize, M: x86::Mac>(
+        self,
+        g: usize,
+        high: *const i16,
+        low: *const i16,
+    ) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i);
+}
+
+/// A row of [`Ints::Bytes`].
+#[derive(Clone, Copy)]
+struct Bytes<'a>(&'a [i8]);
+
+/// A row of [`Ints::Nibbles`] whose integers are the nibbles less `ZERO`
+/// (0 or 8, a constant so that the kernel subtracts only when needed).
+#[derive(Clone, Copy)]
+struct Nibbles<'a, const ZERO: i16>(&'a [u8]);
+
+impl RowInts for Bytes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn len(self) -> usize {
+        self.0.len()
+    }
+
+    #[inline(always)]
+    fn group_dot<const W: usize>(self, g: usize, high: &[i16], low: &[i16]) -> (i32, i32) {
+        let at = g * W..(g + 1) * W;
+        let (q, high, low) = (&self.0[at.clone()], &high[at.clone()], &low[at]);
+        let (mut acc_high, mut acc_low) = ([0i32; 8], [0i32; 8]);
+        for (j, ((&q, &h), &l)) in q.iter().zip(high).zip(low).enumerate() {
+            acc_high[j % 8] += q as i32 * h as i32;
+            acc_low[j % 8] += q as i32 * l as i32;
+        }
+        (acc_high.iter().sum(), acc_low.iter().sum())
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline(always)]
+    fn group_dot_simd128<const W: usize>(
+        self,
+        g: usize,
+        high: &[i16],
+        low: &[i16],
+    ) -> (core::arch::wasm32::v128, core::arch::wasm32::v128) {
+        use core::arch::wasm32::*;
+        let (mut acc_high, mut acc_low) = (i32x4_splat(0), i32x4_splat(0));
+        for at in (g * W..(g + 1) * W).step_by(16) {
+            let (q, h, l) = (&self.0[at..at + 16], &high[at..at + 16], &low[at..at + 16]);
+            // SAFETY: `q` holds 16 i8 (one v128), `h` and `l` 16 i16 (two v128 each);
+            // v128_load has no alignment requirement.
+            unsafe {
+                let q = v128_load(q.as_ptr() as *const v128);
+                let q = [i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q)];
+                acc_high = i32x4_add(acc_high, wasm::dot16(q, h.as_ptr() as *const v128));
+                acc_low = i32x4_add(acc_low, wasm::dot16(q, l.as_ptr() as *const v128));
+            }
+        }
+        (acc_high, acc_low)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn group_dot_avx2<const W: usize, M: x86::Mac>(
+        self,
+        g: usize,
+        high: *const i16,
+        low: *const i16,
+    ) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) {
+        use std::arch::x86_64::*;
+        let (mut acc_high, mut acc_low) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for at in (g * W..(g + 1) * W).step_by(16) {
+            let q = _mm_loadu_si128(self.0.as_ptr().add(at) as *const __m128i);
+            let q = _mm256_cvtepi8_epi16(q);
+            let (h, l) = (x86::load16(high, at), x86::load16(low, at));
+            (acc_high, acc_low) = (M::mac(acc_high, q, h), M::mac(acc_low, q, l));
+        }
+        (acc_high, acc_low)
+    }
+}
+
+/// The nibbles are widened to 16 bits before they are split, so one widening
+/// serves two weights and the split is a 16-bit `and` and shift.
+impl<const ZERO: i16> RowInts for Nibbles<'_, ZERO> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn len(self) -> usize {
+        self.0.len() * 2
+    }
+
+    #[inline(always)]
+    fn group_dot<const W: usize>(self, g: usize, high: &[i16], low: &[i16]) -> (i32, i32) {
+        debug_assert_eq!(W, 32);
+        let bytes = &self.0[g * NIBBLE_GROUP..(g + 1) * NIBBLE_GROUP];
+        let (high, low) = (&high[g * 32..(g + 1) * 32], &low[g * 32..(g + 1) * 32]);
+        let (mut acc_high, mut acc_low) = ([0i32; 8], [0i32; 8]);
+        for (j, &b) in bytes.iter().enumerate() {
+            let (q0, q1) = (
+                (b & 0x0F) as i32 - ZERO as i32,
+                (b >> 4) as i32 - ZERO as i32,
+            );
+            acc_high[j % 8] += q0 * high[j] as i32 + q1 * high[j + 16] as i32;
+            acc_low[j % 8] += q0 * low[j] as i32 + q1 * low[j + 16] as i32;
+        }
+        (acc_high.iter().sum(), acc_low.iter().sum())
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline(always)]
+    fn group_dot_simd128<const W: usize>(
+        self,
+        g: usize,
+        high: &[i16],
+        low: &[i16],
+    ) -> (core::arch::wasm32::v128, core::arch::wasm32::v128) {
+        use core::arch::wasm32::*;
+        debug_assert_eq!(W, 32);
+        let bytes = &self.0[g * NIBBLE_GROUP..(g + 1) * NIBBLE_GROUP];
+        let (h, l) = (&high[g * 32..(g + 1) * 32], &low[g * 32..(g + 1) * 32]);
+        // SAFETY: `bytes` holds one v128, `h` and `l` 32 i16 (four v128 each);
+        // v128_load has no alignment requirement.
+        unsafe {
+            let b = v128_load(bytes.as_ptr() as *const v128);
+            let (b0, b1) = (u16x8_extend_low_u8x16(b), u16x8_extend_high_u8x16(b));
+            let mask = i16x8_splat(0x0F);
+            let less_zero = |q: v128| match ZERO {
+                0 => q,
+                _ => i16x8_sub(q, i16x8_splat(ZERO)),
+            };
+            // Weights 0..16 are the low nibbles, 16..32 the high ones.
+            let first = [less_zero(v128_and(b0, mask)), less_zero(v128_and(b1, mask))];
+            let second = [less_zero(u16x8_shr(b0, 4)), less_zero(u16x8_shr(b1, 4))];
+            let (h, l) = (h.as_ptr() as *const v128, l.as_ptr() as *const v128);
+            let acc_high = i32x4_add(wasm::dot16(first, h), wasm::dot16(second, h.add(2)));
+            let acc_low = i32x4_add(wasm::dot16(first, l), wasm::dot16(second, l.add(2)));
+            (acc_high, acc_low)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn group_dot_avx2<const W: usize, M: x86::Mac>(
+        self,
+        g: usize,
+        high: *const i16,
+        low: *const i16,
+    ) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) {
+        use std::arch::x86_64::*;
+        debug_assert_eq!(W, 32);
+        let b = _mm_loadu_si128(self.0.as_ptr().add(g * NIBBLE_GROUP) as *const __m128i);
+        let b = _mm256_cvtepu8_epi16(b);
+        // Weights 0..16 are the low nibbles, 16..32 the high ones.
+        let mut first = _mm256_and_si256(b, _mm256_set1_epi16(0x0F));
+        let mut second = _mm256_srli_epi16(b, 4);
+        if ZERO != 0 {
+            first = _mm256_sub_epi16(first, _mm256_set1_epi16(ZERO));
+            second = _mm256_sub_epi16(second, _mm256_set1_epi16(ZERO));
+        }
+        let at = g * 32;
+        let acc_high = M::mac(_mm256_setzero_si256(), first, x86::load16(high, at));
+        let acc_low = M::mac(_mm256_setzero_si256(), first, x86::load16(low, at));
+        (
+            M::mac(acc_high, second, x86::load16(high, at + 16)),
+            M::mac(acc_low, second, x86::load16(low, at + 16)),
+        )
+    }
 }
 
 /// One activation row: `scales[g] · (high + low / 2¹⁵)` over group `g`.
@@ -98,7 +329,7 @@ struct Row<'a> {
 /// `Σ_g w.scales[g] · x.scales[g] · (w.q_g · (x.high_g + x.low_g / 2¹⁵))`
 /// over one weight row and one activation row, in groups of `W`.
 trait Dot {
-    fn dot<const W: usize>(w: WeightRow, x: &Row) -> f32;
+    fn dot<const W: usize, Q: RowInts>(w: WeightRow<Q>, x: &Row) -> f32;
 }
 
 /// Activation rows as integers per group: `x = scale · (high + low / 2¹⁵)`,
@@ -165,7 +396,7 @@ type Target = Portable;
 /// both rows are `groups · W` long, with one scale per group.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn check_lengths<const W: usize>(w: &WeightRow, x: &Row) {
+fn check_lengths<const W: usize, Q: RowInts>(w: &WeightRow<Q>, x: &Row) {
     let groups = x.scales.len();
     assert!(x.high.len() == groups * W && x.low.len() == groups * W);
     assert!(w.q.len() == groups * W && w.scales.len() == groups);
@@ -180,21 +411,13 @@ struct Portable;
 
 impl Dot for Portable {
     #[inline(always)]
-    fn dot<const W: usize>(w: WeightRow, x: &Row) -> f32 {
+    fn dot<const W: usize, Q: RowInts>(w: WeightRow<Q>, x: &Row) -> f32 {
         let (mut total_high, mut total_low) = (0.0f32, 0.0f32);
         for (g, &scale) in w.scales.iter().enumerate() {
-            let at = g * W..(g + 1) * W;
-            let q = &w.q[at.clone()];
-            let dot8 = |x: &[i16]| {
-                let mut acc = [0i32; 8];
-                for (j, (&a, &b)) in q.iter().zip(x).enumerate() {
-                    acc[j % 8] += a as i32 * b as i32;
-                }
-                acc.iter().sum::<i32>() as f32
-            };
+            let (high, low) = w.q.group_dot::<W>(g, x.high, x.low);
             let s = scale * x.scales[g];
-            total_high += dot8(&x.high[at.clone()]) * s;
-            total_low += dot8(&x.low[at]) * s;
+            total_high += high as f32 * s;
+            total_low += low as f32 * s;
         }
         total_high + total_low / LOW
     }
@@ -202,38 +425,33 @@ impl Dot for Portable {
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm {
-    use super::{Dot, Row, WeightRow, LOW};
+    use super::{Dot, Row, RowInts, WeightRow, LOW};
     use core::arch::wasm32::*;
 
     /// `i32x4.dot_i16x8_s` on the weights widened to 16 bits.
     pub struct Simd128;
 
+    /// `Σ q · x` over 16 weights widened to two `i16x8` and the 16 `i16` at
+    /// `x`, in four lanes.
+    ///
+    /// # Safety
+    /// `x` points at 16 readable `i16`.
+    #[inline(always)]
+    pub unsafe fn dot16(q: [v128; 2], x: *const v128) -> v128 {
+        i32x4_add(
+            i32x4_dot_i16x8(q[0], v128_load(x)),
+            i32x4_dot_i16x8(q[1], v128_load(x.add(1))),
+        )
+    }
+
     impl Dot for Simd128 {
-        // `inline`, not `inline(always)`: as before the regression the comment above names.
+        // `inline`, not `inline(always)`: docs/performance.md, "A regression found by bisection".
         #[inline]
-        fn dot<const W: usize>(w: WeightRow, x: &Row) -> f32 {
-            let (w, ws, high, low, xs) = (w.q, w.scales, x.high, x.low, x.scales);
+        fn dot<const W: usize, Q: RowInts>(w: WeightRow<Q>, x: &Row) -> f32 {
             let (mut total_high, mut total_low) = (f32x4_splat(0.0), f32x4_splat(0.0));
-            for (g, &scale) in ws.iter().enumerate() {
-                let (mut acc_high, mut acc_low) = (i32x4_splat(0), i32x4_splat(0));
-                for at in (g * W..(g + 1) * W).step_by(16) {
-                    let (w, h, l) = (&w[at..at + 16], &high[at..at + 16], &low[at..at + 16]);
-                    // SAFETY: `w` holds 16 i8 (one v128), `h` and `l` 16 i16 (two v128
-                    // each); v128_load has no alignment requirement.
-                    unsafe {
-                        let w = v128_load(w.as_ptr() as *const v128);
-                        let (w0, w1) = (i16x8_extend_low_i8x16(w), i16x8_extend_high_i8x16(w));
-                        let dot2 = |x: *const v128| {
-                            i32x4_add(
-                                i32x4_dot_i16x8(w0, v128_load(x)),
-                                i32x4_dot_i16x8(w1, v128_load(x.add(1))),
-                            )
-                        };
-                        acc_high = i32x4_add(acc_high, dot2(h.as_ptr() as *const v128));
-                        acc_low = i32x4_add(acc_low, dot2(l.as_ptr() as *const v128));
-                    }
-                }
-                let s = f32x4_splat(scale * xs[g]);
+            for (g, &scale) in w.scales.iter().enumerate() {
+                let (acc_high, acc_low) = w.q.group_dot_simd128::<W>(g, x.high, x.low);
+                let s = f32x4_splat(scale * x.scales[g]);
                 total_high = f32x4_add(total_high, f32x4_mul(f32x4_convert_i32x4(acc_high), s));
                 total_low = f32x4_add(total_low, f32x4_mul(f32x4_convert_i32x4(acc_low), s));
             }
@@ -248,41 +466,94 @@ mod wasm {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{check_lengths, Dot, Row, WeightRow, LOW};
+    use super::{check_lengths, Dot, Row, RowInts, WeightRow, LOW};
     use std::arch::x86_64::*;
 
-    /// `vpmaddwd` on 16 weights widened to 16 bits at a time. Only for
-    /// [`super::QuantMatrix::matmul_avx2`], which checks the CPU first.
-    pub struct Avx2;
+    /// Weights widened to 16 bits, multiplied with the activations' parts
+    /// through `M`. Only for [`super::QuantMatrix::matmul_avx2`] and
+    /// [`super::QuantMatrix::matmul_avx_vnni`], which check the CPU first.
+    pub struct Avx2<M>(std::marker::PhantomData<M>);
 
-    impl Dot for Avx2 {
+    /// `acc + Σ` over each pair of adjacent 16-bit lanes of `a · b`, in eight `i32` lanes.
+    pub trait Mac {
+        /// # Safety
+        /// The CPU has what the form needs.
+        unsafe fn mac(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
+    }
+
+    /// `vpmaddwd` then `vpaddd` (AVX2).
+    pub struct Madd;
+
+    /// `vpdpwssd`, the two fused (AVX-VNNI).
+    pub struct Vnni;
+
+    impl Mac for Madd {
         #[inline(always)]
-        fn dot<const W: usize>(w: WeightRow, x: &Row) -> f32 {
-            check_lengths::<W>(&w, x);
-            // SAFETY: only reached from matmul_avx2, on a CPU with AVX2; every load reads
-            // `at..at + 16` with `at + 16 <= groups · W`, the length of both rows (check_lengths).
+        unsafe fn mac(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+        }
+    }
+
+    impl Mac for Vnni {
+        #[inline(always)]
+        unsafe fn mac(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+            _mm256_dpwssd_avx_epi32(acc, a, b)
+        }
+    }
+
+    /// The 16 `i16` at `x + at`.
+    ///
+    /// # Safety
+    /// They are readable, and the CPU has AVX.
+    #[inline(always)]
+    pub unsafe fn load16(x: *const i16, at: usize) -> __m256i {
+        _mm256_loadu_si256(x.add(at) as *const __m256i)
+    }
+
+    /// `total` plus group `g`'s products, scaled: `high + low / 2¹⁵` in one
+    /// fused multiply-add, then another for the scale.
+    ///
+    /// # Safety
+    /// As [`RowInts::group_dot_avx2`], and the CPU has FMA. A function rather
+    /// than a closure: a closure is not compiled for AVX2, so the intrinsics
+    /// would not inline.
+    #[inline(always)]
+    unsafe fn add_group<const W: usize, Q: RowInts, M: Mac>(
+        w: &WeightRow<Q>,
+        x: &Row,
+        g: usize,
+        total: __m256,
+    ) -> __m256 {
+        let (acc_high, acc_low) =
+            w.q.group_dot_avx2::<W, M>(g, x.high.as_ptr(), x.low.as_ptr());
+        let s = _mm256_set1_ps(w.scales.get_unchecked(g) * x.scales.get_unchecked(g));
+        let inv_low = _mm256_set1_ps(1.0 / LOW);
+        let v = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(acc_low),
+            inv_low,
+            _mm256_cvtepi32_ps(acc_high),
+        );
+        _mm256_fmadd_ps(v, s, total)
+    }
+
+    impl<M: Mac> Dot for Avx2<M> {
+        #[inline(always)]
+        fn dot<const W: usize, Q: RowInts>(w: WeightRow<Q>, x: &Row) -> f32 {
+            check_lengths::<W, Q>(&w, x);
+            // SAFETY: only reached from matmul_avx2, on a CPU with AVX2; every group's loads
+            // stay within both rows, whose lengths check_lengths has checked.
             unsafe {
-                let (mut total_high, mut total_low) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-                for (g, (&scale, &xs)) in w.scales.iter().zip(x.scales).enumerate() {
-                    let (mut acc_high, mut acc_low) =
-                        (_mm256_setzero_si256(), _mm256_setzero_si256());
-                    for k in 0..W / 16 {
-                        let at = g * W + k * 16;
-                        let q = _mm_loadu_si128(w.q.as_ptr().add(at) as *const __m128i);
-                        let q = _mm256_cvtepi8_epi16(q);
-                        let h = _mm256_loadu_si256(x.high.as_ptr().add(at) as *const __m256i);
-                        let l = _mm256_loadu_si256(x.low.as_ptr().add(at) as *const __m256i);
-                        acc_high = _mm256_add_epi32(acc_high, _mm256_madd_epi16(q, h));
-                        acc_low = _mm256_add_epi32(acc_low, _mm256_madd_epi16(q, l));
-                    }
-                    let s = _mm256_set1_ps(scale * xs);
-                    total_high =
-                        _mm256_add_ps(total_high, _mm256_mul_ps(_mm256_cvtepi32_ps(acc_high), s));
-                    total_low =
-                        _mm256_add_ps(total_low, _mm256_mul_ps(_mm256_cvtepi32_ps(acc_low), s));
+                // Even and odd groups into separate sums, so that two additions are in flight.
+                let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let groups = w.scales.len();
+                for g in (0..groups - groups % 2).step_by(2) {
+                    even = add_group::<W, Q, M>(&w, x, g, even);
+                    odd = add_group::<W, Q, M>(&w, x, g + 1, odd);
                 }
-                let total =
-                    _mm256_add_ps(total_high, _mm256_div_ps(total_low, _mm256_set1_ps(LOW)));
+                if groups % 2 == 1 {
+                    even = add_group::<W, Q, M>(&w, x, groups - 1, even);
+                }
+                let total = _mm256_add_ps(even, odd);
                 let mut lanes = [0.0f32; 8];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), total);
                 lanes.iter().sum()
@@ -293,7 +564,7 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{random_matrix, uniform};
+    use super::super::tests::{random_4_bit, random_matrix, uniform};
     use super::*;
     use rand_chacha::ChaCha8Rng;
     use rand_core::SeedableRng;
@@ -320,10 +591,8 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn matmul_matches_dequantized_f64_reference() {
-        // Rows not a multiple of the tile nor of ROWS, one and several activation rows, with and
-        // without offsets.
-        // Rows not a multiple of the tiles either, and enough activation rows for the tiled path
-        // (with a partial block of rows).
+        // Rows not a multiple of the tiles, one and several activation rows (enough for the
+        // tiled path, with a partial block of rows), with and without offsets.
         for (rows, cols, width, n, has_offsets) in [
             (37, 64, 32, 1, true),
             (20, 96, 32, 5, false),
@@ -333,36 +602,63 @@ mod tests {
             (37, 64, 32, 11, true),
             (17, 48, 16, 6, false),
         ] {
-            let m = random_matrix([rows, cols], width, has_offsets, rows as u64);
-            let mut rng = ChaCha8Rng::seed_from_u64(7);
-            let mut x: Vec<f32> = (0..n * cols).map(|_| uniform(&mut rng) * 3.0).collect();
-            x[..32].fill(0.0); // an all-zero group has scale 0
-            let want = reference(&m, &x, n);
-            let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
-            // What `matmul` dispatches to, the integer dot product this machine runs (SIMD128,
-            // AVX2), its portable form, and the dequantized tiles, whatever `n`.
-            let portable = match width {
-                16 => m.matmul_with::<16, Portable>(&x, n),
-                _ => m.matmul_with::<32, Portable>(&x, n),
-            };
-            for (how, got) in [
-                ("dispatched", m.matmul(&x, n)),
-                ("integer", m.matmul_integer(&x, n)),
-                ("portable", portable),
-                ("tiled", m.matmul_tiled(&x, n)),
-            ] {
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(&g, w)| (g as f64 - w).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
-                assert!(
-                    err / norm < 1e-6,
-                    "{how} {rows}x{cols}, n={n}: relative error {}",
-                    err / norm
-                );
+            let mut matrices = vec![random_matrix([rows, cols], width, has_offsets, rows as u64)];
+            if width == 32 {
+                // Held in 4 bits: Q4_1's unsigned nibbles and Q4_0's less 8.
+                let zero = if has_offsets { 0 } else { 8 };
+                matrices.push(random_4_bit([rows, cols], zero, has_offsets, rows as u64));
             }
+            for m in matrices {
+                check_against_reference(&m, n);
+            }
+        }
+    }
+
+    /// Every form of the matmul on `m` and `n` random activation rows against the `f64` reference.
+    fn check_against_reference(m: &QuantMatrix, n: usize) {
+        let [rows, cols] = m.shape();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut x: Vec<f32> = (0..n * cols).map(|_| uniform(&mut rng) * 3.0).collect();
+        x[..32].fill(0.0); // an all-zero group has scale 0
+        let want = reference(m, &x, n);
+        let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+        // What `matmul` dispatches to, the integer dot product this machine runs (SIMD128,
+        // AVX2), its portable form, and the dequantized tiles, whatever `n`.
+        let portable = match m.width {
+            16 => m.matmul_with::<16, Portable>(&x, n),
+            _ => m.matmul_with::<32, Portable>(&x, n),
+        };
+        let mut forms = vec![
+            ("dispatched", m.matmul(&x, n)),
+            ("integer", m.matmul_integer(&x, n)),
+            ("portable", portable),
+            ("tiled", m.matmul_tiled(&x, n)),
+        ];
+        // AVX2 without VNNI too, which `matmul_integer` skips on a CPU with both.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, just checked.
+            let avx2 = unsafe {
+                match m.width {
+                    16 => m.matmul_avx2::<16>(&x, n),
+                    _ => m.matmul_avx2::<32>(&x, n),
+                }
+            };
+            forms.push(("avx2", avx2));
+        }
+        for (how, got) in forms {
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(&g, w)| (g as f64 - w).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let bits = if m.is_4_bit() { 4 } else { 8 };
+            assert!(
+                err / norm < 1e-6,
+                "{how} {rows}x{cols} in {bits} bits, n={n}: relative error {}",
+                err / norm
+            );
         }
     }
 }

@@ -1,20 +1,23 @@
-//! Weight matrices kept as 8-bit integers in groups, and the matmul that reads them.
+//! Weight matrices kept as small integers in groups, and the matmul that reads them.
 //!
 //! Every block of llama.cpp's Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and K-quants
 //! (Q2_K to Q6_K) is made of groups of 32 weights (16 for Q2_K, Q3_K and
 //! Q6_K) that are `scale · q + offset` with small integers `q`, so all of them
 //! convert to this one form without changing a weight. A decode step
 //! multiplies one row by every weight once, so its speed is set by the bytes
-//! it reads: 1.125 to 1.25 per weight here (plus the offsets of the asymmetric
-//! formats), against 4 for `f32`.
+//! it reads: 1.125 to 1.25 per weight with one byte per `q` (plus the
+//! offsets of the asymmetric formats), against 4 for `f32`. In wasm the 4-bit
+//! formats (Q4_0, Q4_1, Q4_K) keep two `q` to a byte, 0.625 to 0.75 bytes per
+//! weight ([`HOLD_NIBBLES`]).
 //!
 //! The activations become integers too, so the inner loop is an integer dot
-//! product (`i32x4.dot_i16x8_s` in wasm SIMD): per group, a scale and two
-//! 16-bit parts, `x ≈ scale · (high + low / 2¹⁵)`. One part alone would be
-//! faster but costs about 1e-4 of the logits; with both the error is below
-//! `f32` rounding, so results match the dense `f32` path. burn has no kernel for this
-//! (its quantized matmul dequantizes first), so it runs on host memory; both of
-//! our backends are CPU backends, and the hop costs a copy of the activations.
+//! product (`i32x4.dot_i16x8_s` in wasm SIMD) on weights widened to 16 bits in
+//! registers: per group, a scale and two 16-bit parts,
+//! `x ≈ scale · (high + low / 2¹⁵)`. One part alone would be faster but costs
+//! about 1e-4 of the logits; with both the error is below `f32` rounding, so
+//! results match the dense `f32` path. burn has no kernel for this (its
+//! quantized matmul dequantizes first), so it runs on host memory; both of our
+//! backends are CPU backends, and the hop costs a copy of the activations.
 //!
 //! Many rows at once (a prompt, the cache-off baseline) reuse each weight, and
 //! there dequantizing a tile of weights to `f32` once and multiplying it with
@@ -37,7 +40,7 @@ pub struct QuantMatrix {
     cols: usize,
     /// Weights per group: 32, or 16 for the K-quants whose sub-blocks are 16 wide.
     width: usize,
-    q: Vec<i8>,
+    q: Ints,
     scales: Vec<f32>,
     /// `None` for the symmetric formats, whose offsets are all zero.
     offsets: Option<Vec<f32>>,
@@ -45,6 +48,52 @@ pub struct QuantMatrix {
 
 /// Group widths the kernels are built for.
 pub const WIDTHS: [usize; 2] = [16, 32];
+
+/// The integers `q` of a matrix, row-major.
+#[derive(Debug, Clone, PartialEq)]
+enum Ints {
+    /// One to a byte.
+    Bytes(Vec<i8>),
+    /// Two to a byte, as `q + zero` in `0..16` with `zero` 0 (Q4_1, Q4_K) or
+    /// 8 (Q4_0), in groups of 32: group `g` in bytes `16g..16g + 16`, its
+    /// weight `j` in the low nibble of byte `j` and weight `j + 16` in the
+    /// high nibble (llama.cpp's Q4_0 layout).
+    Nibbles { packed: Vec<u8>, zero: i8 },
+}
+
+/// Bytes of packed nibbles per group of 32 weights.
+const NIBBLE_GROUP: usize = 16;
+
+/// Whether the 4-bit formats are held two weights to a byte. In wasm that
+/// halves their memory and makes decode faster (fewer bytes to read for the
+/// same instructions); natively on x86-64 a byte per weight is faster, since
+/// AVX2 widens bytes as it loads them while nibbles cost extra instructions
+/// (docs/performance.md, step 4, has both measurements). The kernel tests run
+/// both forms on every target.
+const HOLD_NIBBLES: bool = cfg!(target_arch = "wasm32");
+
+impl Ints {
+    /// Group `g` of `width` integers into `out`.
+    fn group(&self, g: usize, width: usize, out: &mut [i8]) {
+        match self {
+            Ints::Bytes(q) => out.copy_from_slice(&q[g * width..(g + 1) * width]),
+            Ints::Nibbles { packed, zero } => {
+                let bytes = &packed[g * NIBBLE_GROUP..(g + 1) * NIBBLE_GROUP];
+                let (low, high) = out.split_at_mut(NIBBLE_GROUP);
+                for ((l, h), &b) in low.iter_mut().zip(high).zip(bytes) {
+                    (*l, *h) = ((b & 0x0F) as i8 - zero, (b >> 4) as i8 - zero);
+                }
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Ints::Bytes(q) => q.len(),
+            Ints::Nibbles { packed, .. } => packed.len(),
+        }
+    }
+}
 
 impl QuantMatrix {
     /// From row-major weights `q` of a `[rows, cols]` matrix and one scale
@@ -56,10 +105,23 @@ impl QuantMatrix {
         scales: Vec<f32>,
         offsets: Option<Vec<f32>>,
     ) -> Self {
-        assert!(WIDTHS.contains(&width) && cols.is_multiple_of(width));
         assert_eq!(q.len(), rows * cols);
+        Self::with_ints([rows, cols], width, Ints::Bytes(q), scales, offsets)
+    }
+
+    fn with_ints(
+        [rows, cols]: [usize; 2],
+        width: usize,
+        q: Ints,
+        scales: Vec<f32>,
+        offsets: Option<Vec<f32>>,
+    ) -> Self {
+        assert!(WIDTHS.contains(&width) && cols.is_multiple_of(width));
         assert_eq!(scales.len(), rows * cols / width);
         assert!(offsets.as_ref().is_none_or(|o| o.len() == scales.len()));
+        if let Ints::Nibbles { packed, zero } = &q {
+            assert!(width == 32 && packed.len() == rows * cols / 2 && [0, 8].contains(zero));
+        }
         QuantMatrix {
             rows,
             cols,
@@ -70,19 +132,31 @@ impl QuantMatrix {
         }
     }
 
-    /// A zeroed `[rows, cols]` matrix in the groups of `B`, for
-    /// [`Self::unpack_blocks`] to fill; `cols` is a multiple of the block's
-    /// length. `None` when memory runs out.
+    /// A zeroed `[rows, cols]` matrix in the groups of `B` (two weights to a
+    /// byte when `B` has [`GroupBlock::NIBBLES`]), for [`Self::unpack_blocks`]
+    /// to fill; `cols` is a multiple of the block's length. `None` when memory
+    /// runs out.
     pub fn for_blocks<B: GroupBlock>(rows: usize, cols: usize) -> Option<Self> {
+        Self::for_blocks_held::<B>(rows, cols, HOLD_NIBBLES)
+    }
+
+    /// [`Self::for_blocks`], two weights to a byte if `nibbles` and `B` allows.
+    fn for_blocks_held<B: GroupBlock>(rows: usize, cols: usize, nibbles: bool) -> Option<Self> {
         let n = rows * cols;
         let groups = n / B::WIDTH;
-        let q = zeroed::<i8>(n)?;
+        let q = match B::NIBBLES.filter(|_| nibbles) {
+            Some(zero) => Ints::Nibbles {
+                packed: zeroed::<u8>(n / 2)?,
+                zero,
+            },
+            None => Ints::Bytes(zeroed::<i8>(n)?),
+        };
         let scales = zeroed::<f32>(groups)?;
         let offsets = match B::OFFSETS {
             true => Some(zeroed::<f32>(groups)?),
             false => None,
         };
-        Some(Self::new([rows, cols], B::WIDTH, q, scales, offsets))
+        Some(Self::with_ints([rows, cols], B::WIDTH, q, scales, offsets))
     }
 
     /// Unpacks the whole blocks of `B` in `raw` into blocks `first..` of the
@@ -90,6 +164,7 @@ impl QuantMatrix {
     pub fn unpack_blocks<B: GroupBlock>(&mut self, first: usize, raw: &[u8]) {
         debug_assert_eq!(self.width, B::WIDTH);
         let per_block = B::LEN / B::WIDTH;
+        let mut unpacked = [0i8; 256];
         for (i, block) in blocks::read::<B>(raw).enumerate() {
             let b = first + i;
             let at = b * per_block..(b + 1) * per_block;
@@ -97,11 +172,15 @@ impl QuantMatrix {
                 Some(offsets) => &mut offsets[at.clone()],
                 None => &mut [][..],
             };
-            block.unpack(
-                &mut self.q[b * B::LEN..(b + 1) * B::LEN],
-                &mut self.scales[at],
-                offsets,
-            );
+            let q = match &mut self.q {
+                Ints::Bytes(q) => &mut q[b * B::LEN..(b + 1) * B::LEN],
+                Ints::Nibbles { .. } => &mut unpacked[..B::LEN],
+            };
+            block.unpack(q, &mut self.scales[at], offsets);
+            if let Ints::Nibbles { packed, zero } = &mut self.q {
+                let packed = &mut packed[b * B::LEN / 2..(b + 1) * B::LEN / 2];
+                pack_nibbles(&unpacked[..B::LEN], *zero, packed);
+            }
         }
     }
 
@@ -111,16 +190,22 @@ impl QuantMatrix {
 
     /// Bytes held, for memory figures.
     pub fn bytes(&self) -> usize {
-        self.q.len() + 4 * (self.scales.len() + self.offsets.as_ref().map_or(0, Vec::len))
+        self.q.bytes() + 4 * (self.scales.len() + self.offsets.as_ref().map_or(0, Vec::len))
+    }
+
+    /// Whether the weights are held two to a byte.
+    pub fn is_4_bit(&self) -> bool {
+        matches!(self.q, Ints::Nibbles { .. })
     }
 
     /// Row `r` as `f32`, appended to `out` (an embedding lookup).
     pub fn row_into(&self, r: usize, out: &mut Vec<f32>) {
         let (groups, w) = (self.cols / self.width, self.width);
+        let mut q = [0i8; 32];
         for g in r * groups..(r + 1) * groups {
             let offset = self.offsets.as_ref().map(|o| o[g]);
-            let q = &self.q[g * w..(g + 1) * w];
-            out.extend(q.iter().map(|&q| dequant(q, self.scales[g], offset)));
+            self.q.group(g, w, &mut q[..w]);
+            out.extend(q[..w].iter().map(|&q| dequant(q, self.scales[g], offset)));
         }
     }
 
@@ -135,23 +220,41 @@ impl QuantMatrix {
 
     /// A matrix whose row `i` is this one's row `order[i]`.
     pub fn select_rows(&self, order: &[usize]) -> Self {
-        let groups = self.cols / self.width;
-        let pick = |v: &[f32]| -> Vec<f32> {
+        fn pick<T: Copy>(v: &[T], per_row: usize, order: &[usize]) -> Vec<T> {
             order
                 .iter()
-                .flat_map(|&r| v[r * groups..(r + 1) * groups].iter().copied())
+                .flat_map(|&r| v[r * per_row..(r + 1) * per_row].iter().copied())
                 .collect()
+        }
+        let groups = self.cols / self.width;
+        let q = match &self.q {
+            Ints::Bytes(q) => Ints::Bytes(pick(q, self.cols, order)),
+            Ints::Nibbles { packed, zero } => Ints::Nibbles {
+                packed: pick(packed, self.cols / 2, order),
+                zero: *zero,
+            },
         };
         QuantMatrix {
             rows: order.len(),
             cols: self.cols,
             width: self.width,
-            q: order
-                .iter()
-                .flat_map(|&r| self.q[r * self.cols..(r + 1) * self.cols].iter().copied())
-                .collect(),
-            scales: pick(&self.scales),
-            offsets: self.offsets.as_deref().map(pick),
+            q,
+            scales: pick(&self.scales, groups, order),
+            offsets: self.offsets.as_deref().map(|o| pick(o, groups, order)),
+        }
+    }
+}
+
+/// Groups of 32 integers `q` into 16 bytes each, as [`Ints::Nibbles`] holds them.
+fn pack_nibbles(q: &[i8], zero: i8, packed: &mut [u8]) {
+    for (q, bytes) in q
+        .chunks_exact(32)
+        .zip(packed.chunks_exact_mut(NIBBLE_GROUP))
+    {
+        let (low, high) = q.split_at(NIBBLE_GROUP);
+        for ((b, &l), &h) in bytes.iter_mut().zip(low).zip(high) {
+            debug_assert!((0..16).contains(&(l + zero)) && (0..16).contains(&(h + zero)));
+            *b = (l + zero) as u8 | ((h + zero) as u8) << 4;
         }
     }
 }
@@ -198,6 +301,22 @@ mod tests {
         QuantMatrix::new([rows, cols], width, q, scales, offsets)
     }
 
+    /// A random matrix of weights held two to a byte, `q + zero` in `0..16`.
+    pub(super) fn random_4_bit(
+        [rows, cols]: [usize; 2],
+        zero: i8,
+        has_offsets: bool,
+        seed: u64,
+    ) -> QuantMatrix {
+        let m = random_matrix([rows, cols], 32, has_offsets, seed);
+        let Ints::Bytes(q) = &m.q else { unreachable!() };
+        let q: Vec<i8> = q.iter().map(|&q| (q as u8 % 16) as i8 - zero).collect();
+        let mut packed = vec![0; rows * cols / 2];
+        pack_nibbles(&q, zero, &mut packed);
+        let q = Ints::Nibbles { packed, zero };
+        QuantMatrix::with_ints([rows, cols], 32, q, m.scales, m.offsets)
+    }
+
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn select_rows_and_row_into_agree_with_dequantize() {
@@ -208,5 +327,41 @@ mod tests {
         assert_eq!(row, all[..64]);
         assert_eq!(picked.dequantize()[..64], all[128..192]);
         assert_eq!(picked.shape(), [2, 64]);
+    }
+
+    /// Every 4-bit block unpacks into nibbles that dequantize as the block itself does.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn four_bit_blocks_are_held_in_nibbles_without_changing_a_weight() {
+        fn check<B: GroupBlock>(seed: u64) {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let (rows, cols) = (3, 2 * B::LEN);
+            let mut raw = vec![0u8; rows * cols / B::LEN * size_of::<B>()];
+            rng.fill_bytes(&mut raw);
+            // Finite f16 scales: clear the exponent's top bit of every byte pair's high byte.
+            for b in raw.iter_mut().skip(1).step_by(2) {
+                *b &= 0b1011_1111;
+            }
+            let mut m = QuantMatrix::for_blocks_held::<B>(rows, cols, true).unwrap();
+            m.unpack_blocks::<B>(0, &raw);
+            assert!(m.is_4_bit());
+            assert_eq!(
+                m.bytes(),
+                rows * cols / 2 + 4 * (rows * cols / 32) * (1 + B::OFFSETS as usize)
+            );
+            let mut want = vec![0f32; rows * cols];
+            blocks::dequantize::<B>(&raw, &mut want);
+            let got = m.dequantize();
+            assert!(got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            let mut row = Vec::new();
+            m.select_rows(&[2]).row_into(0, &mut row);
+            assert_eq!(row, want[2 * cols..]);
+        }
+        check::<blocks::BlockQ4_0>(1);
+        check::<blocks::BlockQ4_1>(2);
+        check::<blocks::BlockQ4K>(3);
     }
 }
