@@ -70,7 +70,7 @@ export function peerSection(results) {
   if (!f) return null;
   const out = ["## Against native llama.cpp (SmolLM2-135M-Instruct)", ""];
   out.push(
-    "llama-cpp-python 0.3.36 built with `-DGGML_NATIVE=ON` (`n_threads = n_threads_batch = 1`), timed around its own `eval` calls with a numpy argmax (scripts/llama-peer.py); " +
+    "llama-cpp-python 0.3.36 built with `-DGGML_NATIVE=ON`, ggml's AMX matmul left out (`n_threads = n_threads_batch = 1`), timed around its own `eval` calls with a numpy argmax (scripts/llama-peer.py); " +
       'decode: "Once upon a time" then 128 greedy tokens; prefill: bench/prefill.txt in one call, after a warm-up call. ' +
       "Q8_0 is derived from the Q4_1 file by scripts/make-q8_0.py (gguf-py). Ours: the same decode (flex, prealloc) and the same text's prefill with one token generated, after a warm-up run, by the CLI and in the page's worker.",
   );

@@ -21,7 +21,7 @@
 //
 // It builds what is missing first: the CLI (cargo build --release), pkg/ (npm run build, about ten
 // minutes), the model (scripts/fetch-model.sh), llama-cpp-python in bench/.venv (bench/requirements-peer.txt
-// built with -DGGML_NATIVE=ON, 5 to 15 minutes; if that fails the peer is marked absent) and the Q8_0
+// built with -DGGML_NATIVE=ON and without AMX, 5 to 15 minutes; if that fails the peer is marked absent) and the Q8_0
 // file. The whole run takes about fifteen minutes on 2 cores.
 
 import { spawn, spawnSync } from "node:child_process";
@@ -42,6 +42,12 @@ const GEMMA3_FILE = "models/gemma-3-270m-q4_k_m.gguf";
 const WLLAMA_DIR = join(REPO, "node_modules/@wllama/wllama");
 const Q8_FILE = "models/SmolLM2-135M-Instruct.Q8_0.gguf";
 const PEER_PYTHON = join(REPO, "bench/.venv/bin/python");
+// llama.cpp built for this CPU, except its AMX matmul (`__AMX_INT8__`, from -march=native on
+// Xeons that have AMX), which crashes with a segmentation fault in the 2-core Xeon VM this
+// project is measured on; elsewhere undefining the macro changes nothing.
+const PEER_CMAKE_ARGS = "-DGGML_NATIVE=ON -DCMAKE_C_FLAGS=-U__AMX_INT8__ -DCMAKE_CXX_FLAGS=-U__AMX_INT8__";
+// What bench/.venv's llama-cpp-python was built with: a change rebuilds it.
+const PEER_STAMP = join(REPO, "bench/.venv/peer-cmake-args");
 const PREFILL_TEXT = readFileSync(join(REPO, "bench/prefill.txt"), "utf8");
 
 // ------------------------------------------------------------------ options
@@ -261,14 +267,18 @@ async function prepare(needNative, needBrowser) {
  * reason when the peer cannot run (its rows are then marked absent), else null.
  */
 async function preparePeer() {
-  const ready = () => existsSync(PEER_PYTHON) && spawnSync(PEER_PYTHON, ["-c", "import llama_cpp, gguf, numpy"]).status === 0;
+  const built = () => (existsSync(PEER_STAMP) ? readFileSync(PEER_STAMP, "utf8") : null);
+  const ready = () =>
+    existsSync(PEER_PYTHON) && built() === PEER_CMAKE_ARGS && spawnSync(PEER_PYTHON, ["-c", "import llama_cpp, gguf, numpy"]).status === 0;
   if (!ready()) {
-    say("native llama.cpp peer: pip install -r bench/requirements-peer.txt into bench/.venv, built with -DGGML_NATIVE=ON (5 to 15 minutes)");
+    say(`native llama.cpp peer: pip install -r bench/requirements-peer.txt into bench/.venv, built with ${PEER_CMAKE_ARGS} (5 to 15 minutes)`);
     try {
       if (!existsSync(PEER_PYTHON)) await run("python3", ["-m", "venv", "bench/.venv"]);
-      await run(PEER_PYTHON, ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "bench/requirements-peer.txt"], {
-        env: { CMAKE_ARGS: "-DGGML_NATIVE=ON" },
+      const reinstall = built() === PEER_CMAKE_ARGS ? [] : ["--force-reinstall", "--no-cache-dir"];
+      await run(PEER_PYTHON, ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", ...reinstall, "-r", "bench/requirements-peer.txt"], {
+        env: { CMAKE_ARGS: PEER_CMAKE_ARGS },
       });
+      writeFileSync(PEER_STAMP, PEER_CMAKE_ARGS);
     } catch (err) {
       say(`  could not install it (${err.message.split("\n")[0]}): the peer's rows are marked absent`);
       return "llama-cpp-python could not be installed";

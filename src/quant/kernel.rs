@@ -59,6 +59,8 @@ impl QuantMatrix {
         self.matmul_with::<W, x86::Avx2<x86::Vnni>>(x, n)
     }
 
+    /// `x · selfᵀ` in groups of `W` through the dot product `D`, on the
+    /// integers in the form the matrix holds them (Q4_0's nibbles less 8).
     #[inline(always)]
     fn matmul_with<const W: usize, D: Dot>(&self, x: &[f32], n: usize) -> Vec<f32> {
         let cols = self.cols;
