@@ -79,10 +79,7 @@ impl Ints {
             Ints::Bytes(q) => out.copy_from_slice(&q[g * width..(g + 1) * width]),
             Ints::Nibbles { packed, zero } => {
                 let bytes = &packed[g * NIBBLE_GROUP..(g + 1) * NIBBLE_GROUP];
-                let (low, high) = out.split_at_mut(NIBBLE_GROUP);
-                for ((l, h), &b) in low.iter_mut().zip(high).zip(bytes) {
-                    (*l, *h) = ((b & 0x0F) as i8 - zero, (b >> 4) as i8 - zero);
-                }
+                blocks::nibbles(bytes.try_into().expect("16 bytes"), out, *zero);
             }
         }
     }
