@@ -48,7 +48,7 @@ pub(crate) struct Linear {
 enum Weight {
     /// `[in, out]` on the device, so a one-row `x` reads `W` row by row.
     Dense(Tensor<2>),
-    /// `[out, in]` in 8-bit groups on the host, shared with a tied embedding.
+    /// `[out, in]` in integer groups on the host, shared with a tied embedding.
     Quant(Arc<QuantMatrix>),
 }
 

@@ -80,7 +80,7 @@ pub trait TensorSource {
     /// The tensor called `name`, or `Error::Tensor` saying it is missing.
     fn tensor(&self, name: &str) -> Result<HostTensor>;
     fn contains(&self, name: &str) -> bool;
-    /// The matrix `name` in grouped 8-bit form, if the file stores it in a
+    /// The matrix `name` in grouped integer form, if the file stores it in a
     /// format that converts to it exactly; `None` means read it with [`Self::tensor`].
     fn quantized(&self, _name: &str) -> Result<Option<QuantMatrix>> {
         Ok(None)

@@ -213,7 +213,7 @@ impl GgufFile {
         ))
     }
 
-    /// The 2-D tensor `name` in the grouped 8-bit form the engine multiplies
+    /// The 2-D tensor `name` in the grouped integer form the engine multiplies
     /// with directly (see [`crate::quant`]), or `None` for the float types
     /// (F32, F16, BF16), which [`Self::tensor`] reads.
     pub fn quantized(&self, name: &str) -> Result<Option<QuantMatrix>> {

@@ -132,7 +132,7 @@ fn quantized_tensors_load_through_a_file_with_reversed_shape() {
         let t = file.tensor("w").unwrap();
         assert_eq!(t.shape, vec![rows as usize, row as usize], "{ty}");
         assert_bits_eq(ty.name(), &t.data, &le_f32(want));
-        // The grouped 8-bit form holds exactly the same weights, for every quantized type.
+        // The grouped integer form holds exactly the same weights, for every quantized type.
         let grouped = file.quantized("w").unwrap();
         let expect_grouped = ![GgmlType::F16, GgmlType::BF16].contains(&ty);
         assert_eq!(grouped.is_some(), expect_grouped, "{ty}");
