@@ -2,7 +2,8 @@
 //
 //   window.benchOurs(cfg)    our model in the page's Web Worker (/worker.js), exactly as the demo runs it
 //   window.benchStrategies(cfg)  the cache strategies head to head in one such worker
-//   window.benchWllama(cfg)  wllama (npm @wllama/wllama: llama.cpp compiled to wasm) on the same GGUF
+//   window.benchWllama(cfg)  wllama (npm @wllama/wllama: llama.cpp compiled to wasm) on the same GGUF,
+//                            one thread or, the page being cross-origin isolated, several
 //
 // Both return plain objects with the per-token timings. Every token also gets its arrival time on
 // this (main) thread, measured the same way for both engines, so their tokens/s compare like with like.
@@ -175,8 +176,11 @@ window.benchStrategies = async function benchStrategies(cfg) {
 };
 
 /**
- * wllama on a GGUF: single thread, CPU only (no WebGPU), greedy, EOS ignored, streamed.
- * cfg: { url, prompt, maxTokens, nCtx, every }
+ * wllama on a GGUF: CPU only (no WebGPU), greedy, EOS ignored, streamed; `threads` threads
+ * (default 1). Its one wasm starts pthreads only when asked for more than one thread and the page
+ * is cross-origin isolated (scripts/serve.mjs sends COOP/COEP); what it chose is returned
+ * (`multithread`, `threads`) for the caller to check.
+ * cfg: { url, prompt, maxTokens, nCtx, every, warmupTokens, threads }
  */
 window.benchWllama = async function benchWllama(cfg) {
   const quiet = { debug() {}, log() {}, warn: console.warn.bind(console), error: console.error.bind(console) };
@@ -184,7 +188,7 @@ window.benchWllama = async function benchWllama(cfg) {
   try {
     const loadStart = performance.now();
     const blob = await (await fetch(cfg.url)).blob();
-    await wllama.loadModel([blob], { n_threads: 1, n_gpu_layers: 0, n_ctx: cfg.nCtx ?? 512, seed: 0 });
+    await wllama.loadModel([blob], { n_threads: cfg.threads ?? 1, n_gpu_layers: 0, n_ctx: cfg.nCtx ?? 512, seed: 0 });
     const loadMs = performance.now() - loadStart;
     const threads = wllama.getNumThreads?.() ?? null;
     const multithread = wllama.isMultithread?.() ?? null;
@@ -238,6 +242,7 @@ window.benchWllama = async function benchWllama(cfg) {
       loadMs,
       threads,
       multithread,
+      crossOriginIsolated: self.crossOriginIsolated === true,
       arrivalMs,
       texts,
       text: texts.join(""),

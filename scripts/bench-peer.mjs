@@ -1,22 +1,42 @@
-// Native llama.cpp as the bench's peer: figures, target checks and the results.md section.
+// Native llama.cpp and wllama as the bench's peers on SmolLM2's two files: figures, target checks
+// and the results.md sections.
 //
 // scripts/bench.mjs writes `results.peer`: `llamaCpp` (scripts/llama-peer.py per GGUF: decode step
-// times and the ~400-token prefill) and `ours` (the same decode and prefill, by our CLI and in wasm,
-// cache prealloc, flex backend).
+// times and the ~400-token prefill), `ours` (the same decode and prefill, by our CLI and in wasm,
+// cache prealloc, flex backend) and `wllama` (the same decode in the browser, per GGUF and thread
+// count: the tokens' arrival times on the page and llama.cpp's own per-token times). wllama with one
+// thread on the Q4_1 file is the main run `wllama-smollm2` in `results.runs`.
 
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
 const decodeTps = (stepMs) => (stepMs?.length > 1 ? ((stepMs.length - 1) * 1000) / sum(stepMs.slice(1)) : null);
 const prefillTps = (p) => (p?.ms ? (p.tokens * 1000) / p.ms : null);
+// Decode by the tokens' arrival times on the page's main thread, as bench-report.mjs's page tok/s.
+const pageTps = (arrivalMs) => (arrivalMs?.length > 1 ? ((arrivalMs.length - 1) * 1000) / (arrivalMs[arrivalMs.length - 1] - arrivalMs[0]) : null);
 const fmt = (v, d = 1) => (v == null ? "—" : v.toFixed(d));
 
-/** The peer's and our figures, by GGUF (`q4_1`, `q8_0`) and env. */
+/** The peers' and our figures, by GGUF (`q4_1`, `q8_0`) and env; wllama's by thread count. */
 export function peerFigures(results) {
   const peer = results.peer;
   if (!peer) return null;
   const llama = (file) => peer.llamaCpp?.find((p) => p.file === file) ?? null;
   const ours = (env, file) => {
     const o = peer.ours?.find((p) => p.env === env && p.file === file);
-    return { decode: decodeTps(o?.decodeStepMs), prefill: prefillTps(o?.prefill), prefillTokens: o?.prefill?.tokens ?? null };
+    return {
+      decode: decodeTps(o?.decodeStepMs),
+      pageDecode: pageTps(o?.decodeArrivalMs),
+      prefill: prefillTps(o?.prefill),
+      prefillTokens: o?.prefill?.tokens ?? null,
+    };
+  };
+  // { pageDecode, decode } (page and llama.cpp's own timer), or { absent: why }.
+  const wllama = (file, threads) => {
+    const w =
+      threads === 1 && file === "q4_1"
+        ? results.runs?.find((r) => r.id === "wllama-smollm2")
+        : peer.wllama?.find((p) => p.file === file && p.threads === threads);
+    if (!w) return { absent: "not run" };
+    if (w.absent) return { absent: w.absent };
+    return { pageDecode: pageTps(w.arrivalMs), decode: decodeTps(w.stepMs) };
   };
   const row = (file) => {
     const l = llama(file);
@@ -26,6 +46,7 @@ export function peerFigures(results) {
       llama: l && !l.absent ? { decode: decodeTps(l.decode.stepMs), prefill: prefillTps(l.prefill), prefillTokens: l.prefill?.tokens } : null,
       wasm: ours("wasm", file),
       native: ours("native", file),
+      wllama: { 1: wllama(file, 1), 2: wllama(file, 2) },
     };
   };
   return { rows: ["q4_1", "q8_0"].map(row) };
@@ -62,6 +83,99 @@ export function peerTargets(results) {
     ),
     ratioTarget("SmolLM2 Q4_1 decode, native CLI ≥ 0.75 × native llama.cpp (one thread)", 0.75, q41?.native.decode, q41?.llama?.decode, "tok/s"),
   ];
+}
+
+/**
+ * Ours in wasm (one thread, the peer runs') ÷ wllama with `threads` on one file, both timed by the
+ * tokens' arrival on the page as the main runs' comparison with wllama is; without a ratio, why not.
+ */
+function againstWllama(row, threads) {
+  const w = row?.wllama[threads];
+  const ours = row?.wasm.pageDecode;
+  if (ours == null || w?.pageDecode == null) {
+    const why = [];
+    if (ours == null) why.push(`no \`peer-smollm2-${row?.file ?? "?"}-wasm\` run with arrival times`);
+    if (w?.pageDecode == null) why.push(`wllama's run absent: ${w?.absent ?? "not run"}`);
+    return { ratio: null, why: why.join("; ") };
+  }
+  return { ratio: ours / w.pageDecode, ours, theirs: w.pageDecode, oursEngine: row.wasm.decode, theirsEngine: w.decode };
+}
+
+const verdict = (met, by) => (met ? "met" : `missed by ${(by * 100).toFixed(by < 0.1 ? 1 : 0)}%`);
+const pair = (c) => `${fmt(c.ours)} vs ${fmt(c.theirs)} tok/s`;
+
+/** Issue 15's targets against wllama on SmolLM2's two files; "not measured" when a run is missing. */
+export function wllamaTargets(results) {
+  const f = peerFigures(results);
+  const row = (file) => f?.rows.find((r) => r.file === file) ?? null;
+  const list = [];
+  {
+    const name = "SmolLM2 Q8_0 decode in wasm ≥ 3.5 × wllama on Q8_0 (single thread)";
+    const target = "≥ 3.5×";
+    const c = againstWllama(row("q8_0"), 1);
+    if (c.ratio == null) list.push({ name, target, value: null, met: null, summary: `not measured (${c.why})` });
+    else {
+      const met = c.ratio >= 3.5;
+      const by = met ? null : (3.5 - c.ratio) / 3.5;
+      list.push({
+        name,
+        target,
+        value: c.ratio,
+        met,
+        by,
+        summary: `ours ÷ wllama = ${c.ratio.toFixed(2)}× (${verdict(met, by)}): ${pair(c)}, timed by token arrival on the page`,
+        detail: c.theirsEngine ? `by each engine's own per-token timer: ${fmt(c.oursEngine)} vs ${fmt(c.theirsEngine)} tok/s (${(c.oursEngine / c.theirsEngine).toFixed(2)}×)` : "",
+      });
+    }
+  }
+  {
+    // Met when ours is ahead on both files; missed as soon as one is behind, even with the other unmeasured.
+    const name = "SmolLM2 decode in wasm (one thread) ahead of wllama with 2 threads (COOP/COEP), Q4_1 and Q8_0";
+    const target = "> 1× on both files";
+    const files = ["q4_1", "q8_0"].map((file) => ({ file, c: againstWllama(row(file), 2) }));
+    const measured = files.filter(({ c }) => c.ratio != null);
+    const worst = measured.length ? Math.min(...measured.map(({ c }) => c.ratio)) : null;
+    const met = worst != null && worst <= 1 ? false : measured.length === files.length ? true : null;
+    const by = met === false ? 1 - worst : null;
+    const part = ({ file, c }) => `${file.toUpperCase()} ${c.ratio == null ? `not measured (${c.why})` : `${c.ratio.toFixed(2)}× (${pair(c)})`}`;
+    const engine = measured.filter(({ c }) => c.theirsEngine).map(({ file, c }) => `${file.toUpperCase()} ${fmt(c.oursEngine)} vs ${fmt(c.theirsEngine)} tok/s`);
+    list.push({
+      name,
+      target,
+      value: worst,
+      met,
+      by,
+      summary: measured.length
+        ? `${met == null ? "not measured on both files" : verdict(met, by)}: ours ÷ wllama with 2 threads, ${files.map(part).join("; ")}, timed by token arrival on the page`
+        : `not measured (${files.map(({ file, c }) => `${file.toUpperCase()}: ${c.why}`).join("; ")})`,
+      detail: engine.length ? `by each engine's own per-token timer: ${engine.join(", ")}` : "",
+    });
+  }
+  return list;
+}
+
+/** results.md's section against wllama: ours in wasm on one thread, wllama on one and on two. */
+export function wllamaSection(results) {
+  const f = peerFigures(results);
+  if (!f?.rows.some((r) => r.wllama[1].pageDecode != null || r.wllama[2].pageDecode != null)) return null;
+  const out = ["## Against wllama, one and two threads (SmolLM2-135M-Instruct)", ""];
+  out.push(
+    `wllama${results.meta.wllama ? ` ${results.meta.wllama}` : ""} in the same headless browser on the same two files, CPU only: "Once upon a time", then 128 greedy tokens (EOS ignored) after a warm-up of 24. ` +
+      "One thread (`n_threads: 1`; on Q4_1 the main run `wllama-smollm2`) and two (`n_threads: 2`: its one wasm starts pthreads because the page is cross-origin isolated by the server's COOP/COEP headers; the run fails unless `isMultithread()` is true and `getNumThreads()` is 2). " +
+      "Ours: the wasm decode runs of the section above (flex, prealloc, one thread). Decode tok/s by the tokens' arrival on the page's main thread, timed the same way for both engines; in brackets, each engine's own per-token timer.",
+  );
+  out.push("");
+  out.push("| GGUF | ours in wasm, 1 thread | wllama, 1 thread | ours ÷ | wllama, 2 threads | ours ÷ | wllama 2 threads ÷ 1 |");
+  out.push("|---|---|---|---|---|---|---|");
+  const cell = (w) => (w.absent ? `absent (${w.absent})` : `${fmt(w.pageDecode)} (${fmt(w.decode)})`);
+  const ratio = (a, b) => (a != null && b != null ? `${(a / b).toFixed(2)}×` : "—");
+  for (const r of f.rows) {
+    const [one, two] = [r.wllama[1], r.wllama[2]];
+    out.push(
+      `| ${r.file.toUpperCase()} | ${fmt(r.wasm.pageDecode)} (${fmt(r.wasm.decode)}) | ${cell(one)} | ${ratio(r.wasm.pageDecode, one.pageDecode)} | ${cell(two)} | ${ratio(r.wasm.pageDecode, two.pageDecode)} | ${ratio(two.pageDecode, one.pageDecode)} |`,
+    );
+  }
+  return out.join("\n");
 }
 
 /** results.md's section: the peer's absolute figures beside ours, and the ratios. */

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { peerSection, peerTargets } from "./bench-peer.mjs";
+import { peerSection, peerTargets, wllamaSection, wllamaTargets } from "./bench-peer.mjs";
 
 export const POSITIONS = [16, 64, 128, 200];
 const SPREAD = 2; // ms/token at position p: the median of the tokens p-2 .. p+2 (single tokens are noisy)
@@ -237,6 +237,8 @@ export function targets(results) {
 
   list.push(peerTarget(results, "smollm2", 1, "SmolLM2 decode tokens/s in wasm ≥ wllama's (single thread, same GGUF)"));
   list.push(peerTarget(results, "gemma3", 3, "Gemma 3 270M decode tokens/s in wasm ≥ 3 × wllama's (single thread, same GGUF)"));
+  // wllama on SmolLM2's Q8_0 file, and with two threads on both files (the peer runs, bench-peer.mjs).
+  list.push(...wllamaTargets(results));
 
   // Flat cached latency: ms/token at position 200 vs 16, prealloc (GPT-2 is the 200-token scenario).
   {
@@ -440,11 +442,16 @@ export function markdown(results, checks) {
     out.push(peer);
     out.push("");
   }
+  const wllama = wllamaSection(results);
+  if (wllama) {
+    out.push(wllama);
+    out.push("");
+  }
   out.push("## How to read it");
   out.push("");
   out.push(
     [
-      "- **env**: `native` is the CLI (`target/release/kvcache generate --json`, one process per run); `wasm` is the same engine compiled to WebAssembly (SIMD on), run in headless " + browserOf(m) + " inside the demo page's Web Worker (`www/worker.js`, `prefill()` then `step()` per token, a fresh worker per run); `wllama` is llama.cpp compiled to wasm (npm `@wllama/wllama`), one thread, CPU only, in the same browser.",
+      "- **env**: `native` is the CLI (`target/release/kvcache generate --json`, one process per run); `wasm` is the same engine compiled to WebAssembly (SIMD on), run in headless " + browserOf(m) + " inside the demo page's Web Worker (`www/worker.js`, `prefill()` then `step()` per token, a fresh worker per run); `wllama` is llama.cpp compiled to wasm (npm `@wllama/wllama`), one thread, CPU only, in the same browser (its runs with two threads are in the section against wllama).",
       "- **tokens**: new tokens generated (EOS ignored). `*` marks a cache-off run cut short to keep the whole benchmark under 15 minutes; its columns cover the tokens it produced.",
       "- **load ms**: building the model (reading the GGUF and unpacking its quantized blocks, or making GPT-2's random weights); in the browser, also reading the GGUF from the Cache API (wllama: fetching it from localhost).",
       "- **prefill ms**: the engine's time for the prompt and the first new token (our `step_ms[0]`; llama.cpp's `prompt_ms`). **TTFT ms**: in the browser, from posting the request to the first token arriving on the page; natively the same as prefill.",

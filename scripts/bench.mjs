@@ -17,7 +17,10 @@
 //
 // Native llama.cpp is the second peer (runs `peer-*`; scripts/llama-peer.py, section in results.md):
 // one thread, decode and the prefill of bench/prefill.txt, on SmolLM2's Q4_1 file and its Q8_0
-// variant (scripts/make-q8_0.py), each beside the same runs of ours natively and in wasm.
+// variant (scripts/make-q8_0.py), each beside the same runs of ours natively and in wasm. wllama
+// decodes those files too (runs `peer-*-wllama*`, their own section in results.md): one thread on
+// Q8_0 (on Q4_1 that is the main run `wllama-smollm2`), and two threads on each, its pthreads build
+// (the page is cross-origin isolated), against ours in wasm on one.
 //
 // It builds what is missing first: the CLI (cargo build --release), pkg/ (npm run build, about ten
 // minutes), the model (scripts/fetch-model.sh), llama-cpp-python in bench/.venv (bench/requirements-peer.txt
@@ -165,6 +168,10 @@ function scenarios() {
 // Native llama.cpp beside ours on SmolLM2's two files: decode of the SmolLM2 scenario and the prefill
 // of bench/prefill.txt (about 400 tokens). Ids end in the engine (`peer-smollm2-q4_1-wasm`), so that
 // `--only peer` selects them all and the main runs' filters (`wasm.*smollm2`) none.
+// wllama decodes the same files in the browser (no prefill): `peer-smollm2-q8_0-wllama` with one
+// thread (on Q4_1 the main run `wllama-smollm2` is that run), `peer-smollm2-<file>-wllama-2threads`
+// with two. Their ids end in the engine and its threads: `--only peer` still selects every run on
+// these files, `--only wllama` every wllama run (main and peer), `--only 2threads` the two-thread ones.
 const PEER_FILES = { q4_1: MODEL_FILE, q8_0: Q8_FILE };
 
 function peerScenarios() {
@@ -172,8 +179,13 @@ function peerScenarios() {
   for (const kind of ["llamacpp", "native", "wasm"]) {
     for (const file of Object.keys(PEER_FILES)) list.push({ id: `peer-smollm2-${file}-${kind}`, kind, file, path: PEER_FILES[file] });
   }
+  list.push({ id: "peer-smollm2-q8_0-wllama", kind: "wllama", threads: 1, file: "q8_0", path: Q8_FILE });
+  for (const file of Object.keys(PEER_FILES)) {
+    list.push({ id: `peer-smollm2-${file}-wllama-2threads`, kind: "wllama", threads: 2, file, path: PEER_FILES[file] });
+  }
   return ONLY ? list.filter((p) => ONLY.test(p.id)) : list;
 }
+const inBrowser = (p) => p.kind === "wasm" || p.kind === "wllama";
 const PEER_DECODE = { prompt: "Once upon a time", tokens: QUICK ? 16 : 128 };
 
 // The strategies head to head: each one's cost alone (`kvcache cache-cost`, `Bench.cacheCost`:
@@ -326,6 +338,8 @@ async function runOursPeer(p, browser) {
     env: "wasm",
     file: p.file,
     decodeStepMs: decode.stepMs,
+    // The tokens' arrivals on the page: what the comparison with wllama times.
+    decodeArrivalMs: decode.arrivalMs,
     ids: decode.ids,
     wasmMemoryBytes: decode.wasmMemoryBytes,
     prefill: { tokens: prefill.cacheLen, ms: prefill.stepMs[0] },
@@ -456,18 +470,23 @@ async function strategiesWasm(browser, st) {
   return { cost: out.cost, interleaved: out.interleaved };
 }
 
-async function runWllama(browser, r) {
-  const model = MODELS.find((m) => m.id === r.model);
+/** wllama on the GGUF at `url` with `threads` threads; a run on other than the threads asked for fails. */
+async function runWllama(browser, { url, prompt, maxTokens, threads = 1 }) {
   const started = performance.now();
   const out = await browser.page.eval((cfg) => window.benchWllama(cfg), {
-    url: model.gguf,
-    prompt: r.prompt,
-    maxTokens: r.maxTokens,
+    url,
+    prompt,
+    maxTokens,
     nCtx: 512,
-    every: every(r.maxTokens),
+    every: every(maxTokens),
     warmupTokens: WARMUP,
+    threads,
   });
-  if (out.multithread) throw new Error(`wllama ran multi-threaded (${out.threads} threads); the comparison needs one`);
+  if (threads === 1 && out.multithread) throw new Error(`wllama ran multi-threaded (${out.threads} threads); the comparison needs one`);
+  if (threads > 1 && (out.multithread !== true || out.threads !== threads)) {
+    const why = out.crossOriginIsolated ? "" : " (the page is not cross-origin isolated: no COOP/COEP headers, so no SharedArrayBuffer)";
+    throw new Error(`wllama was asked for ${threads} threads but isMultithread() is ${out.multithread} and getNumThreads() ${out.threads}${why}`);
+  }
   // Per-token times as llama.cpp measures them (timings_per_token: predicted_ms is cumulative),
   // the first one being the prompt's processing plus the first token.
   const stepMs = [];
@@ -489,10 +508,12 @@ async function runWllama(browser, r) {
     arrivalMs: out.arrivalMs,
     ids: null,
     text: out.text,
-    stopReason: out.arrivalMs.length >= r.maxTokens ? "maxTokens" : "short",
+    stopReason: out.arrivalMs.length >= maxTokens ? "maxTokens" : "short",
     finalTimings: out.finalTimings,
     usage: out.usage,
     threads: out.threads ?? 1,
+    multithread: out.multithread,
+    crossOriginIsolated: out.crossOriginIsolated,
     warmup: out.warmup,
     cacheLen: null,
     cacheBytes: null,
@@ -546,10 +567,12 @@ async function main() {
   const strategies = strategyScenarios();
   const peers = peerScenarios();
   const needNative = [...runs, ...strategies].some((r) => r.env === "native") || peers.some((p) => p.kind === "native");
-  const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native") || peers.some((p) => p.kind === "wasm");
-  say(`${runs.length} runs, ${strategies.length} strategy comparisons and ${peers.length} runs beside native llama.cpp${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
+  const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native") || peers.some(inBrowser);
+  say(`${runs.length} runs, ${strategies.length} strategy comparisons and ${peers.length} runs on SmolLM2's peer files${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
   await prepare(needNative, needBrowser);
-  const peerAbsent = peers.length ? await preparePeer() : null;
+  // llama-cpp-python runs llama.cpp's runs, and makes the Q8_0 file when it is missing.
+  const needPython = peers.some((p) => p.kind === "llamacpp" || !existsSync(join(REPO, p.path)));
+  const peerAbsent = needPython ? await preparePeer() : null;
 
   const results = {
     meta: {
@@ -565,7 +588,7 @@ async function main() {
     },
     runs: [],
     strategies: [],
-    peer: peers.length ? { llamaCpp: [], ours: [] } : null,
+    peer: peers.length ? { llamaCpp: [], ours: [], wllama: [] } : null,
   };
   const done = (r, res) => {
     const n = res.stepMs?.length ?? res.arrivalMs.length;
@@ -597,12 +620,19 @@ async function main() {
     const tps = res.decode ? decodeTpsOf(res.decode.stepMs) : decodeTpsOf(res.decodeStepMs);
     say(`  done: decode ${tps?.toFixed(1) ?? "—"} tok/s, prefill of ${res.prefill.tokens} tokens ${((res.prefill.tokens * 1000) / res.prefill.ms).toFixed(0)} tok/s`);
   };
+  const wllamaDone = (res) => {
+    const a = res.arrivalMs;
+    const tps = a.length > 1 ? ((a.length - 1) * 1000) / (a[a.length - 1] - a[0]) : null;
+    say(`  done: ${res.threads} thread${res.threads === 1 ? "" : "s"}, decode ${tps?.toFixed(1) ?? "—"} tok/s by token arrival on the page`);
+  };
   // A failed peer run is reported and left out (its row reads absent); the rest of the bench goes on.
   const peerFailed = (p, err) => {
-    say(`  failed: ${String(err.message ?? err).split("\n")[0]}`);
+    const message = String(err.message ?? err).split("\n")[0];
+    say(`  failed: ${message}`);
     if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, absent: "its run failed" });
+    if (p.kind === "wllama") results.peer.wllama.push({ file: p.file, threads: p.threads, absent: `its run failed: ${message}` });
   };
-  for (const p of peers.filter((x) => x.kind !== "wasm")) {
+  for (const p of peers.filter((x) => !inBrowser(x))) {
     say(`[${++i}/${total}] ${p.id}`);
     if (peerAbsent && (p.kind === "llamacpp" || p.file === "q8_0")) {
       say(`  absent: ${peerAbsent}`);
@@ -633,7 +663,8 @@ async function main() {
       for (const r of runs.filter((x) => x.env !== "native")) {
         say(label(r));
         browser.setPrefix(`${r.id}: `);
-        done(r, r.env === "wasm" ? await runWasm(browser, r) : await runWllama(browser, r));
+        const gguf = MODELS.find((m) => m.id === r.model).gguf;
+        done(r, r.env === "wasm" ? await runWasm(browser, r) : await runWllama(browser, { url: gguf, prompt: r.prompt, maxTokens: r.maxTokens }));
         if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
       }
       for (const st of strategies.filter((x) => x.env === "wasm")) {
@@ -642,17 +673,24 @@ async function main() {
         compared(st, await strategiesWasm(browser, st));
         if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
       }
-      for (const p of peers.filter((x) => x.kind === "wasm")) {
+      for (const p of peers.filter(inBrowser)) {
         say(`[${++i}/${total}] ${p.id}`);
         if (!existsSync(join(REPO, p.path))) {
           say(`  absent: no ${p.path}`);
+          if (p.kind === "wllama") results.peer.wllama.push({ file: p.file, threads: p.threads, absent: `no ${p.path}` });
           continue;
         }
         browser.setPrefix(`${p.id}: `);
         try {
-          const res = await runOursPeer(p, browser);
-          peerDone(p, res);
-          results.peer.ours.push(res);
+          if (p.kind === "wllama") {
+            const res = await runWllama(browser, { url: `/${p.path}`, prompt: PEER_DECODE.prompt, maxTokens: PEER_DECODE.tokens, threads: p.threads });
+            wllamaDone(res);
+            results.peer.wllama.push({ file: p.file, ...res });
+          } else {
+            const res = await runOursPeer(p, browser);
+            peerDone(p, res);
+            results.peer.ours.push(res);
+          }
         } catch (err) {
           peerFailed(p, err);
         }
