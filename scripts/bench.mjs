@@ -30,7 +30,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
@@ -69,7 +69,8 @@ const QUICK = flag("--quick");
 const ONLY = option("--only") ? new RegExp(option("--only")) : null;
 const BROWSER = option("--browser") ?? "chromium";
 if (!BROWSERS[BROWSER]) throw new Error(`--browser takes ${Object.keys(BROWSERS).join(" or ")}, not ${BROWSER}`);
-const OUT = join(REPO, option("--out") ?? (QUICK ? "bench/out/quick" : "bench"));
+// Relative to the repository, or absolute.
+const OUT = resolve(REPO, option("--out") ?? (QUICK ? "bench/out/quick" : "bench"));
 
 // ------------------------------------------------------------------ scenarios
 

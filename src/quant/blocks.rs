@@ -106,7 +106,7 @@ impl GroupBlock for BlockQ4_0 {
 }
 
 /// The 32 weights of a 16-byte `qs`: low nibbles are elements 0..16, high nibbles 16..32; less `bias`.
-pub(super) fn nibbles(qs: &[u8; 16], q: &mut [i8], bias: i8) {
+fn nibbles(qs: &[u8; 16], q: &mut [i8], bias: i8) {
     for (j, &b) in qs.iter().enumerate() {
         q[j] = (b & 0x0F) as i8 - bias;
         q[j + 16] = (b >> 4) as i8 - bias;

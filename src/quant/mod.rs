@@ -6,9 +6,9 @@
 //! convert to this one form without changing a weight. A decode step
 //! multiplies one row by every weight once, so its speed is set by the bytes
 //! it reads: 1.125 to 1.25 per weight with one byte per `q` (plus the
-//! offsets of the asymmetric formats), against 4 for `f32`. In wasm the 4-bit
+//! offsets of the asymmetric formats), against 4 for `f32`. The 4-bit
 //! formats (Q4_0, Q4_1, Q4_K) keep two `q` to a byte, 0.625 to 0.75 bytes per
-//! weight ([`HOLD_NIBBLES`]).
+//! weight ([`Ints::Nibbles`]).
 //!
 //! The activations become integers too, so the inner loop is an integer dot
 //! product (`i32x4.dot_i16x8_s` in wasm SIMD) on weights widened to 16 bits in
@@ -64,26 +64,7 @@ enum Ints {
 /// Bytes of packed nibbles per group of 32 weights.
 const NIBBLE_GROUP: usize = 16;
 
-/// Whether the 4-bit formats are held two weights to a byte. In wasm that
-/// halves their memory and makes decode faster (fewer bytes to read for the
-/// same instructions); natively on x86-64 a byte per weight is faster, since
-/// AVX2 widens bytes as it loads them while nibbles cost extra instructions
-/// (docs/performance.md, step 4, has both measurements). The kernel tests run
-/// both forms on every target.
-const HOLD_NIBBLES: bool = cfg!(target_arch = "wasm32");
-
 impl Ints {
-    /// Group `g` of `width` integers into `out`.
-    fn group(&self, g: usize, width: usize, out: &mut [i8]) {
-        match self {
-            Ints::Bytes(q) => out.copy_from_slice(&q[g * width..(g + 1) * width]),
-            Ints::Nibbles { packed, zero } => {
-                let bytes = &packed[g * NIBBLE_GROUP..(g + 1) * NIBBLE_GROUP];
-                blocks::nibbles(bytes.try_into().expect("16 bytes"), out, *zero);
-            }
-        }
-    }
-
     fn bytes(&self) -> usize {
         match self {
             Ints::Bytes(q) => q.len(),
@@ -134,14 +115,9 @@ impl QuantMatrix {
     /// to fill; `cols` is a multiple of the block's length. `None` when memory
     /// runs out.
     pub fn for_blocks<B: GroupBlock>(rows: usize, cols: usize) -> Option<Self> {
-        Self::for_blocks_held::<B>(rows, cols, HOLD_NIBBLES)
-    }
-
-    /// [`Self::for_blocks`], two weights to a byte if `nibbles` and `B` allows.
-    fn for_blocks_held<B: GroupBlock>(rows: usize, cols: usize, nibbles: bool) -> Option<Self> {
         let n = rows * cols;
         let groups = n / B::WIDTH;
-        let q = match B::NIBBLES.filter(|_| nibbles) {
+        let q = match B::NIBBLES {
             Some(zero) => Ints::Nibbles {
                 packed: zeroed::<u8>(n / 2)?,
                 zero,
@@ -197,12 +173,32 @@ impl QuantMatrix {
 
     /// Row `r` as `f32`, appended to `out` (an embedding lookup).
     pub fn row_into(&self, r: usize, out: &mut Vec<f32>) {
-        let (groups, w) = (self.cols / self.width, self.width);
-        let mut q = [0i8; 32];
-        for g in r * groups..(r + 1) * groups {
-            let offset = self.offsets.as_ref().map(|o| o[g]);
-            self.q.group(g, w, &mut q[..w]);
-            out.extend(q[..w].iter().map(|&q| dequant(q, self.scales[g], offset)));
+        let groups = self.cols / self.width;
+        let at = out.len();
+        out.resize(at + self.cols, 0.0);
+        let row = &mut out[at..];
+        let first = r * groups;
+        let scales = &self.scales[first..first + groups];
+        let offsets = self.offsets.as_ref().map(|o| &o[first..first + groups]);
+        match &self.q {
+            Ints::Bytes(q) => {
+                let q = &q[r * self.cols..(r + 1) * self.cols];
+                dequant_groups(q, self.width, scales, offsets, row, |q| q as f32);
+            }
+            Ints::Nibbles { packed, zero } => {
+                let packed = &packed[r * self.cols / 2..(r + 1) * self.cols / 2];
+                let zero = *zero as f32;
+                let groups = packed
+                    .chunks_exact(NIBBLE_GROUP)
+                    .zip(row.chunks_exact_mut(32));
+                for (g, (bytes, out)) in groups.enumerate() {
+                    // Weights 0..16 are the low nibbles, 16..32 the high ones.
+                    let (low, high) = out.split_at_mut(16);
+                    let (scale, offset) = (&scales[g..g + 1], offsets.map(|o| &o[g..g + 1]));
+                    dequant_groups(bytes, 16, scale, offset, low, |b| (b & 0x0F) as f32 - zero);
+                    dequant_groups(bytes, 16, scale, offset, high, |b| (b >> 4) as f32 - zero);
+                }
+            }
         }
     }
 
@@ -262,6 +258,37 @@ fn zeroed<T: Clone + Default>(n: usize) -> Option<Vec<T>> {
     v.try_reserve_exact(n).ok()?;
     v.resize(n, T::default());
     Some(v)
+}
+
+/// [`dequant`] over groups of `width`: `dst[i] = q(src[i]) · scale + offset`,
+/// the offset added only where there is one (so a `-0.0` stays `-0.0`), in a
+/// loop per form that the compiler vectorizes.
+#[inline(always)]
+fn dequant_groups<T: Copy>(
+    src: &[T],
+    width: usize,
+    scales: &[f32],
+    offsets: Option<&[f32]>,
+    dst: &mut [f32],
+    q: impl Fn(T) -> f32,
+) {
+    let groups = src.chunks_exact(width).zip(dst.chunks_exact_mut(width));
+    match offsets {
+        Some(offsets) => {
+            for ((src, dst), (&scale, &m)) in groups.zip(scales.iter().zip(offsets)) {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = q(s) * scale + m;
+                }
+            }
+        }
+        None => {
+            for ((src, dst), &scale) in groups.zip(scales) {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = q(s) * scale;
+                }
+            }
+        }
+    }
 }
 
 /// The one formula from a group to `f32`, shared with the GGUF dequantizers so
@@ -339,7 +366,7 @@ mod tests {
             for b in raw.iter_mut().skip(1).step_by(2) {
                 *b &= 0b1011_1111;
             }
-            let mut m = QuantMatrix::for_blocks_held::<B>(rows, cols, true).unwrap();
+            let mut m = QuantMatrix::for_blocks::<B>(rows, cols).unwrap();
             m.unpack_blocks::<B>(0, &raw);
             assert!(m.is_4_bit());
             assert_eq!(
