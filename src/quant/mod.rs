@@ -171,7 +171,8 @@ impl QuantMatrix {
         matches!(self.q, Ints::Nibbles { .. })
     }
 
-    /// Row `r` as `f32`, appended to `out` (an embedding lookup).
+    /// Row `r` as `f32`, appended to `out`: an embedding lookup, a row of a
+    /// dequantized tile (`tiled`) or of [`Self::dequantize`].
     pub fn row_into(&self, r: usize, out: &mut Vec<f32>) {
         let groups = self.cols / self.width;
         let at = out.len();
@@ -190,13 +191,14 @@ impl QuantMatrix {
                 let zero = *zero as f32;
                 let groups = packed
                     .chunks_exact(NIBBLE_GROUP)
-                    .zip(row.chunks_exact_mut(32));
+                    .zip(row.chunks_exact_mut(2 * NIBBLE_GROUP));
                 for (g, (bytes, out)) in groups.enumerate() {
                     // Weights 0..16 are the low nibbles, 16..32 the high ones.
-                    let (low, high) = out.split_at_mut(16);
+                    let (low, high) = out.split_at_mut(NIBBLE_GROUP);
                     let (scale, offset) = (&scales[g..g + 1], offsets.map(|o| &o[g..g + 1]));
-                    dequant_groups(bytes, 16, scale, offset, low, |b| (b & 0x0F) as f32 - zero);
-                    dequant_groups(bytes, 16, scale, offset, high, |b| (b >> 4) as f32 - zero);
+                    let w = NIBBLE_GROUP;
+                    dequant_groups(bytes, w, scale, offset, low, |b| (b & 0x0F) as f32 - zero);
+                    dequant_groups(bytes, w, scale, offset, high, |b| (b >> 4) as f32 - zero);
                 }
             }
         }
