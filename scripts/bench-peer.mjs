@@ -1,5 +1,6 @@
 // Native llama.cpp and wllama as the bench's peers on SmolLM2's two files: figures, target checks
-// and the results.md sections.
+// and the results.md sections; and the checks every target uses (`missedBy`, `verdict`) and the
+// ours ÷ a peer target (`ratioTarget`), which bench-report.mjs imports from here.
 //
 // scripts/bench.mjs writes `results.peer`: `llamaCpp` (scripts/llama-peer.py per GGUF: decode step
 // times and the ~400-token prefill), `ours` (the same decode and prefill, by our CLI and in wasm,
@@ -52,36 +53,68 @@ export function peerFigures(results) {
   return { rows: ["q4_1", "q8_0"].map(row) };
 }
 
-function ratioTarget(name, factor, ours, theirs, what) {
-  const target = `≥ ${factor.toFixed(2)}×`;
-  if (ours == null || theirs == null) return { name, target, value: null, met: null, summary: "not measured (native llama.cpp absent or the run left out)" };
+// ------------------------------------------------------------------ target checks
+
+/** Whether `value` meets `target` and, if not, by what fraction of the target it falls short; null without a value. */
+export function missedBy(value, target, higherIsBetter = true) {
+  if (value == null) return null;
+  const met = higherIsBetter ? value >= target : value <= target;
+  if (met) return { met: true, by: null };
+  const by = higherIsBetter ? (target - value) / target : (value - target) / target;
+  return { met: false, by };
+}
+
+/** A check in words: "met", "missed by N%" (one decimal under 10%, whole percents above), or "not measured". */
+export function verdict(check) {
+  if (!check) return "not measured";
+  return check.met ? "met" : `missed by ${(check.by * 100).toFixed(check.by < 0.1 ? 1 : 0)}%`;
+}
+
+/** How the page-side comparisons with wllama are timed. */
+export const ON_PAGE = "timed by token arrival on the page";
+
+/**
+ * The target ours ÷ `peer` ≥ `factor`, both in tok/s, shown with `digits` decimals. Without either
+ * figure, "not measured", with `why` in brackets when given. `how`: how both were timed, after the
+ * figures; `engine`: { ours, theirs } by each engine's own per-token timer, for the detail line.
+ */
+export function ratioTarget(name, factor, ours, theirs, { peer, why = null, how = null, engine = null, digits = 1 }) {
+  const target = `≥ ${factor.toFixed(digits)}×`;
+  if (ours == null || theirs == null) return { name, target, value: null, met: null, summary: why ? `not measured (${why})` : "not measured" };
   const value = ours / theirs;
-  const met = value >= factor;
-  const by = met ? null : (factor - value) / factor;
+  const check = missedBy(value, factor);
+  const timers =
+    engine?.ours != null && engine.theirs
+      ? `by each engine's own per-token timer: ${fmt(engine.ours)} vs ${fmt(engine.theirs)} tok/s (${(engine.ours / engine.theirs).toFixed(2)}×)`
+      : "";
   return {
     name,
     target,
     value,
-    met,
-    by,
-    summary: `ours ÷ llama.cpp = ${value.toFixed(2)}× (${met ? "met" : `missed by ${(by * 100).toFixed(0)}%`}): ${fmt(ours)} vs ${fmt(theirs)} ${what}`,
+    met: check.met,
+    by: check.by,
+    summary: `ours ÷ ${peer} = ${value.toFixed(2)}× (${verdict(check)}): ${fmt(ours)} vs ${fmt(theirs)} tok/s${how ? `, ${how}` : ""}`,
+    detail: engine ? timers : undefined, // no detail line at all without `engine`
   };
 }
+
+// ------------------------------------------------------------------ against native llama.cpp
 
 /** Issue 15's targets against native llama.cpp (one thread, same machine, same run). */
 export function peerTargets(results) {
   const f = peerFigures(results);
   const q41 = f?.rows.find((r) => r.file === "q4_1");
+  const against = { peer: "llama.cpp", why: "native llama.cpp absent or the run left out", digits: 2 };
   return [
-    ratioTarget("SmolLM2 Q4_1 decode in wasm ≥ 0.75 × native llama.cpp (one thread)", 0.75, q41?.wasm.decode, q41?.llama?.decode, "tok/s"),
+    ratioTarget("SmolLM2 Q4_1 decode in wasm ≥ 0.75 × native llama.cpp (one thread)", 0.75, q41?.wasm.decode, q41?.llama?.decode, against),
     ratioTarget(
       `SmolLM2 Q4_1 prefill of ${q41?.llama?.prefillTokens ?? "~400"} tokens in wasm ≥ 0.5 × native llama.cpp`,
       0.5,
       q41?.wasm.prefill,
       q41?.llama?.prefill,
-      "tok/s",
+      against,
     ),
-    ratioTarget("SmolLM2 Q4_1 decode, native CLI ≥ 0.75 × native llama.cpp (one thread)", 0.75, q41?.native.decode, q41?.llama?.decode, "tok/s"),
+    ratioTarget("SmolLM2 Q4_1 decode, native CLI ≥ 0.75 × native llama.cpp (one thread)", 0.75, q41?.native.decode, q41?.llama?.decode, against),
   ];
 }
 
@@ -101,7 +134,6 @@ function againstWllama(row, threads) {
   return { ratio: ours / w.pageDecode, ours, theirs: w.pageDecode, oursEngine: row.wasm.decode, theirsEngine: w.decode };
 }
 
-const verdict = (met, by) => (met ? "met" : `missed by ${(by * 100).toFixed(by < 0.1 ? 1 : 0)}%`);
 const pair = (c) => `${fmt(c.ours)} vs ${fmt(c.theirs)} tok/s`;
 
 /** Issue 15's targets against wllama on SmolLM2's two files; "not measured" when a run is missing. */
@@ -110,23 +142,15 @@ export function wllamaTargets(results) {
   const row = (file) => f?.rows.find((r) => r.file === file) ?? null;
   const list = [];
   {
-    const name = "SmolLM2 Q8_0 decode in wasm ≥ 3.5 × wllama on Q8_0 (single thread)";
-    const target = "≥ 3.5×";
     const c = againstWllama(row("q8_0"), 1);
-    if (c.ratio == null) list.push({ name, target, value: null, met: null, summary: `not measured (${c.why})` });
-    else {
-      const met = c.ratio >= 3.5;
-      const by = met ? null : (3.5 - c.ratio) / 3.5;
-      list.push({
-        name,
-        target,
-        value: c.ratio,
-        met,
-        by,
-        summary: `ours ÷ wllama = ${c.ratio.toFixed(2)}× (${verdict(met, by)}): ${pair(c)}, timed by token arrival on the page`,
-        detail: c.theirsEngine ? `by each engine's own per-token timer: ${fmt(c.oursEngine)} vs ${fmt(c.theirsEngine)} tok/s (${(c.oursEngine / c.theirsEngine).toFixed(2)}×)` : "",
-      });
-    }
+    list.push(
+      ratioTarget("SmolLM2 Q8_0 decode in wasm ≥ 3.5 × wllama on Q8_0 (single thread)", 3.5, c.ours, c.theirs, {
+        peer: "wllama",
+        why: c.why,
+        how: ON_PAGE,
+        engine: { ours: c.oursEngine, theirs: c.theirsEngine },
+      }),
+    );
   }
   {
     // Met when ours is ahead on both files; missed as soon as one is behind, even with the other unmeasured.
@@ -146,7 +170,7 @@ export function wllamaTargets(results) {
       met,
       by,
       summary: measured.length
-        ? `${met == null ? "not measured on both files" : verdict(met, by)}: ours ÷ wllama with 2 threads, ${files.map(part).join("; ")}, timed by token arrival on the page`
+        ? `${met == null ? "not measured on both files" : verdict({ met, by })}: ours ÷ wllama with 2 threads, ${files.map(part).join("; ")}, ${ON_PAGE}`
         : `not measured (${files.map(({ file, c }) => `${file.toUpperCase()}: ${c.why}`).join("; ")})`,
       detail: engine.length ? `by each engine's own per-token timer: ${engine.join(", ")}` : "",
     });

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { peerSection, peerTargets, wllamaSection, wllamaTargets } from "./bench-peer.mjs";
+import { missedBy, ON_PAGE, peerSection, peerTargets, ratioTarget, verdict, wllamaSection, wllamaTargets } from "./bench-peer.mjs";
 
 export const POSITIONS = [16, 64, 128, 200];
 const SPREAD = 2; // ms/token at position p: the median of the tokens p-2 .. p+2 (single tokens are noisy)
@@ -140,40 +140,17 @@ export function strategyFigures(st) {
 const full = (r) => r && !r.cut && perToken(r).length >= r.fullTokens;
 const x = (v, d = 1) => (v == null ? "—" : `${v.toFixed(d)}×`);
 
-function missedBy(value, target, higherIsBetter = true) {
-  if (value == null) return null;
-  const met = higherIsBetter ? value >= target : value <= target;
-  if (met) return { met: true, by: null };
-  const by = higherIsBetter ? (target - value) / target : (value - target) / target;
-  return { met: false, by };
-}
-
-function verdict(check) {
-  if (!check) return "not measured";
-  return check.met ? "met" : `missed by ${(check.by * 100).toFixed(check.by < 0.1 ? 1 : 0)}%`;
-}
-
-/** The cache-on vs cache-off speedup: total generation time (prefill included) off ÷ on. */
 // Ours vs wllama: decode tokens/s as the page sees them (token arrivals on the main thread).
 function peerTarget(results, model, factor, name) {
-  const target = `≥ ${factor.toFixed(1)}×`;
   const ours = find(results, `wasm-flex-${model}-prealloc`);
   const peer = find(results, `wllama-${model}`);
-  if (!ours || !peer) return { name, target, value: null, met: null, summary: "not measured" };
-  const fo = figures(ours);
-  const fp = figures(peer);
-  const value = fo.pageDecodeTps / fp.pageDecodeTps;
-  const check = missedBy(value, factor);
-  const engine = fp.decodeTps ? fo.decodeTps / fp.decodeTps : null;
-  return {
-    name,
-    target,
-    value,
-    met: check.met,
-    by: check.by,
-    summary: `ours ÷ wllama = ${x(value, 2)} (${verdict(check)}): ${fo.pageDecodeTps.toFixed(1)} vs ${fp.pageDecodeTps.toFixed(1)} tok/s, timed by token arrival on the page`,
-    detail: engine ? `by each engine's own per-token timer: ${fo.decodeTps.toFixed(1)} vs ${fp.decodeTps.toFixed(1)} tok/s (${x(engine, 2)})` : "",
-  };
+  const fo = ours && figures(ours);
+  const fp = peer && figures(peer);
+  return ratioTarget(name, factor, fo?.pageDecodeTps, fp?.pageDecodeTps, {
+    peer: "wllama",
+    how: ON_PAGE,
+    engine: { ours: fo?.decodeTps, theirs: fp?.decodeTps },
+  });
 }
 
 /** The wasm memory after a run of `model` with `cache` (wasm, flex) against `most` MiB. */
@@ -195,6 +172,7 @@ function memoryTarget(results, model, cache, most, name) {
   };
 }
 
+/** The cache-on vs cache-off speedup: total generation time (prefill included) off ÷ on. */
 function speedupTarget(results, model, target, name) {
   const on = find(results, `wasm-flex-${model}-prealloc`);
   const offs = results.runs.filter((r) => r.env === "wasm" && r.model === model && r.cache === "off");
