@@ -1,6 +1,5 @@
 // Native llama.cpp and wllama as the bench's peers on SmolLM2's two files: figures, target checks
-// and the results.md sections; and the checks every target uses (`missedBy`, `verdict`) and the
-// ours ÷ a peer target (`ratioTarget`), which bench-report.mjs imports from here.
+// and the results.md sections.
 //
 // scripts/bench.mjs writes `results.peer`: `llamaCpp` (scripts/llama-peer.py per GGUF: decode step
 // times and the ~400-token prefill), `ours` (the same decode and prefill, by our CLI and in wasm,
@@ -8,12 +7,13 @@
 // count: the tokens' arrival times on the page and llama.cpp's own per-token times). wllama with one
 // thread on the Q4_1 file is the main run `wllama-smollm2` in `results.runs`.
 
+import { fmt, ON_PAGE, ratioTarget, verdict } from "./bench-targets.mjs";
+
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
 const decodeTps = (stepMs) => (stepMs?.length > 1 ? ((stepMs.length - 1) * 1000) / sum(stepMs.slice(1)) : null);
 const prefillTps = (p) => (p?.ms ? (p.tokens * 1000) / p.ms : null);
 // Decode by the tokens' arrival times on the page's main thread, as bench-report.mjs's page tok/s.
 const pageTps = (arrivalMs) => (arrivalMs?.length > 1 ? ((arrivalMs.length - 1) * 1000) / (arrivalMs[arrivalMs.length - 1] - arrivalMs[0]) : null);
-const fmt = (v, d = 1) => (v == null ? "—" : v.toFixed(d));
 
 /** The peers' and our figures, by GGUF (`q4_1`, `q8_0`) and env; wllama's by thread count. */
 export function peerFigures(results) {
@@ -51,51 +51,6 @@ export function peerFigures(results) {
     };
   };
   return { rows: ["q4_1", "q8_0"].map(row) };
-}
-
-// ------------------------------------------------------------------ target checks
-
-/** Whether `value` meets `target` and, if not, by what fraction of the target it falls short; null without a value. */
-export function missedBy(value, target, higherIsBetter = true) {
-  if (value == null) return null;
-  const met = higherIsBetter ? value >= target : value <= target;
-  if (met) return { met: true, by: null };
-  const by = higherIsBetter ? (target - value) / target : (value - target) / target;
-  return { met: false, by };
-}
-
-/** A check in words: "met", "missed by N%" (one decimal under 10%, whole percents above), or "not measured". */
-export function verdict(check) {
-  if (!check) return "not measured";
-  return check.met ? "met" : `missed by ${(check.by * 100).toFixed(check.by < 0.1 ? 1 : 0)}%`;
-}
-
-/** How the page-side comparisons with wllama are timed. */
-export const ON_PAGE = "timed by token arrival on the page";
-
-/**
- * The target ours ÷ `peer` ≥ `factor`, both in tok/s, shown with `digits` decimals. Without either
- * figure, "not measured", with `why` in brackets when given. `how`: how both were timed, after the
- * figures; `engine`: { ours, theirs } by each engine's own per-token timer, for the detail line.
- */
-export function ratioTarget(name, factor, ours, theirs, { peer, why = null, how = null, engine = null, digits = 1 }) {
-  const target = `≥ ${factor.toFixed(digits)}×`;
-  if (ours == null || theirs == null) return { name, target, value: null, met: null, summary: why ? `not measured (${why})` : "not measured" };
-  const value = ours / theirs;
-  const check = missedBy(value, factor);
-  const timers =
-    engine?.ours != null && engine.theirs
-      ? `by each engine's own per-token timer: ${fmt(engine.ours)} vs ${fmt(engine.theirs)} tok/s (${(engine.ours / engine.theirs).toFixed(2)}×)`
-      : "";
-  return {
-    name,
-    target,
-    value,
-    met: check.met,
-    by: check.by,
-    summary: `ours ÷ ${peer} = ${value.toFixed(2)}× (${verdict(check)}): ${fmt(ours)} vs ${fmt(theirs)} tok/s${how ? `, ${how}` : ""}`,
-    detail: engine ? timers : undefined, // no detail line at all without `engine`
-  };
 }
 
 // ------------------------------------------------------------------ against native llama.cpp

@@ -11,7 +11,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { missedBy, ON_PAGE, peerSection, peerTargets, ratioTarget, verdict, wllamaSection, wllamaTargets } from "./bench-peer.mjs";
+import { peerSection, peerTargets, wllamaSection, wllamaTargets } from "./bench-peer.mjs";
+import { missedBy, ON_PAGE, ratioTarget, verdict } from "./bench-targets.mjs";
 
 export const POSITIONS = [16, 64, 128, 200];
 const SPREAD = 2; // ms/token at position p: the median of the tokens p-2 .. p+2 (single tokens are noisy)
