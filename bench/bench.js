@@ -1,6 +1,7 @@
 // The in-browser half of `npm run bench` (scripts/bench.mjs drives it through playwright-core).
 //
-//   window.benchOurs(cfg)    our model in the page's Web Worker (/worker.js), exactly as the demo runs it
+//   window.benchOurs(cfg)    our model in the page's Web Worker (/worker.js), exactly as the demo runs it,
+//                            one thread or, on its multi-threaded build, several
 //   window.benchStrategies(cfg)  the cache strategies head to head in one such worker
 //   window.benchWllama(cfg)  wllama (npm @wllama/wllama: llama.cpp compiled to wasm) on the same GGUF,
 //                            one thread or, the page being cross-origin isolated, several
@@ -45,15 +46,31 @@ async function expect(next, type) {
   }
 }
 
-/** A fresh worker (the demo page's) with the model loaded. */
+/**
+ * A fresh worker (the demo page's) with the model loaded, on `cfg.threads` threads (default 1):
+ * `worker.js?threads=N` runs the multi-threaded build with a pool of N where it can, and falls back
+ * to one thread where it cannot. A fallback fails here, so that a one-thread run never passes for
+ * a threaded one.
+ */
 async function startWorker(cfg) {
-  const worker = new Worker("/worker.js", { type: "module" });
-  const next = inbox(worker);
-  await expect(next, "ready");
-  const loadStart = performance.now();
-  worker.postMessage({ type: "load", source: cfg.source, options: cfg.options ?? {} });
-  const loaded = await expect(next, "loaded");
-  return { worker, next, loaded, loadWallMs: loaded.at - loadStart };
+  const asked = cfg.threads ?? 1;
+  const worker = new Worker(`/worker.js?threads=${asked}`, { type: "module" });
+  try {
+    const next = inbox(worker);
+    await expect(next, "ready");
+    const loadStart = performance.now();
+    worker.postMessage({ type: "load", source: cfg.source, options: cfg.options ?? {} });
+    const loaded = await expect(next, "loaded");
+    const threads = loaded.data.info.threads ?? 1;
+    if (threads !== asked) {
+      const why = loaded.data.info.threadsNote ? ` (${loaded.data.info.threadsNote})` : "";
+      throw new Error(`asked the worker for ${asked} threads, it runs on ${threads}${why}`);
+    }
+    return { worker, next, loaded, threads, loadWallMs: loaded.at - loadStart };
+  } catch (err) {
+    worker.terminate();
+    throw err;
+  }
 }
 
 /**
@@ -94,8 +111,8 @@ async function generation(w, run) {
 
 /**
  * One run of our model through the demo page's worker, in a fresh worker (so the wasm memory
- * measured after the run is this run's peak).
- * cfg: { source, options, prompt, maxTokens, useCache, cache, window, every, warmupTokens }
+ * measured after the run is this run's peak), on `threads` threads (default 1; see startWorker).
+ * cfg: { source, options, prompt, maxTokens, useCache, cache, window, every, warmupTokens, threads }
  */
 window.benchOurs = async function benchOurs(cfg) {
   const w = await startWorker(cfg);
@@ -113,6 +130,7 @@ window.benchOurs = async function benchOurs(cfg) {
     const done = run.done;
     return {
       backend: w.loaded.data.info.backend,
+      threads: w.threads,
       loadMs: w.loaded.data.info.loadMs ?? w.loadWallMs,
       loadWallMs: w.loadWallMs,
       stepMs: run.stepMs,
@@ -141,7 +159,7 @@ window.benchOurs = async function benchOurs(cfg) {
  *   turns token by token, every whole step timed, `rounds` times, so that drift in the machine's
  *   speed falls on both alike.
  * cfg: { source, options, caches: [{ cache, window }], costTokens,
- *        interleave: { prompt, tokens, rounds, warmupTokens } | null }
+ *        interleave: { prompt, tokens, rounds, warmupTokens } | null, threads }
  */
 window.benchStrategies = async function benchStrategies(cfg) {
   const w = await startWorker(cfg);

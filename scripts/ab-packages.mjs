@@ -46,7 +46,7 @@ function buildPackage(dir) {
   execFileSync("bash", ["scripts/build-wasm.sh"], {
     cwd: dir,
     stdio: "inherit",
-    env: { ...process.env, CARGO_TARGET_DIR: join(REPO, "target") },
+    env: { ...process.env, CARGO_TARGET_DIR: join(REPO, "target"), KVCACHE_THREADS: "0" }, // the A/B page loads the single-thread build
   });
 }
 

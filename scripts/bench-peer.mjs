@@ -3,7 +3,8 @@
 //
 // scripts/bench.mjs writes `results.peer`: `llamaCpp` (scripts/llama-peer.py per GGUF: decode step
 // times and the ~400-token prefill), `ours` (the same decode and prefill, by our CLI and in wasm,
-// cache prealloc, flex backend) and `wllama` (the same decode in the browser, per GGUF and thread
+// cache prealloc, flex backend; in wasm on `threads` threads, 1 where the field is absent, 2 on the
+// multi-threaded build) and `wllama` (the same decode in the browser, per GGUF and thread
 // count: the tokens' arrival times on the page and llama.cpp's own per-token times). wllama with one
 // thread on the Q4_1 file is the main run `wllama-smollm2` in `results.runs`.
 
@@ -15,14 +16,20 @@ const prefillTps = (p) => (p?.ms ? (p.tokens * 1000) / p.ms : null);
 // Decode by the tokens' arrival times on the page's main thread, as bench-report.mjs's page tok/s.
 const pageTps = (arrivalMs) => (arrivalMs?.length > 1 ? ((arrivalMs.length - 1) * 1000) / (arrivalMs[arrivalMs.length - 1] - arrivalMs[0]) : null);
 
-/** The peers' and our figures, by GGUF (`q4_1`, `q8_0`) and env; wllama's by thread count. */
+const threadsOf = (p) => p.threads ?? 1;
+
+/**
+ * The peers' and our figures, by GGUF (`q4_1`, `q8_0`) and env, ours in wasm and wllama's by
+ * thread count; `oursTwoThreads`: whether ours ran (or was meant to run) on two threads.
+ */
 export function peerFigures(results) {
   const peer = results.peer;
   if (!peer) return null;
   const llama = (file) => peer.llamaCpp?.find((p) => p.file === file) ?? null;
-  const ours = (env, file) => {
-    const o = peer.ours?.find((p) => p.env === env && p.file === file);
+  const ours = (env, file, threads = 1) => {
+    const o = peer.ours?.find((p) => p.env === env && p.file === file && threadsOf(p) === threads);
     return {
+      absent: o ? (o.absent ?? null) : "not run",
       decode: decodeTps(o?.decodeStepMs),
       pageDecode: pageTps(o?.decodeArrivalMs),
       prefill: prefillTps(o?.prefill),
@@ -46,11 +53,12 @@ export function peerFigures(results) {
       absent: l?.absent ?? (l ? null : "not run"),
       llama: l && !l.absent ? { decode: decodeTps(l.decode.stepMs), prefill: prefillTps(l.prefill), prefillTokens: l.prefill?.tokens } : null,
       wasm: ours("wasm", file),
+      wasm2: ours("wasm", file, 2),
       native: ours("native", file),
       wllama: { 1: wllama(file, 1), 2: wllama(file, 2) },
     };
   };
-  return { rows: ["q4_1", "q8_0"].map(row) };
+  return { rows: ["q4_1", "q8_0"].map(row), oursTwoThreads: peer.ours?.some((p) => p.env === "wasm" && threadsOf(p) === 2) ?? false };
 }
 
 // ------------------------------------------------------------------ against native llama.cpp
@@ -74,19 +82,22 @@ export function peerTargets(results) {
 }
 
 /**
- * Ours in wasm (one thread, the peer runs') ÷ wllama with `threads` on one file, both timed by the
- * tokens' arrival on the page as the main runs' comparison with wllama is; without a ratio, why not.
+ * Ours in wasm (the peer runs', on `oursThreads` threads) ÷ wllama with `threads` on one file, both
+ * timed by the tokens' arrival on the page as the main runs' comparison with wllama is; without a
+ * ratio, why not.
  */
-function againstWllama(row, threads) {
+function againstWllama(row, threads, oursThreads = 1) {
   const w = row?.wllama[threads];
-  const ours = row?.wasm.pageDecode;
+  const o = oursThreads === 2 ? row?.wasm2 : row?.wasm;
+  const ours = o?.pageDecode;
   if (ours == null || w?.pageDecode == null) {
     const why = [];
-    if (ours == null) why.push(`no \`peer-smollm2-${row?.file ?? "?"}-wasm\` run with arrival times`);
+    const id = `peer-smollm2-${row?.file ?? "?"}-wasm${oursThreads === 2 ? "-2threads" : ""}`;
+    if (ours == null) why.push(o?.absent && o.absent !== "not run" ? `\`${id}\` absent: ${o.absent}` : `no \`${id}\` run with arrival times`);
     if (w?.pageDecode == null) why.push(`wllama's run absent: ${w?.absent ?? "not run"}`);
     return { ratio: null, why: why.join("; ") };
   }
-  return { ratio: ours / w.pageDecode, ours, theirs: w.pageDecode, oursEngine: row.wasm.decode, theirsEngine: w.decode };
+  return { ratio: ours / w.pageDecode, ours, theirs: w.pageDecode, oursEngine: o.decode, theirsEngine: w.decode };
 }
 
 const pair = (c) => `${fmt(c.ours)} vs ${fmt(c.theirs)} tok/s`;
@@ -109,9 +120,14 @@ export function wllamaTargets(results) {
   }
   {
     // Met when ours is ahead on both files; missed as soon as one is behind, even with the other unmeasured.
-    const name = "SmolLM2 decode in wasm (one thread) ahead of wllama with 2 threads (COOP/COEP), Q4_1 and Q8_0";
+    // Ours on two threads against wllama's two (like for like) when our two-thread runs were made,
+    // else ours on one thread.
+    const two = f?.oursTwoThreads === true;
+    const name = two
+      ? "SmolLM2 decode in wasm with 2 threads ahead of wllama with 2 threads (COOP/COEP), Q4_1 and Q8_0"
+      : "SmolLM2 decode in wasm (one thread) ahead of wllama with 2 threads (COOP/COEP), Q4_1 and Q8_0";
     const target = "> 1× on both files";
-    const files = ["q4_1", "q8_0"].map((file) => ({ file, c: againstWllama(row(file), 2) }));
+    const files = ["q4_1", "q8_0"].map((file) => ({ file, c: againstWllama(row(file), 2, two ? 2 : 1) }));
     const measured = files.filter(({ c }) => c.ratio != null);
     const worst = measured.length ? Math.min(...measured.map(({ c }) => c.ratio)) : null;
     const met = worst != null && worst <= 1 ? false : measured.length === files.length ? true : null;
@@ -125,7 +141,7 @@ export function wllamaTargets(results) {
       met,
       by,
       summary: measured.length
-        ? `${met == null ? "not measured on both files" : verdict({ met, by })}: ours ÷ wllama with 2 threads, ${files.map(part).join("; ")}, ${ON_PAGE}`
+        ? `${met == null ? "not measured on both files" : verdict({ met, by })}: ours${two ? " with 2 threads" : ""} ÷ wllama with 2 threads, ${files.map(part).join("; ")}, ${ON_PAGE}`
         : `not measured (${files.map(({ file, c }) => `${file.toUpperCase()}: ${c.why}`).join("; ")})`,
       detail: engine.length ? `by each engine's own per-token timer: ${engine.join(", ")}` : "",
     });
@@ -133,48 +149,81 @@ export function wllamaTargets(results) {
   return list;
 }
 
-/** results.md's section against wllama: ours in wasm on one thread, wllama on one and on two. */
+/**
+ * results.md's section against wllama: ours in wasm on one thread, wllama on one and on two; ours on
+ * two as well where those runs were made (the columns appear only then).
+ */
 export function wllamaSection(results) {
   const f = peerFigures(results);
   if (!f?.rows.some((r) => r.wllama[1].pageDecode != null || r.wllama[2].pageDecode != null)) return null;
+  const two = f.oursTwoThreads;
   const out = ["## Against wllama, one and two threads (SmolLM2-135M-Instruct)", ""];
   out.push(
     `wllama${results.meta.wllama ? ` ${results.meta.wllama}` : ""} in the same headless browser on the same two files, CPU only: "Once upon a time", then 128 greedy tokens (EOS ignored) after a warm-up of 24. ` +
       "One thread (`n_threads: 1`; on Q4_1 the main run `wllama-smollm2`) and two (`n_threads: 2`: its one wasm starts pthreads because the page is cross-origin isolated by the server's COOP/COEP headers; the run fails unless `isMultithread()` is true and `getNumThreads()` is 2). " +
-      "Ours: the wasm decode runs of the section above (flex, prealloc, one thread). Decode tok/s by the tokens' arrival on the page's main thread, timed the same way for both engines; in brackets, each engine's own per-token timer.",
+      "Ours: the wasm decode runs of the section above (flex, prealloc, one thread). Decode tok/s by the tokens' arrival on the page's main thread, timed the same way for both engines; in brackets, each engine's own per-token timer." +
+      (two
+        ? " Ours on two threads: the same runs on our multi-threaded build (`peer-smollm2-<file>-wasm-2threads`: `worker.js?threads=2`, a rayon pool of 2 on shared memory; the run fails unless the worker reports 2 threads). Each \"ours ÷\" compares the same number of threads."
+        : ""),
   );
   out.push("");
-  out.push("| GGUF | ours in wasm, 1 thread | wllama, 1 thread | ours ÷ | wllama, 2 threads | ours ÷ | wllama 2 threads ÷ 1 |");
-  out.push("|---|---|---|---|---|---|---|");
+  if (two) {
+    out.push("| GGUF | ours in wasm, 1 thread | wllama, 1 thread | ours ÷ | ours in wasm, 2 threads | wllama, 2 threads | ours ÷ | wllama 2 threads ÷ 1 | ours 2 threads ÷ 1 |");
+    out.push("|---|---|---|---|---|---|---|---|---|");
+  } else {
+    out.push("| GGUF | ours in wasm, 1 thread | wllama, 1 thread | ours ÷ | wllama, 2 threads | ours ÷ | wllama 2 threads ÷ 1 |");
+    out.push("|---|---|---|---|---|---|---|");
+  }
   const cell = (w) => (w.absent ? `absent (${w.absent})` : `${fmt(w.pageDecode)} (${fmt(w.decode)})`);
   const ratio = (a, b) => (a != null && b != null ? `${(a / b).toFixed(2)}×` : "—");
   for (const r of f.rows) {
-    const [one, two] = [r.wllama[1], r.wllama[2]];
-    out.push(
-      `| ${r.file.toUpperCase()} | ${fmt(r.wasm.pageDecode)} (${fmt(r.wasm.decode)}) | ${cell(one)} | ${ratio(r.wasm.pageDecode, one.pageDecode)} | ${cell(two)} | ${ratio(r.wasm.pageDecode, two.pageDecode)} | ${ratio(two.pageDecode, one.pageDecode)} |`,
-    );
+    const [w1, w2] = [r.wllama[1], r.wllama[2]];
+    const ours1 = `${fmt(r.wasm.pageDecode)} (${fmt(r.wasm.decode)})`;
+    if (two) {
+      const ours2 = r.wasm2.absent ? `absent (${r.wasm2.absent})` : `${fmt(r.wasm2.pageDecode)} (${fmt(r.wasm2.decode)})`;
+      out.push(
+        `| ${r.file.toUpperCase()} | ${ours1} | ${cell(w1)} | ${ratio(r.wasm.pageDecode, w1.pageDecode)} | ${ours2} | ${cell(w2)} | ${ratio(r.wasm2.pageDecode, w2.pageDecode)} | ${ratio(w2.pageDecode, w1.pageDecode)} | ${ratio(r.wasm2.pageDecode, r.wasm.pageDecode)} |`,
+      );
+    } else {
+      out.push(`| ${r.file.toUpperCase()} | ${ours1} | ${cell(w1)} | ${ratio(r.wasm.pageDecode, w1.pageDecode)} | ${cell(w2)} | ${ratio(r.wasm.pageDecode, w2.pageDecode)} | ${ratio(w2.pageDecode, w1.pageDecode)} |`);
+    }
   }
   return out.join("\n");
 }
 
-/** results.md's section: the peer's absolute figures beside ours, and the ratios. */
+/**
+ * results.md's section: the peer's absolute figures beside ours, and the ratios; ours in wasm on two
+ * threads beside ours on one where those runs were made (no ratio: llama.cpp runs on one thread).
+ */
 export function peerSection(results) {
   const f = peerFigures(results);
   if (!f) return null;
+  const two = f.oursTwoThreads;
   const out = ["## Against native llama.cpp (SmolLM2-135M-Instruct)", ""];
   out.push(
     "llama-cpp-python 0.3.36 built with `-DGGML_NATIVE=ON`, ggml's AMX matmul left out (`n_threads = n_threads_batch = 1`), timed around its own `eval` calls with a numpy argmax (scripts/llama-peer.py); " +
       'decode: "Once upon a time" then 128 greedy tokens; prefill: bench/prefill.txt in one call, after a warm-up call. ' +
-      "Q8_0 is derived from the Q4_1 file by scripts/make-q8_0.py (gguf-py). Ours: the same decode (flex, prealloc) and the same text's prefill with one token generated, after a warm-up run, by the CLI and in the page's worker.",
+      "Q8_0 is derived from the Q4_1 file by scripts/make-q8_0.py (gguf-py). Ours: the same decode (flex, prealloc) and the same text's prefill with one token generated, after a warm-up run, by the CLI and in the page's worker." +
+      (two ? " *wasm, 2 threads*: the same wasm runs on our multi-threaded build with a pool of two threads (no ratio: llama.cpp runs on one here)." : ""),
   );
   out.push("");
-  out.push("| GGUF | llama.cpp decode tok/s | wasm decode tok/s | ÷ | native decode tok/s | ÷ | llama.cpp prefill tok/s | wasm prefill tok/s | ÷ | native prefill tok/s | ÷ |");
-  out.push("|---|---|---|---|---|---|---|---|---|---|---|");
   const ratio = (a, b) => (a != null && b != null ? `${(a / b).toFixed(2)}×` : "—");
+  const twoCell = (r, figure) => (r.wasm2.absent ? (figure === "decode" ? `absent (${r.wasm2.absent})` : "absent") : fmt(r.wasm2[figure]));
+  if (two) {
+    out.push(
+      "| GGUF | llama.cpp decode tok/s | wasm decode tok/s | ÷ | wasm, 2 threads, decode tok/s | native decode tok/s | ÷ | llama.cpp prefill tok/s | wasm prefill tok/s | ÷ | wasm, 2 threads, prefill tok/s | native prefill tok/s | ÷ |",
+    );
+    out.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+  } else {
+    out.push("| GGUF | llama.cpp decode tok/s | wasm decode tok/s | ÷ | native decode tok/s | ÷ | llama.cpp prefill tok/s | wasm prefill tok/s | ÷ | native prefill tok/s | ÷ |");
+    out.push("|---|---|---|---|---|---|---|---|---|---|---|");
+  }
   for (const r of f.rows) {
     const l = r.llama;
+    const wasmDecode = `${fmt(r.wasm.decode)} | ${ratio(r.wasm.decode, l?.decode)} |${two ? ` ${twoCell(r, "decode")} |` : ""}`;
+    const wasmPrefill = `${fmt(r.wasm.prefill)} | ${ratio(r.wasm.prefill, l?.prefill)} |${two ? ` ${twoCell(r, "prefill")} |` : ""}`;
     out.push(
-      `| ${r.file.toUpperCase()} | ${l ? fmt(l.decode) : `absent (${r.absent})`} | ${fmt(r.wasm.decode)} | ${ratio(r.wasm.decode, l?.decode)} | ${fmt(r.native.decode)} | ${ratio(r.native.decode, l?.decode)} | ${l ? fmt(l.prefill) : "absent"} | ${fmt(r.wasm.prefill)} | ${ratio(r.wasm.prefill, l?.prefill)} | ${fmt(r.native.prefill)} | ${ratio(r.native.prefill, l?.prefill)} |`,
+      `| ${r.file.toUpperCase()} | ${l ? fmt(l.decode) : `absent (${r.absent})`} | ${wasmDecode} ${fmt(r.native.decode)} | ${ratio(r.native.decode, l?.decode)} | ${l ? fmt(l.prefill) : "absent"} | ${wasmPrefill} ${fmt(r.native.prefill)} | ${ratio(r.native.prefill, l?.prefill)} |`,
     );
   }
   return out.join("\n");

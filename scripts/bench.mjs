@@ -20,10 +20,11 @@
 // variant (scripts/make-q8_0.py), each beside the same runs of ours natively and in wasm. wllama
 // decodes those files too (runs `peer-*-wllama*`, their own section in results.md): one thread on
 // Q8_0 (on Q4_1 that is the main run `wllama-smollm2`), and two threads on each, its pthreads build
-// (the page is cross-origin isolated), against ours in wasm on one.
+// (the page is cross-origin isolated), against ours in wasm on one and, on our multi-threaded build
+// (pkg/threads/), on two (runs `peer-*-wasm-2threads`).
 //
-// It builds what is missing first: the CLI (cargo build --release), pkg/ (npm run build, about ten
-// minutes), the model (scripts/fetch-model.sh), llama-cpp-python in bench/.venv (bench/requirements-peer.txt
+// It builds what is missing first: the CLI (cargo build --release), pkg/ and pkg/threads/ (npm run
+// build, about ten minutes), the model (scripts/fetch-model.sh), llama-cpp-python in bench/.venv (bench/requirements-peer.txt
 // built with -DGGML_NATIVE=ON and without AMX, 5 to 15 minutes; if that fails the peer is marked absent) and the Q8_0
 // file. The whole run takes about fifteen minutes on 2 cores.
 
@@ -171,14 +172,21 @@ function scenarios() {
 // `--only peer` selects them all and the main runs' filters (`wasm.*smollm2`) none.
 // wllama decodes the same files in the browser (no prefill): `peer-smollm2-q8_0-wllama` with one
 // thread (on Q4_1 the main run `wllama-smollm2` is that run), `peer-smollm2-<file>-wllama-2threads`
-// with two. Their ids end in the engine and its threads: `--only peer` still selects every run on
-// these files, `--only wllama` every wllama run (main and peer), `--only 2threads` the two-thread ones.
+// with two. Ours in wasm runs them on one thread and, on the multi-threaded build, on two
+// (`peer-smollm2-<file>-wasm-2threads`: decode and prefill, as on one). Their ids end in the engine
+// and its threads: `--only peer` still selects every run on these files, `--only wllama` every
+// wllama run (main and peer), `--only 2threads` the two-thread ones, ours and wllama's.
 const PEER_FILES = { q4_1: MODEL_FILE, q8_0: Q8_FILE };
 
 function peerScenarios() {
   const list = [];
   for (const kind of ["llamacpp", "native", "wasm"]) {
-    for (const file of Object.keys(PEER_FILES)) list.push({ id: `peer-smollm2-${file}-${kind}`, kind, file, path: PEER_FILES[file] });
+    for (const file of Object.keys(PEER_FILES)) {
+      list.push({ id: `peer-smollm2-${file}-${kind}`, kind, file, path: PEER_FILES[file], ...(kind === "wasm" ? { threads: 1 } : {}) });
+    }
+  }
+  for (const file of Object.keys(PEER_FILES)) {
+    list.push({ id: `peer-smollm2-${file}-wasm-2threads`, kind: "wasm", threads: 2, file, path: PEER_FILES[file] });
   }
   list.push({ id: "peer-smollm2-q8_0-wllama", kind: "wllama", threads: 1, file: "q8_0", path: Q8_FILE });
   for (const file of Object.keys(PEER_FILES)) {
@@ -251,7 +259,7 @@ function newestSource() {
   return newest;
 }
 
-async function prepare(needNative, needBrowser) {
+async function prepare(needNative, needBrowser, needThreads) {
   if (needNative) {
     say("cargo build --release --bin kvcache (a no-op when it is up to date)");
     await run("cargo", ["build", "--release", "--bin", "kvcache"]);
@@ -262,12 +270,16 @@ async function prepare(needNative, needBrowser) {
     await run("bash", ["scripts/fetch-model.sh"]);
   }
   if (needBrowser) {
-    if (!existsSync(join(REPO, "pkg/kvcache_wasm.js"))) {
-      say("pkg/ is missing: npm run build (wasm-pack, about ten minutes on 2 cores)");
+    const builds = ["pkg", ...(needThreads ? ["pkg/threads"] : [])];
+    const missing = builds.filter((dir) => !existsSync(join(REPO, dir, "kvcache_wasm.js")));
+    if (missing.length) {
+      say(`${missing.join(" and ")} missing: npm run build (wasm-pack, about ten minutes on 2 cores)`);
       await run("npm", ["run", "build"]);
     }
-    const stale = newestSource() > statSync(join(REPO, "pkg/kvcache_wasm_bg.wasm")).mtimeMs;
-    if (stale) say("warning: pkg/ is older than src/ (or Cargo.toml, assets/): the wasm figures are of the old build; npm run build first for current ones");
+    for (const dir of builds) {
+      const stale = newestSource() > statSync(join(REPO, dir, "kvcache_wasm_bg.wasm")).mtimeMs;
+      if (stale) say(`warning: ${dir}/ is older than src/ (or Cargo.toml, assets/): the wasm figures are of the old build; npm run build first for current ones`);
+    }
     if (!existsSync(join(WLLAMA_DIR, "esm/wasm/wllama.wasm"))) {
       throw new Error("node_modules/@wllama/wllama is missing: run npm ci (or npm install)");
     }
@@ -322,8 +334,10 @@ async function runOursPeer(p, browser) {
     const prefill = await generate(PREFILL_TEXT, 1);
     return { env: "native", file: p.file, decodeStepMs: decode.step_ms, ids: decode.generated_ids, prefill: { tokens: prefill.prompt_ids.length, ms: prefill.prefill_ms } };
   }
-  const ours = (prompt, maxTokens, warmupTokens) =>
-    browser.page.eval((cfg) => window.benchOurs(cfg), {
+  // benchOurs fails a run whose worker does not run on the threads asked for; checked here again.
+  const threads = p.threads ?? 1;
+  const ours = async (prompt, maxTokens, warmupTokens) => {
+    const out = await browser.page.eval((cfg) => window.benchOurs(cfg), {
       source: { kind: "url", url: `/${p.path}` },
       options: { backend: "flex" },
       prompt,
@@ -332,12 +346,17 @@ async function runOursPeer(p, browser) {
       cache: "prealloc",
       every: every(maxTokens),
       warmupTokens,
+      threads,
     });
+    if (out.threads !== threads) throw new Error(`asked for ${threads} threads, the worker ran on ${out.threads}`);
+    return out;
+  };
   const decode = await ours(PEER_DECODE.prompt, PEER_DECODE.tokens, WARMUP);
   const prefill = await ours(PREFILL_TEXT, 1, 1);
   return {
     env: "wasm",
     file: p.file,
+    threads,
     decodeStepMs: decode.stepMs,
     // The tokens' arrivals on the page: what the comparison with wllama times.
     decodeArrivalMs: decode.arrivalMs,
@@ -570,7 +589,7 @@ async function main() {
   const needNative = [...runs, ...strategies].some((r) => r.env === "native") || peers.some((p) => p.kind === "native");
   const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native") || peers.some(inBrowser);
   say(`${runs.length} runs, ${strategies.length} strategy comparisons and ${peers.length} runs on SmolLM2's peer files${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
-  await prepare(needNative, needBrowser);
+  await prepare(needNative, needBrowser, peers.some((p) => p.kind === "wasm" && p.threads > 1));
   // llama-cpp-python runs llama.cpp's runs, and makes the Q8_0 file when it is missing.
   const needPython = peers.some((p) => p.kind === "llamacpp" || !existsSync(join(REPO, p.path)));
   const peerAbsent = needPython ? await preparePeer() : null;
@@ -619,7 +638,8 @@ async function main() {
   }
   const peerDone = (p, res) => {
     const tps = res.decode ? decodeTpsOf(res.decode.stepMs) : decodeTpsOf(res.decodeStepMs);
-    say(`  done: decode ${tps?.toFixed(1) ?? "—"} tok/s, prefill of ${res.prefill.tokens} tokens ${((res.prefill.tokens * 1000) / res.prefill.ms).toFixed(0)} tok/s`);
+    const on = p.kind === "wasm" ? `${res.threads} thread${res.threads === 1 ? "" : "s"}, ` : "";
+    say(`  done: ${on}decode ${tps?.toFixed(1) ?? "—"} tok/s, prefill of ${res.prefill.tokens} tokens ${((res.prefill.tokens * 1000) / res.prefill.ms).toFixed(0)} tok/s`);
   };
   const wllamaDone = (res) => {
     const a = res.arrivalMs;
@@ -632,6 +652,7 @@ async function main() {
     say(`  failed: ${message}`);
     if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, absent: "its run failed" });
     if (p.kind === "wllama") results.peer.wllama.push({ file: p.file, threads: p.threads, absent: `its run failed: ${message}` });
+    if (p.kind === "wasm") results.peer.ours.push({ env: "wasm", file: p.file, threads: p.threads, absent: `its run failed: ${message}` });
   };
   for (const p of peers.filter((x) => !inBrowser(x))) {
     say(`[${++i}/${total}] ${p.id}`);
@@ -679,6 +700,7 @@ async function main() {
         if (!existsSync(join(REPO, p.path))) {
           say(`  absent: no ${p.path}`);
           if (p.kind === "wllama") results.peer.wllama.push({ file: p.file, threads: p.threads, absent: `no ${p.path}` });
+          if (p.kind === "wasm") results.peer.ours.push({ env: "wasm", file: p.file, threads: p.threads, absent: `no ${p.path}` });
           continue;
         }
         browser.setPrefix(`${p.id}: `);

@@ -6,7 +6,8 @@
 //   node scripts/serve.mjs --site /some/path/            serves dist/ at that path, to try it
 //
 // dist/ holds the page (www/), the worker, the package's JS and wasm (pkg/, built first with
-// `npm run build` when missing) and the chart library (uPlot), every reference relative, so it
+// `npm run build` when missing; both builds: the multi-threaded one runs where the host sends
+// the cross-origin isolation headers, COOP/COEP) and the chart library (uPlot), every reference relative, so it
 // works from a sub-path. The models are not copied: put them where --models points (the page's
 // `?models=URL` overrides it at run time). See docs/static-site.md.
 
@@ -43,6 +44,11 @@ rmSync(OUT, { recursive: true, force: true });
 cpSync(join(REPO, "www"), OUT, { recursive: true, filter: (src) => src !== join(REPO, "www/pkg") });
 mkdirSync(join(OUT, "pkg"));
 for (const f of PKG_FILES) cpSync(join(PKG, f), join(OUT, "pkg", f));
+// The multi-threaded build with wasm-bindgen-rayon's worker script (snippets/), when built.
+const THREADS = join(PKG, "threads");
+if (existsSync(join(THREADS, "kvcache_wasm.js"))) {
+  cpSync(THREADS, join(OUT, "pkg/threads"), { recursive: true, filter: (src) => !/\.d\.ts$/.test(src) });
+}
 mkdirSync(join(OUT, "vendor/uplot"), { recursive: true });
 for (const f of UPLOT_FILES) cpSync(join(UPLOT, f), join(OUT, "vendor/uplot", f));
 writeFileSync(

@@ -13,8 +13,11 @@
 //   /              -> www/                     the page itself
 // It answers GET and HEAD with Content-Length (the page's progress bar needs
 // the total) and the right MIME types, including application/wasm. It also
-// sends the cross-origin isolation headers, which give the worker's
-// performance.now() microsecond resolution for the per-token timings.
+// sends the cross-origin isolation headers (COOP/COEP), which let the page
+// load the multi-threaded build (pkg/threads/: SharedArrayBuffer) and give the
+// worker's performance.now() microsecond resolution for the per-token timings.
+// `ISOLATE=0` leaves them out, as many static hosts do: the page then runs the
+// single-thread build.
 //
 // `node scripts/serve.mjs --site /some/path/` serves the static build (dist/, made by
 // `npm run build:site`) at that path instead, with models/ at /some/path/models/.
@@ -89,7 +92,13 @@ function send(res, status, text, head = false) {
   res.end(head ? undefined : text);
 }
 
-async function handle(req, res, { repo, pkgDir, routes }, log) {
+/** The cross-origin isolation headers: what SharedArrayBuffer, so the threaded build, needs. */
+const ISOLATION = {
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Cross-Origin-Embedder-Policy": "require-corp",
+};
+
+async function handle(req, res, { repo, pkgDir, routes, isolate }, log) {
   const head = req.method === "HEAD";
   if (req.method !== "GET" && !head) {
     res.setHeader("Allow", "GET, HEAD");
@@ -120,8 +129,7 @@ async function handle(req, res, { repo, pkgDir, routes }, log) {
     // Always revalidate, so an edited page or a rebuilt pkg/ is picked up on reload.
     // (The model itself is kept by the page in the browser's Cache API.)
     "Cache-Control": "no-cache",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Embedder-Policy": "require-corp",
+    ...(isolate ? ISOLATION : {}),
     "Cross-Origin-Resource-Policy": "same-origin",
   });
   if (head) return res.end();
@@ -141,7 +149,8 @@ export function siteRoutes(base = "/") {
 /**
  * Starts the server; resolves to { server, port, url } once it listens.
  * `pkgDir` serves another build of the package at /pkg/ (default: the repo's pkg/); `routes`
- * replaces the URL map; `intercept(req, res)` may answer a request first (and return true).
+ * replaces the URL map; `intercept(req, res)` may answer a request first (and return true);
+ * `isolate: false` leaves out the cross-origin isolation headers.
  */
 export function startServer({
   port = 8080,
@@ -151,11 +160,12 @@ export function startServer({
   routes = ROUTES,
   intercept = () => false,
   quiet = true,
+  isolate = process.env.ISOLATE !== "0",
 } = {}) {
   const log = quiet ? () => {} : (line) => console.log(line);
   const server = createServer((req, res) => {
     if (intercept(req, res)) return;
-    handle(req, res, { repo, pkgDir, routes }, log).catch((err) => {
+    handle(req, res, { repo, pkgDir, routes, isolate }, log).catch((err) => {
       log(`500 ${req.url}: ${err.message}`);
       if (!res.headersSent) send(res, 500, "internal error\n");
       else res.destroy();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what scripts/test-wasm.sh, the e2e tests and `npm run build` need,
 # skipping what is already there (safe to run again): the wasm32 Rust target,
-# wasm-pack, wasm-bindgen-cli at the version in Cargo.lock, Debian's Chromium
+# the pinned nightly for the multi-threaded build, wasm-pack, wasm-bindgen-cli at the version in Cargo.lock, Debian's Chromium
 # with its driver and Firefox ESR with geckodriver (from crates.io, pinned), and
 # the npm dev dependencies (binaryen@132's wasm-opt, vite, the browser drivers)
 # with `npm ci`.
@@ -10,6 +10,14 @@ cd "$(dirname "$0")/.."
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
+fi
+
+# The multi-threaded build (scripts/build-wasm-threads.sh) rebuilds std with atomics
+# (-Z build-std): the nightly named in scripts/threads-toolchain, with rust-src and wasm32.
+nightly=$(cat scripts/threads-toolchain)
+if ! rustup component list --toolchain "$nightly" --installed 2>/dev/null | grep -q '^rust-src' \
+  || ! rustup target list --toolchain "$nightly" --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  rustup toolchain install "$nightly" --profile minimal --component rust-src --target wasm32-unknown-unknown
 fi
 
 if ! command -v wasm-pack >/dev/null; then

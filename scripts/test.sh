@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== native tests (cargo test --release)"
 cargo test --release --locked
+echo "== the matmuls split over threads: unit and reference tests (cargo test --release --features threads)"
+cargo test --release --locked --features threads --lib --test reference --test smollm2 --test gemma3
 if [ -f scripts/test-wasm.sh ]; then
   echo "== wasm, npm package and page tests"
   bash scripts/test-wasm.sh

@@ -17,6 +17,7 @@ pub mod generate;
 pub mod load;
 pub mod model;
 pub mod options;
+pub mod pool;
 pub mod quant;
 pub mod sampling;
 pub mod snapshot;

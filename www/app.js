@@ -47,7 +47,9 @@ function startWorker() {
   if (app.worker) app.worker.terminate();
   app.ready = false;
   app.outbox = [];
-  app.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  const url = new URL("./worker.js", import.meta.url);
+  url.searchParams.set("threads", String(threadCount()));
+  app.worker = new Worker(url, { type: "module" });
   app.worker.onmessage = ({ data }) => onWorkerMessage(data);
   app.worker.onerror = (event) => {
     event.preventDefault?.();
@@ -57,6 +59,18 @@ function startWorker() {
     app.queue = [];
     setStatus("idle");
   };
+}
+
+/**
+ * The threads the model runs on: `?threads=N` in the address, else two where the machine has
+ * them (one forward pass keeps two busy; more threads sleep between matmuls, and waking them
+ * cost more than it saved when measured: docs/performance.md, step 6). The worker runs one
+ * where the page is not cross-origin isolated.
+ */
+function threadCount() {
+  const asked = Number(new URLSearchParams(location.search).get("threads"));
+  if (Number.isInteger(asked) && asked >= 1) return Math.min(asked, 64);
+  return Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 2));
 }
 
 function send(msg) {
@@ -313,7 +327,9 @@ function onLoaded(msg) {
   bar.value = 1;
   const warm = app.model.warmUpTokens ? `, engine warmed up on ${app.model.warmUpTokens} tokens` : "";
   $("progress-text").textContent = `${app.model.label} ready (${seconds} s${warm})`;
-  $("model-info").textContent = describeConfig(app.model.config) + (msg.info.backend ? ` · burn ${msg.info.backend} backend` : "");
+  const threads = msg.info.threads > 1 ? ` · ${msg.info.threads} threads` : " · one thread";
+  $("model-info").textContent = describeConfig(app.model.config) + (msg.info.backend ? ` · burn ${msg.info.backend} backend` : "") + threads;
+  $("model-info").title = msg.info.threadsNote ?? "";
   $("model-terms").hidden = app.model.config.architecture !== "gemma3";
   const limit = maxSeqLen();
   if (limit) {
@@ -855,7 +871,7 @@ function wire() {
 // For the end-to-end test and the curious: the chart's data and the page's state.
 window.__kvcache = {
   get series() {
-    return app.runs.map((r) => ({ label: r.label, useCache: r.useCache, points: r.points.map((p) => [...p]), ttft: r.ttft, tokens: r.tokens, stopReason: r.stopReason }));
+    return app.runs.map((r) => ({ label: r.label, useCache: r.useCache, points: r.points.map((p) => [...p]), ttft: r.ttft, tokens: r.tokens, text: r.text, stopReason: r.stopReason }));
   },
   get status() {
     return app.status;

@@ -23,7 +23,7 @@
 //                                            with an error marked `cancelled`)
 // Messages out:
 //   { type: "ready" }  { type: "progress", loaded, total }
-//   { type: "loaded", info: { config, backend, loadMs, warmUpTokens }, state }
+//   { type: "loaded", info: { config, backend, threads, loadMs, warmUpTokens }, state }
 //   { type: "token", runId, event, state }   { type: "done", runId, stopReason, state }
 //   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "interleaved", result }
 //   { type: "qualityStart", tokens, truncated }  the passage's tokens (cut to the context if longer)
@@ -37,7 +37,16 @@
 // `state` is the cache panel's figures plus wasmMemoryBytes, the WebAssembly memory's size
 // (it only grows, so after a run it is the instance's peak).
 
+// The package's two builds: one thread, and the multi-threaded one (pkg/threads/), which needs a
+// cross-origin isolated page (COOP/COEP headers) for its shared memory. The page asks for a number
+// of threads in the worker's address (`worker.js?threads=N`); below two, or where the page is not
+// isolated, the single-thread build runs.
 const PKG = "./pkg/kvcache_wasm.js";
+const PKG_THREADS = "./pkg/threads/kvcache_wasm.js";
+const askedThreads = Number(new URL(self.location.href).searchParams.get("threads") ?? 1);
+const POOL_START_MS = 30_000;
+let threads = 1; // the threads the engine runs on (the pool's size)
+let threadsNote = ""; // why one thread, where more were asked for
 // How the package's every crash error begins (npm/engine-guard.js, src/wasm/crash.rs).
 const ENGINE_CRASHED = "the engine crashed: create a new one";
 
@@ -280,7 +289,7 @@ async function load({ source, options }) {
   const loadMs = performance.now() - started;
   const warmUpTokens = warmUp();
   lastLoad = { source, options };
-  post({ type: "loaded", info: { config: gen.config, backend: gen.backend, loadMs, warmUpTokens }, state: cacheState() });
+  post({ type: "loaded", info: { config: gen.config, backend: gen.backend, threads, threadsNote, loadMs, warmUpTokens }, state: cacheState() });
 }
 
 // Greedy tokens for about WARM_UP.ms, then a reset, before the model is announced as loaded: the
@@ -412,9 +421,42 @@ self.onmessage = async ({ data: msg }) => {
   }
 };
 
+/**
+ * The threaded build with its pool started, as `{ mod, exports }`, or null (with `threadsNote`
+ * saying why) to use the single-thread one.
+ */
+async function startThreaded() {
+  if (!(askedThreads >= 2)) return null;
+  if (!self.crossOriginIsolated) {
+    threadsNote = "the page is not cross-origin isolated (no COOP/COEP headers), so one thread";
+    return null;
+  }
+  try {
+    const mod = await import(PKG_THREADS);
+    const exports = await mod.default();
+    // The pool's workers start the module themselves; should one never report ready, the page
+    // runs on one thread rather than waiting forever.
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`its pool did not start within ${POOL_START_MS / 1000} s`)), POOL_START_MS);
+    });
+    await Promise.race([mod.initThreadPool(askedThreads), late]).finally(() => clearTimeout(timer));
+    threads = askedThreads;
+    return { mod, exports };
+  } catch (err) {
+    threadsNote = `the multi-threaded build did not start (${errorMessage(err)}), so one thread`;
+    console.warn(`kvcache worker: ${threadsNote}`);
+    return null;
+  }
+}
+
 try {
-  const mod = await import(PKG);
-  const exports = await mod.default();
+  let started = await startThreaded();
+  if (!started) {
+    const mod = await import(PKG);
+    started = { mod, exports: await mod.default() };
+  }
+  const { mod, exports } = started;
   wasmMemory = exports?.memory ?? null;
   Generator = mod.Generator;
   Bench = mod.Bench;

@@ -107,9 +107,13 @@ impl Model {
     pub fn forward_last(&self, ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         let start = cache.position();
         self.check(ids, start, cache.max_len())?;
-        let hidden = self.forward(ids, start, &mut Past::Cached(cache.layers_mut()));
+        let layers = cache.layers_mut();
+        let logits = crate::pool::on_pool(|| {
+            let hidden = self.forward(ids, start, &mut Past::Cached(layers));
+            self.logits_of_last(hidden)
+        });
         cache.advance(ids.len());
-        self.logits_of_last(hidden)
+        logits
     }
 
     /// Logits `[vocab]` for the last of `ids`, the whole sequence from position
@@ -118,7 +122,9 @@ impl Model {
     pub fn forward_last_uncached(&self, ids: &[u32], plans: &[LayerPlan]) -> Result<Vec<f32>> {
         self.check(ids, 0, cache::max_len(plans))?;
         let scale = self.config.attention_scale();
-        self.logits_of_last(self.forward(ids, 0, &mut Past::Recomputed { plans, scale }))
+        crate::pool::on_pool(|| {
+            self.logits_of_last(self.forward(ids, 0, &mut Past::Recomputed { plans, scale }))
+        })
     }
 
     /// The logits of every position of `ids`, the whole sequence from position
@@ -134,7 +140,8 @@ impl Model {
     ) -> Result<()> {
         self.check(ids, 0, cache::max_len(plans))?;
         let scale = self.config.attention_scale();
-        let hidden = self.forward(ids, 0, &mut Past::Recomputed { plans, scale });
+        let hidden =
+            crate::pool::on_pool(|| self.forward(ids, 0, &mut Past::Recomputed { plans, scale }));
         let vocab = self.config.vocab_size;
         for from in (0..ids.len()).step_by(HEAD_ROWS) {
             let to = (from + HEAD_ROWS).min(ids.len());

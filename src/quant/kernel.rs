@@ -8,6 +8,7 @@
 //! rounding at most.
 
 use super::{tiled, Ints, QuantMatrix, NIBBLE_GROUP};
+use crate::pool;
 
 /// Output rows whose weights are reused, from cache, across all activation rows.
 const ROW_TILE: usize = 16;
@@ -84,38 +85,43 @@ impl QuantMatrix {
         &self,
         x: &[f32],
         n: usize,
-        ints: impl Fn(usize) -> Q,
+        ints: impl Fn(usize) -> Q + Sync + Send,
     ) -> Vec<f32> {
         debug_assert_eq!((x.len(), self.width), (n * self.cols, W));
         let (rows, cols, groups) = (self.rows, self.cols, self.cols / W);
         let acts = Activations::new::<W>(x, self.offsets.is_some());
-        let mut out = vec![0.0f32; n * rows];
-        for tile in (0..rows).step_by(ROW_TILE) {
-            let end = (tile + ROW_TILE).min(rows);
-            for r in 0..n {
-                let x = Row {
-                    high: &acts.high[r * cols..(r + 1) * cols],
-                    low: &acts.low[r * cols..(r + 1) * cols],
-                    scales: &acts.scales[r * groups..(r + 1) * groups],
-                };
-                for o in tile..end {
-                    let w = WeightRow {
-                        q: ints(o),
-                        scales: &self.scales[o * groups..(o + 1) * groups],
-                    };
-                    let mut y = D::dot::<W, Q>(w, &x);
-                    if let Some(offsets) = &self.offsets {
-                        // A plain sum: 8 interleaved ones made wasm decode 9 % slower
-                        // (docs/performance.md, "A regression found by bisection").
-                        let sums = &acts.sums[r * groups..(r + 1) * groups];
-                        let off = &offsets[o * groups..(o + 1) * groups];
-                        y += off.iter().zip(sums).map(|(a, b)| a * b).sum::<f32>();
+        pool::by_row_tiles(
+            (rows, cols, n),
+            ROW_TILE,
+            || (),
+            |_, range, mut out| {
+                for tile in range.clone().step_by(ROW_TILE) {
+                    let end = (tile + ROW_TILE).min(range.end);
+                    for r in 0..n {
+                        let x = Row {
+                            high: &acts.high[r * cols..(r + 1) * cols],
+                            low: &acts.low[r * cols..(r + 1) * cols],
+                            scales: &acts.scales[r * groups..(r + 1) * groups],
+                        };
+                        for o in tile..end {
+                            let w = WeightRow {
+                                q: ints(o),
+                                scales: &self.scales[o * groups..(o + 1) * groups],
+                            };
+                            let mut y = D::dot::<W, Q>(w, &x);
+                            if let Some(offsets) = &self.offsets {
+                                // A plain sum: 8 interleaved ones made wasm decode 9 % slower
+                                // (docs/performance.md, "A regression found by bisection").
+                                let sums = &acts.sums[r * groups..(r + 1) * groups];
+                                let off = &offsets[o * groups..(o + 1) * groups];
+                                y += off.iter().zip(sums).map(|(a, b)| a * b).sum::<f32>();
+                            }
+                            out.put(r, o, y);
+                        }
                     }
-                    out[r * rows + o] = y;
                 }
-            }
-        }
-        out
+            },
+        )
     }
 }
 
@@ -594,7 +600,8 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn matmul_matches_dequantized_f64_reference() {
         // Rows not a multiple of the tiles, one and several activation rows (enough for the
-        // tiled path, with a partial block of rows), with and without offsets.
+        // tiled path, with a partial block of rows), with and without offsets; the last two
+        // large enough to be split over threads (`crate::pool`, feature `threads`).
         for (rows, cols, width, n, has_offsets) in [
             (37, 64, 32, 1, true),
             (20, 96, 32, 5, false),
@@ -603,6 +610,8 @@ mod tests {
             (5, 64, 16, 1, true),
             (37, 64, 32, 11, true),
             (17, 48, 16, 6, false),
+            (300, 256, 32, 1, true),
+            (300, 256, 32, 5, false),
         ] {
             let mut matrices = vec![random_matrix([rows, cols], width, has_offsets, rows as u64)];
             if width == 32 {

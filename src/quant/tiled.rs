@@ -15,6 +15,7 @@
 //! `DENSE_FROM_ROWS` in `src/model/layers.rs`).
 
 use super::QuantMatrix;
+use crate::pool;
 
 /// Activation rows from which [`QuantMatrix::matmul`] takes this path.
 pub const FROM_ROWS: usize = 4;
@@ -34,27 +35,32 @@ impl QuantMatrix {
     pub(super) fn matmul_tiled(&self, x: &[f32], n: usize) -> Vec<f32> {
         let (rows, cols) = (self.rows, self.cols);
         debug_assert_eq!(x.len(), n * cols);
-        let mut out = vec![0.0f32; n * rows];
-        let mut tile = Vec::with_capacity(TILE.min(rows) * cols);
-        for first in (0..rows).step_by(TILE) {
-            let end = (first + TILE).min(rows);
-            tile.clear();
-            for o in first..end {
-                self.row_into(o, &mut tile);
-            }
-            for r in (0..n).step_by(R) {
-                let rb = (n - r).min(R);
-                let xs = &x[r * cols..(r + rb) * cols];
-                let mut put = |i: usize, o: usize, y: f32| out[(r + i) * rows + first + o] = y;
-                match rb {
-                    4 => blocks::<4>(xs, &tile, cols, &mut put),
-                    3 => blocks::<3>(xs, &tile, cols, &mut put),
-                    2 => blocks::<2>(xs, &tile, cols, &mut put),
-                    _ => blocks::<1>(xs, &tile, cols, &mut put),
+        let scratch = || Vec::with_capacity(TILE.min(rows) * cols);
+        pool::by_row_tiles(
+            (rows, cols, n),
+            TILE,
+            scratch,
+            |tile: &mut Vec<f32>, range, mut out| {
+                for first in range.clone().step_by(TILE) {
+                    let end = (first + TILE).min(range.end);
+                    tile.clear();
+                    for o in first..end {
+                        self.row_into(o, tile);
+                    }
+                    for r in (0..n).step_by(R) {
+                        let rb = (n - r).min(R);
+                        let xs = &x[r * cols..(r + rb) * cols];
+                        let mut put = |i: usize, o: usize, y: f32| out.put(r + i, first + o, y);
+                        match rb {
+                            4 => blocks::<4>(xs, tile, cols, &mut put),
+                            3 => blocks::<3>(xs, tile, cols, &mut put),
+                            2 => blocks::<2>(xs, tile, cols, &mut put),
+                            _ => blocks::<1>(xs, tile, cols, &mut put),
+                        }
+                    }
                 }
-            }
-        }
-        out
+            },
+        )
     }
 }
 

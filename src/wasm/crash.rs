@@ -23,6 +23,8 @@ pub(super) fn install_panic_hook() {
         std::panic::set_hook(Box::new(|info| {
             // The panic's location and message, with a stack, in the console.
             console_error_panic_hook::hook(info);
+            // On a thread of the pool (the multi-threaded build), for the thread waiting on it.
+            crate::pool::note_panic(&info.to_string());
             wasm_bindgen::handler::schedule_reinit();
             wasm_bindgen::throw_str(&format!("{ENGINE_CRASHED} ({info})"));
         }));

@@ -38,6 +38,8 @@ pub use crash::ENGINE_CRASHED;
 pub use fetch::BROWSER_CACHE_NAME;
 pub use generator::Generator;
 pub use snapshot::CacheSnapshot;
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 impl From<Error> for JsValue {
     fn from(error: Error) -> JsValue {

@@ -55,10 +55,11 @@ function testRoutes(requests) {
 
 /**
  * Declares one suite: `scenarios` run in order in one `browser` ("chromium" or "firefox"), the
- * page served by scripts/serve.mjs with `routes` and opened at `path` (a sub-path for dist/).
+ * page served by scripts/serve.mjs with `routes` and opened at `path` (a sub-path for dist/),
+ * cross-origin isolated unless `isolate` is false (then the page runs the single-thread build).
  * `prepare` runs first (e.g. building dist/). Screenshots go to tests/e2e/screenshots/<label>/.
  */
-export function pageSuite({ label, browser, scenarios, routes = ROUTES, path = "/", prepare = () => {} }) {
+export function pageSuite({ label, browser, scenarios, routes = ROUTES, path = "/", isolate = true, prepare = () => {} }) {
   describe(`the demo page: ${label}`, { concurrency: false }, () => {
     const requests = [];
     const shots = join(REPO, "tests/e2e/screenshots", label);
@@ -67,6 +68,7 @@ export function pageSuite({ label, browser, scenarios, routes = ROUTES, path = "
     let temp;
     const t = {
       browserName: browser,
+      isolate,
       requests,
       base: null,
       /** Opens the page (`query` resolved against the page's address); its errors fail the test. */
@@ -107,7 +109,7 @@ export function pageSuite({ label, browser, scenarios, routes = ROUTES, path = "
       await prepare();
       mkdirSync(shots, { recursive: true });
       temp = mkdtempSync(join(tmpdir(), "kvcache-e2e-files-"));
-      const started = await startServer({ port: 0, pkgDir: PKG_DIR, routes, intercept: testRoutes(requests) });
+      const started = await startServer({ port: 0, pkgDir: PKG_DIR, routes, isolate, intercept: testRoutes(requests) });
       server = started.server;
       t.base = new URL(path, started.url).href;
       running = await launch(browser);
@@ -153,7 +155,15 @@ export async function waitIdle(page, timeout = 120_000) {
 
 /** Waits for the model to load; fails with the page's error message if it does not. */
 export async function waitLoaded(page, timeout = 180_000) {
-  await page.waitFor(() => window.__kvcache?.status === "idle" && (window.__kvcache.model || window.__kvcache.error), null, { timeout });
+  try {
+    await page.waitFor(() => window.__kvcache?.status === "idle" && (window.__kvcache.model || window.__kvcache.error), null, { timeout });
+  } catch (err) {
+    // Where it stopped: the page's status and progress line.
+    const where = await page
+      .eval(() => `status ${window.__kvcache?.status}, progress "${document.getElementById("progress-text")?.textContent}"`)
+      .catch(() => "the page does not answer");
+    throw new Error(`${err.message} waiting for the model to load (${where})`, { cause: err });
+  }
   const s = await kv(page);
   assert.equal(s.error, null, `loading failed: ${s.error}`);
   assert.ok(s.model, "a model is loaded");

@@ -98,6 +98,34 @@ async function chatTurn(page, message, { recompute = false, maxTokens = 6 } = {}
   return s.chat.at(-1);
 }
 
+/** The page asks for threads; it gets them where it is cross-origin isolated, else one. */
+const threads = {
+  name: "threads: the multi-threaded build where the page is cross-origin isolated, else one thread",
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
+    const [isolated, cores] = await page.eval(() => [self.crossOriginIsolated, navigator.hardwareConcurrency]);
+    assert.equal(isolated, t.isolate, "isolated exactly when the server sends COOP/COEP");
+    const info = await page.text(tid("model-info"));
+    const note = await prop(page, tid("model-info"), "title");
+    if (isolated && cores >= 2) {
+      assert.match(info, / · 2 threads$/, "two threads by default");
+    } else {
+      assert.match(info, / · one thread$/);
+      if (!isolated) assert.match(note, /not cross-origin isolated/, "the page says why one thread");
+    }
+    await setRun(page, { prompt: "Once upon a time", maxTokens: 12 });
+    const text = (await run(page, "run-cache")).series.at(-1).text;
+    await page.close();
+
+    // ?threads=1 asks for the single-thread build: the same greedy text.
+    const one = await t.openLoaded("?model=/fixtures/tiny-llama/&threads=1");
+    assert.match(await one.text(tid("model-info")), / · one thread$/);
+    await setRun(one, { prompt: "Once upon a time", maxTokens: 12 });
+    assert.equal((await run(one, "run-cache")).series.at(-1).text, text, "the same greedy text on one thread");
+    await t.done(one);
+  },
+};
+
 const tinyLlama = {
   name: "tiny Llama fixture: cache on and off, strategies, reset",
   async run(t) {
@@ -489,6 +517,32 @@ const smollm2 = {
   },
 };
 
+/**
+ * SmolLM2 on the page's threads (where the page is isolated) gives the greedy text it gives on one:
+ * every matmul of its forward passes is split over the pool (the tiny fixtures' are too small).
+ */
+const smollm2Threads = {
+  name: "SmolLM2-135M-Instruct: the same greedy text on the page's threads as on one thread",
+  timeout: 900_000,
+  skip: noSmollm2,
+  async run(t) {
+    const texts = [];
+    for (const query of ["", "?threads=1"]) {
+      const page = await t.open(query);
+      await waitLoaded(page, 600_000);
+      const threaded = !/ · one thread$/.test(await page.text(tid("model-info")));
+      const cores = await page.eval(() => navigator.hardwareConcurrency);
+      assert.equal(threaded, t.isolate && query === "" && cores >= 2, `threads exactly where the page asks on an isolated page (${query || "default"})`);
+      await setRun(page, { prompt: "The capital of France is", maxTokens: 24, chat: false });
+      const s = await run(page, "run-cache", 600_000);
+      texts.push(s.series.at(-1).text);
+      await t.done(page);
+    }
+    assert.ok(texts[0].length > 0);
+    assert.equal(texts[0], texts[1]);
+  },
+};
+
 /** Loading a real model goes to the site's models base, or to `?models=` (here a stand-in file). */
 const modelsBase = {
   name: "the real models come from ?models= when given",
@@ -499,6 +553,6 @@ const modelsBase = {
   },
 };
 
-export const FAST = [tinyLlama, precisionSinks, quality, tinyGpt2, errors, accessibility, storedModels, stop];
-export const ALL = [...FAST, gpt2Compare, smollm2];
+export const FAST = [threads, tinyLlama, precisionSinks, quality, tinyGpt2, errors, accessibility, storedModels, stop];
+export const ALL = [...FAST, gpt2Compare, smollm2, smollm2Threads];
 export const SITE = [...FAST.filter((s) => s !== stop), modelsBase];

@@ -1,6 +1,8 @@
 // The static build (npm run build:site -> dist/) served from a sub-path, /kv/demo/, in headless
 // Chromium: the fast scenarios of scenarios.mjs, plus the models' base URL given by ?models=
 // (there a stand-in: /elsewhere/SmolLM2-135M-Instruct.Q4_1.gguf serves the tiny GGUF fixture).
+// Served without the cross-origin isolation headers, as many static hosts serve it: the page
+// runs the single-thread build.
 // Screenshots: tests/e2e/screenshots/site/.
 
 import { spawnSync } from "node:child_process";
@@ -16,6 +18,7 @@ pageSuite({
   browser: "chromium",
   scenarios: SITE,
   path: PATH,
+  isolate: false,
   routes: [
     [PATH, "dist"],
     ["/fixtures/", "tests/fixtures"],

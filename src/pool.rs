@@ -1,0 +1,258 @@
+//! Threads, in builds with the cargo feature `threads` (in wasm: rayon's pool
+//! as Web Workers sharing the module's memory, `scripts/build-wasm-threads.sh`;
+//! natively: rayon's global pool). Without the feature, or in a wasm build
+//! whose page has not started the pool (`initThreadPool`), everything runs on
+//! the calling thread.
+//!
+//! A forward pass runs on a thread of the pool ([`on_pool`]) while another one
+//! spins, so each matmul's tiles of weight rows ([`by_row_tiles`]) are taken
+//! by both threads as soon as they are offered. Waking a sleeping pool thread
+//! for each matmul cost more than the split saved (docs/performance.md,
+//! "Measured, kept on a branch: threads").
+
+use std::ops::Range;
+
+/// Multiply-adds from which a matmul is split over the pool: every
+/// projection of SmolLM2's decode (the smallest, k and v, 192 × 576).
+#[cfg(any(feature = "threads", test))]
+const SPLIT_FROM: usize = 1 << 16;
+
+/// The threads a forward pass runs on: the pool's, with the feature `threads`
+/// (in wasm: one until the page has started the pool), else one.
+pub fn threads() -> usize {
+    #[cfg(feature = "threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    1
+}
+
+/// Runs `f` (a forward pass) on a thread of the pool while another thread of
+/// the pool spins, running the tiles `f`'s matmuls offer; the caller waits.
+/// On the calling thread when there is no pool of two or more.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "threads")]
+    if threads() >= 2 {
+        let pass = move || with_spinner(f);
+        #[cfg(target_arch = "wasm32")]
+        return watched(pass);
+        #[cfg(not(target_arch = "wasm32"))]
+        return pass();
+    }
+    f()
+}
+
+/// `f` on a thread of the pool beside [`spin`] on another (from outside the
+/// pool, rayon moves both into it).
+#[cfg(feature = "threads")]
+fn with_spinner<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (done, owner) = (AtomicBool::new(false), AtomicUsize::new(usize::MAX));
+    let (r, ()) = rayon::join(
+        || {
+            owner.store(
+                rayon::current_thread_index().unwrap_or(usize::MAX),
+                Ordering::Release,
+            );
+            let r = f();
+            done.store(true, Ordering::Release);
+            r
+        },
+        || spin(&done, &owner),
+    );
+    r
+}
+
+/// The message of a panic on a thread of the pool, noted by the wasm panic
+/// hook (src/wasm/crash.rs) on the panicking thread: a wasm panic aborts only
+/// the thread it happens on, so the thread waiting for the pool would wait
+/// forever; [`watched`] panics with it instead.
+#[cfg(feature = "threads")]
+static POOL_PANIC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Notes a panic (called by the panic hook, on the panicking thread) when it
+/// happens on a thread of the pool.
+pub fn note_panic(message: &str) {
+    #[cfg(feature = "threads")]
+    if rayon::current_thread_index().is_some() {
+        let _ = POOL_PANIC.set(message.to_owned());
+    }
+    #[cfg(not(feature = "threads"))]
+    let _ = message;
+}
+
+/// How often the waiting thread looks for a panic on the pool.
+#[cfg(all(feature = "threads", target_arch = "wasm32"))]
+const PANIC_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// `pass` on the pool, the caller waiting for its result (woken when it is
+/// there) and repeating a panic of the pool's threads as its own, which
+/// reaches the engine guard as a crash of the call.
+#[cfg(all(feature = "threads", target_arch = "wasm32"))]
+fn watched<R: Send>(pass: impl FnOnce() -> R + Send) -> R {
+    use std::sync::{Arc, Condvar, Mutex};
+    let done = Arc::new((Mutex::new(None), Condvar::new()));
+    let job = {
+        let done = Arc::clone(&done);
+        move || {
+            let r = pass();
+            let mut slot = done.0.lock().unwrap();
+            *slot = Some(r);
+            done.1.notify_one();
+        }
+    };
+    let job: Box<dyn FnOnce() + Send + '_> = Box::new(job);
+    // SAFETY: `job` borrows from the caller's frame, which outlives it: this
+    // function returns only once `job` has put its result in `done`, and when
+    // a thread of the pool panics instead, it panics itself, which aborts the
+    // instance without leaving the frame.
+    let job: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(job) };
+    rayon::spawn(job);
+    let (slot, ready) = &*done;
+    let mut result = slot.lock().unwrap();
+    loop {
+        if let Some(r) = result.take() {
+            return r;
+        }
+        if let Some(message) = POOL_PANIC.get() {
+            panic!("a thread of the pool panicked: {message}");
+        }
+        result = ready.wait_timeout(result, PANIC_CHECK).unwrap().0;
+    }
+}
+
+/// Idle rounds after which [`spin`] gives up: far longer than the gaps between
+/// a forward pass's matmuls, short enough that passes nested in each other
+/// (tests running side by side, say) are never held up for long.
+#[cfg(feature = "threads")]
+const IDLE_ROUNDS: u32 = 1 << 16;
+
+/// Runs whatever work the pool offers until `done`. Not on `f`'s own thread
+/// (which picks this job up itself when no other thread took it, and would
+/// then wait for itself), and not for more than [`IDLE_ROUNDS`] idle rounds.
+#[cfg(feature = "threads")]
+fn spin(done: &std::sync::atomic::AtomicBool, owner: &std::sync::atomic::AtomicUsize) {
+    use std::sync::atomic::Ordering;
+    if rayon::current_thread_index() == Some(owner.load(Ordering::Acquire)) {
+        return;
+    }
+    let mut idle = 0;
+    while !done.load(Ordering::Acquire) && idle < IDLE_ROUNDS {
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            idle = 0;
+        } else {
+            idle += 1;
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// A matmul's `[n, rows]` row-major output, from `tiles(state, range, out)`,
+/// which puts the outputs of the weight rows `range` into `out`, a tile of
+/// `tile_rows` at a time. On one thread it is called once, for all rows,
+/// writing in place, so the kernels' loops stay as they are (a call per tile
+/// made wasm decode 5% slower); split over the pool (from [`SPLIT_FROM`]
+/// multiply-adds, `rows · cols · n`) once per tile, each writing its own rows,
+/// `[tile_rows, n]`, the result transposed once. Each thread gets its own
+/// `state` from `init` (a scratch buffer, say).
+#[inline(always)]
+#[cfg_attr(not(feature = "threads"), allow(unused_variables))] // `cols`: only to split
+pub fn by_row_tiles<S>(
+    (rows, cols, n): (usize, usize, usize),
+    tile_rows: usize,
+    init: impl Fn() -> S + Sync + Send,
+    tiles: impl Fn(&mut S, Range<usize>, TileOut) + Sync + Send,
+) -> Vec<f32> {
+    #[cfg(feature = "threads")]
+    if rows * cols * n >= SPLIT_FROM {
+        use rayon::prelude::*;
+        let mut by_row = vec![0.0f32; rows * n];
+        by_row
+            .par_chunks_mut(tile_rows * n)
+            .enumerate()
+            .for_each_init(init, |state, (t, data)| {
+                let first = t * tile_rows;
+                let out = TileOut {
+                    data,
+                    row_stride: 1,
+                    out_stride: n,
+                    first,
+                };
+                tiles(state, first..(first + tile_rows).min(rows), out);
+            });
+        if n == 1 {
+            return by_row;
+        }
+        let mut out = vec![0.0f32; n * rows];
+        for (o, ys) in by_row.chunks_exact(n).enumerate() {
+            for (r, &y) in ys.iter().enumerate() {
+                out[r * rows + o] = y;
+            }
+        }
+        return out;
+    }
+    let mut out = vec![0.0f32; n * rows];
+    let data = &mut out[..];
+    tiles(
+        &mut init(),
+        0..rows,
+        TileOut {
+            data,
+            row_stride: rows,
+            out_stride: 1,
+            first: 0,
+        },
+    );
+    out
+}
+
+/// Where [`by_row_tiles`]'s `tile` puts its outputs.
+pub struct TileOut<'a> {
+    data: &'a mut [f32],
+    row_stride: usize,
+    out_stride: usize,
+    first: usize,
+}
+
+impl TileOut<'_> {
+    /// Output `o` (a weight row of the tile) of activation row `r`.
+    #[inline(always)]
+    pub fn put(&mut self, r: usize, o: usize, y: f32) {
+        self.data[r * self.row_stride + (o - self.first) * self.out_stride] = y;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+    /// Tiles computed wherever the pool runs them land in their place of the
+    /// `[n, rows]` output: a matmul large enough to be split (with the feature
+    /// `threads`), its rows not a multiple of the tile.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn tiles_land_in_place() {
+        let (rows, cols, n) = (300, 256, 3);
+        assert!(rows * cols * n >= super::SPLIT_FROM);
+        let value = |o: usize, r: usize| (o * 1000 + r) as f32;
+        let want: Vec<f32> = (0..n)
+            .flat_map(|r| (0..rows).map(move |o| value(o, r)))
+            .collect();
+        let got = super::on_pool(|| {
+            super::by_row_tiles(
+                (rows, cols, n),
+                16,
+                || (),
+                |_, range, mut out| {
+                    assert!(range.len() == rows || range.len() <= 16);
+                    for o in range {
+                        for r in 0..n {
+                            out.put(r, o, value(o, r));
+                        }
+                    }
+                },
+            )
+        });
+        assert_eq!(got, want);
+    }
+}
