@@ -8,7 +8,7 @@
 //! spins, so each matmul's tiles of weight rows ([`by_row_tiles`]) are taken
 //! by both threads as soon as they are offered. Waking a sleeping pool thread
 //! for each matmul cost more than the split saved (docs/performance.md,
-//! "Measured, kept on a branch: threads").
+//! step 6, "Threads").
 
 use std::ops::Range;
 
