@@ -4,31 +4,15 @@
 //! greedy ids with the pool running its forward passes.
 #![cfg(all(target_arch = "wasm32", feature = "threads"))]
 
-use js_sys::JSON;
-use serde::Deserialize;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 use kvcache_wasm::pool;
-use kvcache_wasm::wasm::{init_thread_pool, Generator};
+use kvcache_wasm::wasm::init_thread_pool;
+
+mod wasm_common;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
-
-const CONFIG: &str = include_str!("fixtures/tiny-llama/config.json");
-const WEIGHTS: &[u8] = include_bytes!("fixtures/tiny-llama/model.safetensors");
-const TOKENIZER: &str = include_str!("fixtures/tiny-llama/tokenizer.json");
-const EXPECTED: &str = include_str!("fixtures/tiny-llama/expected.json");
-
-#[derive(Deserialize)]
-struct Expected {
-    prompt: String,
-    greedy_ids: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct Generation {
-    ids: Vec<u32>,
-}
 
 #[wasm_bindgen_test]
 async fn the_pool_splits_matmuls_and_generates_the_reference_ids() {
@@ -59,18 +43,7 @@ async fn the_pool_splits_matmuls_and_generates_the_reference_ids() {
     });
     assert_eq!(got, want);
 
-    let exp: Expected = serde_json::from_str(EXPECTED).unwrap();
-    let mut g = Generator::from_hf_files(
-        CONFIG.into(),
-        js_sys::Uint8Array::from(WEIGHTS).into(),
-        TOKENIZER.into(),
-        wasm_bindgen::JsValue::UNDEFINED,
-    )
-    .unwrap();
-    let options = JSON::parse(r#"{"maxTokens": 16, "stopIds": []}"#).unwrap();
-    let out = g.generate((&exp.prompt).into(), options).unwrap();
-    let ids = serde_wasm_bindgen::from_value::<Generation>(out)
-        .unwrap()
-        .ids;
-    assert_eq!(ids, exp.greedy_ids);
+    let exp = wasm_common::expected();
+    let mut g = wasm_common::tiny_llama().unwrap();
+    assert_eq!(wasm_common::greedy_ids(&mut g, &exp), exp.greedy_ids);
 }

@@ -8,7 +8,9 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 use kvcache_wasm::pool;
-use kvcache_wasm::wasm::{init_thread_pool, Generator};
+use kvcache_wasm::wasm::init_thread_pool;
+
+mod wasm_common;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
@@ -20,13 +22,7 @@ async fn a_panic_on_the_pool_reaches_the_waiting_call() {
     // The package's panic hook (installed by its every constructor) notes a pool thread's panic;
     // the test harness's own hook runs first, to see the message the test expects.
     let harness = std::panic::take_hook();
-    let g = Generator::from_hf_files(
-        include_str!("fixtures/tiny-llama/config.json").into(),
-        js_sys::Uint8Array::from(&include_bytes!("fixtures/tiny-llama/model.safetensors")[..])
-            .into(),
-        include_str!("fixtures/tiny-llama/tokenizer.json").into(),
-        wasm_bindgen::JsValue::UNDEFINED,
-    );
+    let g = wasm_common::tiny_llama();
     assert!(g.is_ok());
     let package = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

@@ -4,37 +4,15 @@
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::{Promise, Reflect, Uint8Array, JSON};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
 
 use kvcache_wasm::wasm::Generator;
 
+mod wasm_common;
+use wasm_common::{greedy_ids, CONFIG, TOKENIZER, WEIGHTS};
+
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
-
-const CONFIG: &str = include_str!("fixtures/tiny-llama/config.json");
-const WEIGHTS: &[u8] = include_bytes!("fixtures/tiny-llama/model.safetensors");
-const TOKENIZER: &str = include_str!("fixtures/tiny-llama/tokenizer.json");
-const EXPECTED: &str = include_str!("fixtures/tiny-llama/expected.json");
-
-#[derive(Deserialize)]
-struct Expected {
-    prompt: String,
-    greedy_ids: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct Generation {
-    ids: Vec<u32>,
-}
-
-fn greedy_ids(g: &mut Generator, exp: &Expected) -> Vec<u32> {
-    let options = JSON::parse(r#"{"maxTokens": 16, "stopIds": []}"#).unwrap();
-    let out = g.generate((&exp.prompt).into(), options).unwrap();
-    serde_wasm_bindgen::from_value::<Generation>(out)
-        .unwrap()
-        .ids
-}
 
 #[wasm_bindgen_test]
 async fn generates_the_reference_ids_in_a_worker() {
@@ -45,15 +23,9 @@ async fn generates_the_reference_ids_in_a_worker() {
             .is_undefined(),
         "this runs in a worker"
     );
-    let exp: Expected = serde_json::from_str(EXPECTED).unwrap();
+    let exp = wasm_common::expected();
 
-    let mut g = Generator::from_hf_files(
-        CONFIG.into(),
-        Uint8Array::from(WEIGHTS).into(),
-        TOKENIZER.into(),
-        JsValue::UNDEFINED,
-    )
-    .unwrap();
+    let mut g = wasm_common::tiny_llama().unwrap();
     assert_eq!(greedy_ids(&mut g, &exp), exp.greedy_ids);
 
     // load() through a fake fetch on the worker's global scope.
