@@ -139,6 +139,10 @@ trait RowInts: Copy {
     #[cfg(target_arch = "x86_64")]
     fn len(self) -> usize;
 
+    /// Where the row's bytes start, and how many bytes a group of `W` takes.
+    #[cfg(target_arch = "x86_64")]
+    fn bytes<const W: usize>(self) -> (*const u8, usize);
+
     /// `(q_g · high_g, q_g · low_g)` over group `g` of `W`; `high` and `low`
     /// are the whole activation row's parts. The portable form.
     #[cfg_attr(
@@ -182,6 +186,12 @@ impl RowInts for Bytes<'_> {
     #[inline(always)]
     fn len(self) -> usize {
         self.0.len()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn bytes<const W: usize>(self) -> (*const u8, usize) {
+        (self.0.as_ptr() as *const u8, W)
     }
 
     #[inline(always)]
@@ -247,6 +257,12 @@ impl<const ZERO: i16> RowInts for Nibbles<'_, ZERO> {
     #[inline(always)]
     fn len(self) -> usize {
         self.0.len() * 2
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn bytes<const W: usize>(self) -> (*const u8, usize) {
+        (self.0.as_ptr(), NIBBLE_GROUP)
     }
 
     #[inline(always)]
@@ -518,6 +534,12 @@ mod x86 {
         _mm256_loadu_si256(x.add(at) as *const __m256i)
     }
 
+    /// How far ahead of the groups being multiplied their weights are fetched
+    /// into cache: the hardware's own prefetching leaves the loop waiting for
+    /// memory (docs/performance.md, step 7), and from a few kilobytes ahead the
+    /// weights have arrived when their turn comes.
+    const PREFETCH_AHEAD: usize = 4096;
+
     /// `total` plus group `g`'s products, scaled: `high + low / 2¹⁵` in one
     /// fused multiply-add, then another for the scale.
     ///
@@ -554,7 +576,12 @@ mod x86 {
                 // Even and odd groups into separate sums, so that two additions are in flight.
                 let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
                 let groups = w.scales.len();
+                let (bytes, group_bytes) = w.q.bytes::<W>();
                 for g in (0..groups - groups % 2).step_by(2) {
+                    // Past the row's end this reaches the next rows, which follow in memory;
+                    // a prefetch never faults, wherever it points.
+                    let ahead = bytes.wrapping_add(g * group_bytes + PREFETCH_AHEAD);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
                     even = add_group::<W, Q, M>(&w, x, g, even);
                     odd = add_group::<W, Q, M>(&w, x, g + 1, odd);
                 }

@@ -17,8 +17,12 @@
 use super::QuantMatrix;
 use crate::pool;
 
-/// Activation rows from which [`QuantMatrix::matmul`] takes this path.
-pub const FROM_ROWS: usize = 4;
+/// Activation rows from which [`QuantMatrix::matmul`] takes this path. On
+/// x86-64 the integer kernel fetches its weights ahead into cache and wins up
+/// to the 16 rows from which the model hands prompts to burn's GEMM; in wasm,
+/// which cannot prefetch, the tiles win from 4 rows (docs/performance.md,
+/// step 7).
+pub const FROM_ROWS: usize = if cfg!(target_arch = "x86_64") { 16 } else { 4 };
 /// Weight rows dequantized at a time: a tile of up to a few thousand columns
 /// stays in L2 while every activation row passes over it.
 const TILE: usize = 16;
