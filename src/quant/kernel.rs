@@ -13,6 +13,12 @@ use crate::pool;
 /// Output rows whose weights are reused, from cache, across all activation rows.
 const ROW_TILE: usize = 16;
 
+/// How many weight rows ahead of the one being multiplied the kernel fetches
+/// into cache. A decode reads every weight once, from memory, and the
+/// hardware's own prefetching left the loop waiting for it; rows fetched this
+/// far ahead have arrived when their turn comes (docs/performance.md, step 7).
+const FETCH_AHEAD: usize = 64;
+
 impl QuantMatrix {
     /// `x · selfᵀ` for `x` row-major `[n, cols]`: the `[n, rows]` result,
     /// row-major. From [`tiled::FROM_ROWS`] rows on through dequantized tiles
@@ -95,6 +101,8 @@ impl QuantMatrix {
             ROW_TILE,
             || (),
             |_, range, mut out| {
+                // The first rows at once, then each row's as the row `FETCH_AHEAD` before it starts.
+                self.fetch_rows(range.start..(range.start + FETCH_AHEAD).min(range.end));
                 for tile in range.clone().step_by(ROW_TILE) {
                     let end = (tile + ROW_TILE).min(range.end);
                     for r in 0..n {
@@ -104,6 +112,9 @@ impl QuantMatrix {
                             scales: &acts.scales[r * groups..(r + 1) * groups],
                         };
                         for o in tile..end {
+                            if r == 0 && o + FETCH_AHEAD < range.end {
+                                self.fetch_rows(o + FETCH_AHEAD..o + FETCH_AHEAD + 1);
+                            }
                             let w = WeightRow {
                                 q: ints(o),
                                 scales: &self.scales[o * groups..(o + 1) * groups],
@@ -125,6 +136,52 @@ impl QuantMatrix {
     }
 }
 
+impl QuantMatrix {
+    /// Starts bringing `rows`' integers, scales and offsets into cache.
+    #[inline(always)]
+    fn fetch_rows(&self, rows: std::ops::Range<usize>) {
+        let groups = self.cols / self.width;
+        let bytes: &[u8] = match &self.q {
+            Ints::Bytes(q) => bytemuck::cast_slice(q),
+            Ints::Nibbles { packed, .. } => packed,
+        };
+        let row_bytes = bytes.len() / self.rows;
+        fetch_lines(&bytes[rows.start * row_bytes..rows.end * row_bytes]);
+        let at = rows.start * groups..rows.end * groups;
+        fetch_lines(bytemuck::cast_slice(&self.scales[at.clone()]));
+        if let Some(offsets) = &self.offsets {
+            fetch_lines(bytemuck::cast_slice(&offsets[at]));
+        }
+    }
+}
+
+/// Bytes in a cache line of the CPUs we run on.
+const LINE: usize = 64;
+
+/// Starts bringing the cache lines of `bytes` in: on x86-64 by a prefetch
+/// for each, which does not wait for the line; elsewhere (WebAssembly has no
+/// prefetch) by loading a byte of each, which the engine cannot drop (a load
+/// may trap) and which keeps several lines in flight at once where the
+/// multiplication's own loads would ask for them one after another.
+#[inline(always)]
+fn fetch_lines(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for at in (0..bytes.len()).step_by(LINE) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of x86-64, and `at` is within `bytes`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(at) as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut seen = 0u8;
+        for at in (0..bytes.len()).step_by(LINE) {
+            // SAFETY: `at` is within `bytes`; volatile, so that the compiler keeps the load.
+            seen ^= unsafe { core::ptr::read_volatile(bytes.as_ptr().add(at)) };
+        }
+        core::hint::black_box(seen);
+    }
+}
+
 /// One weight row: `scales[g] · q` over group `g`, its integers as `Q` holds them.
 struct WeightRow<'a, Q> {
     q: Q,
@@ -138,10 +195,6 @@ trait RowInts: Copy {
     /// How many integers the row has.
     #[cfg(target_arch = "x86_64")]
     fn len(self) -> usize;
-
-    /// Where the row's bytes start, and how many bytes a group of `W` takes.
-    #[cfg(target_arch = "x86_64")]
-    fn bytes<const W: usize>(self) -> (*const u8, usize);
 
     /// `(q_g · high_g, q_g · low_g)` over group `g` of `W`; `high` and `low`
     /// are the whole activation row's parts. The portable form.
@@ -186,12 +239,6 @@ impl RowInts for Bytes<'_> {
     #[inline(always)]
     fn len(self) -> usize {
         self.0.len()
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn bytes<const W: usize>(self) -> (*const u8, usize) {
-        (self.0.as_ptr() as *const u8, W)
     }
 
     #[inline(always)]
@@ -257,12 +304,6 @@ impl<const ZERO: i16> RowInts for Nibbles<'_, ZERO> {
     #[inline(always)]
     fn len(self) -> usize {
         self.0.len() * 2
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn bytes<const W: usize>(self) -> (*const u8, usize) {
-        (self.0.as_ptr(), NIBBLE_GROUP)
     }
 
     #[inline(always)]
@@ -534,12 +575,6 @@ mod x86 {
         _mm256_loadu_si256(x.add(at) as *const __m256i)
     }
 
-    /// How far ahead of the groups being multiplied their weights are fetched
-    /// into cache: the hardware's own prefetching leaves the loop waiting for
-    /// memory (docs/performance.md, step 7), and from a few kilobytes ahead the
-    /// weights have arrived when their turn comes.
-    const PREFETCH_AHEAD: usize = 4096;
-
     /// `total` plus group `g`'s products, scaled: `high + low / 2¹⁵` in one
     /// fused multiply-add, then another for the scale.
     ///
@@ -576,12 +611,7 @@ mod x86 {
                 // Even and odd groups into separate sums, so that two additions are in flight.
                 let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
                 let groups = w.scales.len();
-                let (bytes, group_bytes) = w.q.bytes::<W>();
                 for g in (0..groups - groups % 2).step_by(2) {
-                    // Past the row's end this reaches the next rows, which follow in memory;
-                    // a prefetch never faults, wherever it points.
-                    let ahead = bytes.wrapping_add(g * group_bytes + PREFETCH_AHEAD);
-                    _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
                     even = add_group::<W, Q, M>(&w, x, g, even);
                     odd = add_group::<W, Q, M>(&w, x, g + 1, odd);
                 }
