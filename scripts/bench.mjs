@@ -23,6 +23,12 @@
 // (the page is cross-origin isolated), against ours in wasm on one and, on our multi-threaded build
 // (pkg/threads/), on two (runs `peer-*-wasm-2threads`).
 //
+// The run `compare-smollm2-page` is the demo page itself (www/) as a visitor meets it: opened at its
+// defaults (SmolLM2 with the chat template, its default prompt, 128 tokens, the threads it picks on
+// this cross-origin isolated server), then "Compare both" clicked and timed until both runs are done.
+// Quick mode leaves it out (the page's defaults are what it measures); `--only compare` runs it alone
+// (about two minutes on 2 cores).
+//
 // It builds what is missing first: the CLI (cargo build --release), pkg/ and pkg/threads/ (npm run
 // build, about ten minutes), the model (scripts/fetch-model.sh), llama-cpp-python in bench/.venv (bench/requirements-peer.txt
 // built with -DGGML_NATIVE=ON and without AMX, 5 to 15 minutes; if that fails the peer is marked absent) and the Q8_0
@@ -196,6 +202,17 @@ function peerScenarios() {
 }
 const inBrowser = (p) => p.kind === "wasm" || p.kind === "wllama";
 const PEER_DECODE = { prompt: "Once upon a time", tokens: QUICK ? 16 : 128 };
+
+// The page's Compare at its defaults (runCompare). The page is not told anything: the run fails
+// unless its defaults are still these, so that the target's name stays true of what was measured.
+// Quick mode leaves it out, since 16 tokens would not be the page's defaults.
+const PAGE_DEFAULTS = { model: "smollm2", chat: true, maxTokens: 128 };
+
+function compareScenarios() {
+  if (QUICK) return [];
+  const list = [{ id: "compare-smollm2-page", path: MODEL_FILE, ...PAGE_DEFAULTS }];
+  return ONLY ? list.filter((c) => ONLY.test(c.id)) : list;
+}
 
 // The strategies head to head: each one's cost alone (`kvcache cache-cost`, `Bench.cacheCost`:
 // cache update + attention, no weights) over COST_TOKENS steps, and on the default backend whole
@@ -428,6 +445,9 @@ async function openBrowser() {
     page,
     version: browser.version,
     problems: page.problems,
+    // The server's address and another tab, for the demo page itself (runCompare).
+    url,
+    newPage: () => browser.newPage(),
     setPrefix: (p) => (progressPrefix = p),
     async close() {
       await browser.close();
@@ -543,6 +563,127 @@ async function runWllama(browser, { url, prompt, maxTokens, threads = 1 }) {
   };
 }
 
+/** The threads the page says it runs on, from its model line ("· 2 threads", "· one thread"); null if it says neither. */
+function pageThreads(modelInfo) {
+  const many = / · (\d+) threads$/.exec(modelInfo ?? "");
+  if (many) return Number(many[1]);
+  return / · one thread$/.test(modelInfo ?? "") ? 1 : null;
+}
+
+/**
+ * The demo page's Compare at its defaults, in a tab of its own: www/ opened with no query, its
+ * default model loaded (the load is not timed), then "Compare both" clicked. Timed in the page's
+ * clock, from the click (a listener on the document, ahead of the page's own) to the first poll,
+ * every 50 ms, that finds the page idle with both runs ended. Each run's tokens, times and text are
+ * the page's own (window.__kvcache.series: the first token's time, then one per later token), and
+ * the speedup is the one the page shows. Selectors are the e2e suite's (tests/e2e/harness.mjs).
+ */
+async function runCompare(browser, c) {
+  const page = await browser.newPage();
+  try {
+    const opened = performance.now();
+    await page.goto(new URL("./", browser.url).href);
+    await page.raw.bringToFront?.(); // a hidden tab draws no frames, so its stats would not update
+    // Loaded, or failed to: as the e2e suite's waitLoaded.
+    await page.waitFor(() => window.__kvcache?.status === "idle" && (window.__kvcache.model || window.__kvcache.error), null, { timeout: 300_000 });
+    const loadMs = performance.now() - opened;
+    const setup = await page.eval(() => {
+      const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+      return {
+        error: window.__kvcache.error,
+        model: $("model-select").value,
+        chat: $("chat").checked,
+        maxTokens: Number($("max-tokens").value),
+        temperature: Number($("temperature").value),
+        prompt: $("prompt").value,
+        modelInfo: $("model-info").textContent,
+        threadsNote: $("model-info").title || null,
+        warmUpTokens: window.__kvcache.model?.warmUpTokens ?? null,
+        crossOriginIsolated: self.crossOriginIsolated === true,
+        hardwareConcurrency: navigator.hardwareConcurrency,
+        visibility: document.visibilityState,
+        runsBefore: window.__kvcache.series.length,
+      };
+    });
+    if (setup.error) throw new Error(`the page could not load its model: ${setup.error}`);
+    const asExpected = setup.model === c.model && setup.chat === c.chat && setup.maxTokens === c.maxTokens;
+    if (!asExpected) {
+      const onOff = (chat) => (chat ? "on" : "off");
+      throw new Error(`the page's defaults are ${setup.model}, chat template ${onOff(setup.chat)}, ${setup.maxTokens} tokens; this run measures ${c.model}, chat template ${onOff(c.chat)}, ${c.maxTokens} tokens`);
+    }
+    if (setup.visibility !== "visible") throw new Error(`the page's tab is ${setup.visibility}: it would draw no frames`);
+    const threads = pageThreads(setup.modelInfo);
+
+    await page.eval(() => {
+      window.__benchCompare = { clickedAt: null, doneAt: null };
+      const note = (event) => {
+        if (!event.target.closest?.('[data-testid="run-compare"]')) return;
+        window.__benchCompare.clickedAt = performance.now();
+        document.removeEventListener("click", note, true);
+      };
+      document.addEventListener("click", note, true);
+    });
+    const clicked = performance.now();
+    await page.click('[data-testid="run-compare"]');
+    await page.waitFor(
+      (before) => {
+        const k = window.__kvcache;
+        if (k.error) return true;
+        const runs = k.series.slice(before);
+        const done = k.status === "idle" && runs.length >= 2 && runs.every((r) => r.stopReason != null);
+        if (done) window.__benchCompare.doneAt ??= performance.now();
+        return done;
+      },
+      setup.runsBefore,
+      { timeout: 900_000, polling: 50 },
+    );
+    const wallMs = performance.now() - clicked;
+    // Two frames, so that the stats and the speedup show the runs' ends (the page draws them in animation frames).
+    await page.eval(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const out = await page.eval((before) => ({
+      error: window.__kvcache.error,
+      runs: window.__kvcache.series.slice(before),
+      speedupText: document.querySelector('[data-testid="speedup"]').textContent,
+      speedupDetail: document.getElementById("speedup-detail")?.textContent ?? null,
+      ...window.__benchCompare,
+    }), setup.runsBefore);
+    if (out.error) throw new Error(`Compare failed on the page: ${out.error}`);
+    if (out.clickedAt == null) throw new Error("the click on Compare did not reach the page");
+    const [on, off] = out.runs;
+    const run = (r) => ({
+      label: r.label,
+      useCache: r.useCache,
+      tokens: r.tokens,
+      stopReason: r.stopReason,
+      // The first token's time (the prompt's prefill with it), then each later token's: as stepMs elsewhere.
+      stepMs: [r.ttft, ...r.points.map((p) => p[1])],
+      text: r.text,
+    });
+    const speedup = /^(\d+(?:\.\d+)?)×$/.exec(out.speedupText.trim());
+    return {
+      id: c.id,
+      page: { model: setup.model, chat: setup.chat, maxTokens: setup.maxTokens, temperature: setup.temperature, prompt: setup.prompt },
+      threads,
+      modelInfo: setup.modelInfo,
+      threadsNote: setup.threadsNote,
+      crossOriginIsolated: setup.crossOriginIsolated,
+      hardwareConcurrency: setup.hardwareConcurrency,
+      loadMs,
+      warmUpTokens: setup.warmUpTokens,
+      totalMs: out.doneAt - out.clickedAt,
+      wallMs,
+      runs: [run(on), run(off)],
+      speedup: speedup ? Number(speedup[1]) : null,
+      speedupText: out.speedupText,
+      speedupDetail: out.speedupDetail,
+      sameText: on.text === off.text,
+      problems: page.problems.splice(0),
+    };
+  } finally {
+    await page.close();
+  }
+}
+
 // ------------------------------------------------------------------ main
 
 function machine() {
@@ -586,10 +727,15 @@ async function main() {
   const runs = scenarios();
   const strategies = strategyScenarios();
   const peers = peerScenarios();
+  const compares = compareScenarios();
   const needNative = [...runs, ...strategies].some((r) => r.env === "native") || peers.some((p) => p.kind === "native");
-  const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native") || peers.some(inBrowser);
-  say(`${runs.length} runs, ${strategies.length} strategy comparisons and ${peers.length} runs on SmolLM2's peer files${QUICK ? " (quick: 16 tokens each)" : ""}; results go to ${OUT}`);
-  await prepare(needNative, needBrowser, peers.some((p) => p.kind === "wasm" && p.threads > 1));
+  const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native") || peers.some(inBrowser) || compares.length > 0;
+  say(
+    `${runs.length} runs, ${strategies.length} strategy comparisons, ${peers.length} runs on SmolLM2's peer files and ${compares.length} of the page's Compare` +
+      `${QUICK ? " (quick: 16 tokens each, the page's Compare left out)" : ""}; results go to ${OUT}`,
+  );
+  // The page runs on the multi-threaded build where it is cross-origin isolated, as here.
+  await prepare(needNative, needBrowser, peers.some((p) => p.kind === "wasm" && p.threads > 1) || compares.length > 0);
   // llama-cpp-python runs llama.cpp's runs, and makes the Q8_0 file when it is missing.
   const needPython = peers.some((p) => p.kind === "llamacpp" || !existsSync(join(REPO, p.path)));
   const peerAbsent = needPython ? await preparePeer() : null;
@@ -609,6 +755,8 @@ async function main() {
     runs: [],
     strategies: [],
     peer: peers.length ? { llamaCpp: [], ours: [], wllama: [] } : null,
+    // The page's Compare (runCompare): null when not run, else its run, or { id, absent: why }.
+    compare: compares.length ? [] : null,
   };
   const done = (r, res) => {
     const n = res.stepMs?.length ?? res.arrivalMs.length;
@@ -617,7 +765,7 @@ async function main() {
     results.runs.push({ ...r, ...res });
   };
   let i = 0;
-  const total = runs.length + strategies.length + peers.length;
+  const total = runs.length + strategies.length + peers.length + compares.length;
   const label = (r) => `[${++i}/${total}] ${r.id} (${r.maxTokens} tokens${r.cut ? `, cut from ${r.fullTokens}` : ""})`;
   const strategyLabel = (st) => `[${++i}/${total}] ${st.id} (cache cost over ${COST_TOKENS} steps${st.interleave ? `; concat and prealloc interleaved, ${INTERLEAVE_ROUNDS} rounds` : ""})`;
   const compared = (st, res) => {
@@ -645,6 +793,13 @@ async function main() {
     const a = res.arrivalMs;
     const tps = a.length > 1 ? ((a.length - 1) * 1000) / (a[a.length - 1] - a[0]) : null;
     say(`  done: ${res.threads} thread${res.threads === 1 ? "" : "s"}, decode ${tps?.toFixed(1) ?? "—"} tok/s by token arrival on the page`);
+  };
+  const compareDone = (res) => {
+    const on = res.threads == null ? "threads unknown" : res.threads === 1 ? "one thread" : `${res.threads} threads`;
+    const each = res.runs.map((r) => `${r.label} ${r.tokens} tokens in ${(sum(r.stepMs) / 1000).toFixed(1)} s`).join(", ");
+    say(`  done: ${(res.totalMs / 1000).toFixed(1)} s from the click to both runs done, on ${on} (load ${(res.loadMs / 1000).toFixed(1)} s, not counted); ${each}`);
+    say(`  the page's speedup ${res.speedupText}; ${res.sameText ? "the same text in both runs" : "the two runs' texts differ"}`);
+    if (res.problems.length) say(`  page console: ${res.problems.join(" | ")}`);
   };
   // A failed peer run is reported and left out (its row reads absent); the rest of the bench goes on.
   const peerFailed = (p, err) => {
@@ -718,6 +873,25 @@ async function main() {
           peerFailed(p, err);
         }
         if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
+      }
+      // After every other run, in a tab of its own beside the bench page (idle by then); a failure
+      // is reported and the row reads absent, as a peer run's.
+      for (const c of compares) {
+        say(`[${++i}/${total}] ${c.id} (the demo page at its defaults, Compare both)`);
+        if (!existsSync(join(REPO, c.path))) {
+          say(`  absent: no ${c.path}`);
+          results.compare.push({ id: c.id, absent: `no ${c.path}` });
+          continue;
+        }
+        try {
+          const res = await runCompare(browser, c);
+          compareDone(res);
+          results.compare.push(res);
+        } catch (err) {
+          const message = String(err.message ?? err).split("\n")[0];
+          say(`  failed: ${message}`);
+          results.compare.push({ id: c.id, absent: `its run failed: ${message}` });
+        }
       }
     } finally {
       await browser.close();
