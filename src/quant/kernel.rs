@@ -513,19 +513,68 @@ mod wasm {
         // `inline`, not `inline(always)`: docs/performance.md, "A regression found by bisection".
         #[inline]
         fn dot<const W: usize, Q: RowInts>(w: WeightRow<Q>, x: &Row) -> f32 {
-            let (mut total_high, mut total_low) = (f32x4_splat(0.0), f32x4_splat(0.0));
-            for (g, &scale) in w.scales.iter().enumerate() {
-                let (acc_high, acc_low) = w.q.group_dot_simd128::<W>(g, x.high, x.low);
-                let s = f32x4_splat(scale * x.scales[g]);
-                total_high = f32x4_add(total_high, f32x4_mul(f32x4_convert_i32x4(acc_high), s));
-                total_low = f32x4_add(total_low, f32x4_mul(f32x4_convert_i32x4(acc_low), s));
+            let groups = w.scales.len();
+            assert!(x.scales.len() == groups);
+            let inv_low = f32x4_splat(1.0 / LOW);
+            let mut total = f32x4_splat(0.0);
+            let mut g = 0;
+            // Four groups at a time: their sums side by side in one vector, so that the
+            // conversion and the scales take one instruction for the four.
+            while g + 4 <= groups {
+                let (h0, l0) = w.q.group_dot_simd128::<W>(g, x.high, x.low);
+                let (h1, l1) = w.q.group_dot_simd128::<W>(g + 1, x.high, x.low);
+                let (h2, l2) = w.q.group_dot_simd128::<W>(g + 2, x.high, x.low);
+                let (h3, l3) = w.q.group_dot_simd128::<W>(g + 3, x.high, x.low);
+                let high = f32x4_convert_i32x4(lane_sums(h0, h1, h2, h3));
+                let low = f32x4_convert_i32x4(lane_sums(l0, l1, l2, l3));
+                let v = f32x4_add(high, f32x4_mul(low, inv_low));
+                // SAFETY: groups g..g + 4 are within both rows' scales (checked above).
+                let s = unsafe {
+                    f32x4_mul(
+                        v128_load(w.scales.as_ptr().add(g) as *const v128),
+                        v128_load(x.scales.as_ptr().add(g) as *const v128),
+                    )
+                };
+                total = f32x4_add(total, f32x4_mul(v, s));
+                g += 4;
             }
-            let total = f32x4_add(total_high, f32x4_div(total_low, f32x4_splat(LOW)));
+            let mut tail = 0.0;
+            while g < groups {
+                let (h, l) = w.q.group_dot_simd128::<W>(g, x.high, x.low);
+                let v = f32x4_add(
+                    f32x4_convert_i32x4(h),
+                    f32x4_mul(f32x4_convert_i32x4(l), inv_low),
+                );
+                let v = f32x4_mul(v, f32x4_splat(w.scales[g] * x.scales[g]));
+                tail += f32x4_extract_lane::<0>(v)
+                    + f32x4_extract_lane::<1>(v)
+                    + f32x4_extract_lane::<2>(v)
+                    + f32x4_extract_lane::<3>(v);
+                g += 1;
+            }
             f32x4_extract_lane::<0>(total)
                 + f32x4_extract_lane::<1>(total)
                 + f32x4_extract_lane::<2>(total)
                 + f32x4_extract_lane::<3>(total)
+                + tail
         }
+    }
+
+    /// The lane sums of `a`, `b`, `c` and `d`, in that order.
+    #[inline(always)]
+    fn lane_sums(a: v128, b: v128, c: v128, d: v128) -> v128 {
+        let ab = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(a, b),
+            i32x4_shuffle::<2, 6, 3, 7>(a, b),
+        );
+        let cd = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(c, d),
+            i32x4_shuffle::<2, 6, 3, 7>(c, d),
+        );
+        i32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
+            i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
+        )
     }
 }
 
