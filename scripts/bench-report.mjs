@@ -209,7 +209,8 @@ function speedupTarget(results, model, target, name) {
 
 export const COMPARE_ID = "compare-smollm2-page";
 const COMPARE_SECONDS = 60;
-const threadsText = (n) => (n == null ? "threads unknown" : n === 1 ? "one thread" : `${n} threads`);
+/** The threads a run reports, in words: "one thread", "2 threads", or "threads unknown". */
+export const threadsText = (n) => (n == null ? "threads unknown" : n === 1 ? "one thread" : `${n} threads`);
 
 /**
  * The page's Compare at its defaults (run `compare-smollm2-page`, results.compare): the seconds

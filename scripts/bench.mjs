@@ -41,7 +41,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
-import { pairedFigures, pairedSummary, writeReport } from "./bench-report.mjs";
+import { pairedFigures, pairedSummary, threadsText, writeReport } from "./bench-report.mjs";
 import { BROWSERS, launch } from "./browsers.mjs";
 import { startServer } from "./serve.mjs";
 
@@ -795,9 +795,8 @@ async function main() {
     say(`  done: ${res.threads} thread${res.threads === 1 ? "" : "s"}, decode ${tps?.toFixed(1) ?? "—"} tok/s by token arrival on the page`);
   };
   const compareDone = (res) => {
-    const on = res.threads == null ? "threads unknown" : res.threads === 1 ? "one thread" : `${res.threads} threads`;
     const each = res.runs.map((r) => `${r.label} ${r.tokens} tokens in ${(sum(r.stepMs) / 1000).toFixed(1)} s`).join(", ");
-    say(`  done: ${(res.totalMs / 1000).toFixed(1)} s from the click to both runs done, on ${on} (load ${(res.loadMs / 1000).toFixed(1)} s, not counted); ${each}`);
+    say(`  done: ${(res.totalMs / 1000).toFixed(1)} s from the click to both runs done, on ${threadsText(res.threads)} (load ${(res.loadMs / 1000).toFixed(1)} s, not counted); ${each}`);
     say(`  the page's speedup ${res.speedupText}; ${res.sameText ? "the same text in both runs" : "the two runs' texts differ"}`);
     if (res.problems.length) say(`  page console: ${res.problems.join(" | ")}`);
   };
