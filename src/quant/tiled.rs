@@ -19,9 +19,9 @@ use crate::pool;
 
 /// Activation rows from which [`QuantMatrix::matmul`] takes this path. On
 /// x86-64 the integer kernel fetches its weights ahead into cache and wins up
-/// to the 16 rows from which the model hands prompts to burn's GEMM; in wasm,
-/// which cannot prefetch, the tiles win from 4 rows (docs/performance.md,
-/// step 7).
+/// to the 16 rows from which the model hands prompts to burn's GEMM; in wasm
+/// the tiles won from 4 rows, measured before the kernel fetched ahead there
+/// too (docs/performance.md, steps 2 and 7).
 pub const FROM_ROWS: usize = if cfg!(target_arch = "x86_64") { 16 } else { 4 };
 /// Weight rows dequantized at a time: a tile of up to a few thousand columns
 /// stays in L2 while every activation row passes over it.
