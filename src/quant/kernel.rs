@@ -140,6 +140,9 @@ impl QuantMatrix {
     /// Starts bringing `rows`' integers, scales and offsets into cache.
     #[inline(always)]
     fn fetch_rows(&self, rows: std::ops::Range<usize>) {
+        if rows.is_empty() {
+            return;
+        }
         let groups = self.cols / self.width;
         let bytes: &[u8] = match &self.q {
             Ints::Bytes(q) => bytemuck::cast_slice(q),
@@ -700,6 +703,18 @@ mod tests {
             }
         }
         out
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn matmul_of_a_matrix_without_rows_is_empty() {
+        // No rows to fetch ahead either: nothing to divide the integers' bytes among.
+        let m = QuantMatrix::new([0, 32], 32, vec![], vec![], None);
+        for n in [1, 5] {
+            let x = vec![1.0f32; n * 32];
+            assert_eq!(m.matmul(&x, n), Vec::<f32>::new());
+            assert_eq!(m.matmul_integer(&x, n), Vec::<f32>::new());
+        }
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
