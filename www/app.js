@@ -22,6 +22,8 @@ const app = {
   worker: null,
   ready: false,
   outbox: [], // messages waiting for the worker to be ready
+  readyTimer: null, // replaces a worker that does not say it is ready (startWorker)
+  threadsNote: "", // why one thread, where the page chose it
   status: "starting", // starting | idle | loading | running
   activity: null, // while running: "generate" | "quality" | "chat"
   model: null, // { label, config } once loaded
@@ -43,22 +45,52 @@ const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : nu
 
 // ---------------------------------------------------------------- the worker
 
-function startWorker() {
+// A worker that has not said it is ready after READY_MS is replaced by a new one, with the
+// messages waiting for it: Firefox (ESR 153) now and then freezes a worker for good while it
+// creates the threaded build's pool workers (docs/performance.md, step 6: its own timers stop
+// too, so only the page can notice). The threaded build gets THREADED_TRIES
+// starts, then the page settles for one thread.
+const READY_MS = 10_000;
+const THREADED_TRIES = 3;
+
+function startWorker({ threads = threadCount(), tries = 1, outbox = [] } = {}) {
   if (app.worker) app.worker.terminate();
+  clearTimeout(app.readyTimer);
   app.ready = false;
-  app.outbox = [];
+  app.outbox = outbox;
+  app.threadsNote = "";
   const url = new URL("./worker.js", import.meta.url);
-  url.searchParams.set("threads", String(threadCount()));
+  url.searchParams.set("threads", String(threads));
   app.worker = new Worker(url, { type: "module" });
   app.worker.onmessage = ({ data }) => onWorkerMessage(data);
   app.worker.onerror = (event) => {
     event.preventDefault?.();
+    clearTimeout(app.readyTimer);
     showError(`The model worker failed: ${event.message || "see the browser console"}.`);
     app.model = null;
     app.current = null;
     app.queue = [];
     setStatus("idle");
   };
+  app.readyTimer = setTimeout(() => onWorkerSilent(threads, tries), READY_MS);
+}
+
+/** The worker started `tries` times with `threads` has not said it is ready: start another. */
+function onWorkerSilent(threads, tries) {
+  const seconds = READY_MS / 1000;
+  if (threads > 1 && tries < THREADED_TRIES) {
+    startWorker({ threads, tries: tries + 1, outbox: app.outbox });
+  } else if (threads > 1) {
+    startWorker({ threads: 1, outbox: app.outbox });
+    app.threadsNote = `the multi-threaded build did not start (${tries} tries of ${seconds} s), so one thread`;
+  } else if (tries < THREADED_TRIES) {
+    startWorker({ threads, tries: tries + 1, outbox: app.outbox });
+  } else {
+    app.worker.terminate();
+    app.broken = `Could not start: the model worker did not answer within ${seconds} s, ${tries} times.`;
+    showError(app.broken);
+    setStatus("idle");
+  }
 }
 
 /**
@@ -81,6 +113,7 @@ function send(msg) {
 function onWorkerMessage(msg) {
   switch (msg.type) {
     case "ready":
+      clearTimeout(app.readyTimer);
       app.ready = true;
       for (const queued of app.outbox.splice(0)) app.worker.postMessage(queued);
       if (app.status === "starting") setStatus("idle");
@@ -329,7 +362,7 @@ function onLoaded(msg) {
   $("progress-text").textContent = `${app.model.label} ready (${seconds} s${warm})`;
   const threads = msg.info.threads > 1 ? ` · ${msg.info.threads} threads` : " · one thread";
   $("model-info").textContent = describeConfig(app.model.config) + (msg.info.backend ? ` · burn ${msg.info.backend} backend` : "") + threads;
-  $("model-info").title = msg.info.threadsNote ?? "";
+  $("model-info").title = msg.info.threadsNote || app.threadsNote;
   $("model-terms").hidden = app.model.config.architecture !== "gemma3";
   const limit = maxSeqLen();
   if (limit) {

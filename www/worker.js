@@ -44,7 +44,6 @@
 const PKG = "./pkg/kvcache_wasm.js";
 const PKG_THREADS = "./pkg/threads/kvcache_wasm.js";
 const askedThreads = Number(new URL(self.location.href).searchParams.get("threads") ?? 1);
-const POOL_START_MS = 30_000;
 let threads = 1; // the threads the engine runs on (the pool's size)
 let threadsNote = ""; // why one thread, where more were asked for
 // How the package's every crash error begins (npm/engine-guard.js, src/wasm/crash.rs).
@@ -434,13 +433,9 @@ async function startThreaded() {
   try {
     const mod = await import(PKG_THREADS);
     const exports = await mod.default();
-    // The pool's workers start the module themselves; should one never report ready, the page
-    // runs on one thread rather than waiting forever.
-    let timer;
-    const late = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`its pool did not start within ${POOL_START_MS / 1000} s`)), POOL_START_MS);
-    });
-    await Promise.race([mod.initThreadPool(askedThreads), late]).finally(() => clearTimeout(timer));
+    // A pool that never starts keeps this worker from saying it is ready: the page then starts
+    // another one (app.js, startWorker).
+    await mod.initThreadPool(askedThreads);
     threads = askedThreads;
     return { mod, exports };
   } catch (err) {

@@ -19,12 +19,18 @@ const FIXTURES = join(REPO, "tests/fixtures");
 
 /**
  * `/slow/NAME` serves tests/fixtures/NAME at 1 KiB per 50 ms (the tiny GGUF in about 5 s),
- * so a download can be cancelled halfway. Every request's path is kept in `requests`.
+ * so a download can be cancelled halfway. Every request's path is kept in `requests`. A path
+ * in `stalls` (path -> how many more times) is never answered, as a request that hangs.
  */
-function testRoutes(requests) {
+function testRoutes(requests, stalls, stalled) {
   return (req, res) => {
     const { pathname } = new URL(req.url, "http://localhost");
     requests.push(pathname);
+    if (stalls.get(pathname) > 0) {
+      stalls.set(pathname, stalls.get(pathname) - 1);
+      stalled.push(res);
+      return true;
+    }
     if (!pathname.startsWith("/slow/")) return false;
     const file = normalize(join(FIXTURES, decodeURIComponent(pathname.slice("/slow/".length))));
     if (!file.startsWith(FIXTURES + sep) || !existsSync(file)) {
@@ -62,6 +68,8 @@ function testRoutes(requests) {
 export function pageSuite({ label, browser, scenarios, routes = ROUTES, path = "/", isolate = true, prepare = () => {} }) {
   describe(`the demo page: ${label}`, { concurrency: false }, () => {
     const requests = [];
+    const stalls = new Map();
+    const stalled = [];
     const shots = join(REPO, "tests/e2e/screenshots", label);
     let server;
     let running;
@@ -71,6 +79,10 @@ export function pageSuite({ label, browser, scenarios, routes = ROUTES, path = "
       isolate,
       requests,
       base: null,
+      /** The next `times` requests for `path` are never answered. */
+      stall(path, times = 1) {
+        stalls.set(path, times);
+      },
       /** Opens the page (`query` resolved against the page's address); its errors fail the test. */
       async open(query = "") {
         const page = await running.newPage();
@@ -109,13 +121,14 @@ export function pageSuite({ label, browser, scenarios, routes = ROUTES, path = "
       await prepare();
       mkdirSync(shots, { recursive: true });
       temp = mkdtempSync(join(tmpdir(), "kvcache-e2e-files-"));
-      const started = await startServer({ port: 0, pkgDir: PKG_DIR, routes, isolate, intercept: testRoutes(requests) });
+      const started = await startServer({ port: 0, pkgDir: PKG_DIR, routes, isolate, intercept: testRoutes(requests, stalls, stalled) });
       server = started.server;
       t.base = new URL(path, started.url).href;
       running = await launch(browser);
     });
 
     after(async () => {
+      for (const res of stalled) res.destroy();
       await running?.close();
       server?.close();
       if (temp) rmSync(temp, { recursive: true, force: true });

@@ -543,6 +543,31 @@ const smollm2Threads = {
   },
 };
 
+/**
+ * A worker that never says it is ready (here: its threaded build's script never arrives, as when
+ * Firefox freezes a worker starting its pool) is replaced; after three tries of the threaded
+ * build, the page runs on one thread and says why.
+ */
+const silentWorker = {
+  name: "a worker that never says it is ready is started again, then on one thread",
+  skip: (t) => (t.isolate ? false : "the page is not isolated: it runs one thread from the start"),
+  async run(t) {
+    const script = "/pkg/threads/kvcache_wasm.js";
+    const asked = () => t.requests.filter((p) => p === script).length;
+    const before = asked();
+    t.stall(script, 3);
+    const started = Date.now();
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/", 120_000);
+    assert.equal(asked() - before, 3, "the threaded build was tried three times");
+    assert.ok(Date.now() - started >= 3 * 10_000, "each try had its 10 s");
+    assert.match(await page.text(tid("model-info")), / · one thread$/);
+    assert.match(await prop(page, tid("model-info"), "title"), /multi-threaded build did not start \(3 tries of 10 s\)/);
+    await setRun(page, { prompt: "Once upon a time", maxTokens: 6 });
+    assert.ok((await run(page, "run-cache")).series.at(-1).tokens > 0, "the model runs");
+    await t.done(page);
+  },
+};
+
 /** Loading a real model goes to the site's models base, or to `?models=` (here a stand-in file). */
 const modelsBase = {
   name: "the real models come from ?models= when given",
@@ -554,5 +579,5 @@ const modelsBase = {
 };
 
 export const FAST = [threads, tinyLlama, precisionSinks, quality, tinyGpt2, errors, accessibility, storedModels, stop];
-export const ALL = [...FAST, gpt2Compare, smollm2, smollm2Threads];
+export const ALL = [...FAST, silentWorker, gpt2Compare, smollm2, smollm2Threads];
 export const SITE = [...FAST.filter((s) => s !== stop), modelsBase];
