@@ -62,7 +62,10 @@ function startWorker({ threads = threadCount(), tries = 1, outbox = [] } = {}) {
   const url = new URL("./worker.js", import.meta.url);
   url.searchParams.set("threads", String(threads));
   app.worker = new Worker(url, { type: "module" });
-  app.worker.onmessage = ({ data }) => onWorkerMessage(data);
+  app.worker.onmessage = ({ data }) => {
+    clearTimeout(app.readyTimer); // its first message ends its start ("ready", or an error)
+    onWorkerMessage(data);
+  };
   app.worker.onerror = (event) => {
     event.preventDefault?.();
     clearTimeout(app.readyTimer);
@@ -113,7 +116,6 @@ function send(msg) {
 function onWorkerMessage(msg) {
   switch (msg.type) {
     case "ready":
-      clearTimeout(app.readyTimer);
       app.ready = true;
       for (const queued of app.outbox.splice(0)) app.worker.postMessage(queued);
       if (app.status === "starting") setStatus("idle");
