@@ -48,10 +48,10 @@ const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : nu
 // A worker that has not said it is ready after READY_MS is replaced by a new one, with the
 // messages waiting for it: Firefox (ESR 153) now and then freezes a worker for good while it
 // creates the threaded build's pool workers (docs/performance.md, step 6: its own timers stop
-// too, so only the page can notice). The threaded build gets THREADED_TRIES
-// starts, then the page settles for one thread.
+// too, so only the page can notice). Each build gets TRIES starts: after the threaded build's,
+// the page settles for one thread; after the single-thread build's, it gives up.
 const READY_MS = 10_000;
-const THREADED_TRIES = 3;
+const TRIES = 3;
 
 function startWorker({ threads = threadCount(), tries = 1, outbox = [] } = {}) {
   if (app.worker) app.worker.terminate();
@@ -81,12 +81,12 @@ function startWorker({ threads = threadCount(), tries = 1, outbox = [] } = {}) {
 /** The worker started `tries` times with `threads` has not said it is ready: start another. */
 function onWorkerSilent(threads, tries) {
   const seconds = READY_MS / 1000;
-  if (threads > 1 && tries < THREADED_TRIES) {
+  if (threads > 1 && tries < TRIES) {
     startWorker({ threads, tries: tries + 1, outbox: app.outbox });
   } else if (threads > 1) {
     startWorker({ threads: 1, outbox: app.outbox });
     app.threadsNote = `the multi-threaded build did not start (${tries} tries of ${seconds} s), so one thread`;
-  } else if (tries < THREADED_TRIES) {
+  } else if (tries < TRIES) {
     startWorker({ threads, tries: tries + 1, outbox: app.outbox });
   } else {
     app.worker.terminate();
