@@ -53,12 +53,12 @@ const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : nu
 const READY_MS = 10_000;
 const TRIES = 3;
 
-function startWorker({ threads = threadCount(), tries = 1, outbox = [] } = {}) {
+function startWorker({ threads = threadCount(), tries = 1, outbox = [], threadsNote = "" } = {}) {
   if (app.worker) app.worker.terminate();
   clearTimeout(app.readyTimer);
   app.ready = false;
   app.outbox = outbox;
-  app.threadsNote = "";
+  app.threadsNote = threadsNote;
   const url = new URL("./worker.js", import.meta.url);
   url.searchParams.set("threads", String(threads));
   app.worker = new Worker(url, { type: "module" });
@@ -81,13 +81,11 @@ function startWorker({ threads = threadCount(), tries = 1, outbox = [] } = {}) {
 /** The worker started `tries` times with `threads` has not said it is ready: start another. */
 function onWorkerSilent(threads, tries) {
   const seconds = READY_MS / 1000;
-  if (threads > 1 && tries < TRIES) {
+  if (tries < TRIES) {
     startWorker({ threads, tries: tries + 1, outbox: app.outbox });
   } else if (threads > 1) {
-    startWorker({ threads: 1, outbox: app.outbox });
-    app.threadsNote = `the multi-threaded build did not start (${tries} tries of ${seconds} s), so one thread`;
-  } else if (tries < TRIES) {
-    startWorker({ threads, tries: tries + 1, outbox: app.outbox });
+    const threadsNote = `the multi-threaded build did not start (${tries} tries of ${seconds} s), so one thread`;
+    startWorker({ threads: 1, outbox: app.outbox, threadsNote });
   } else {
     app.worker.terminate();
     app.broken = `Could not start: the model worker did not answer within ${seconds} s, ${tries} times.`;
