@@ -3,18 +3,16 @@
 //! a sliding window. It knows nothing of caches: it is given queries, and keys
 //! and values with the positions they sit at.
 //!
-//! Two forms of the same computation:
-//! - [`over_tensors`]: burn tensors, a whole sequence attending to itself (no cache);
-//! - [`over_rows`]: rows of keys and values as the KV cache holds them (`f32`,
-//!   or `f16`/`int8` decoded row by row), read in place ([`Run`]s of
-//!   consecutive positions).
+//! [`over_rows`] reads rows of keys and values where they are: as the KV cache
+//! holds them (`f32`, or `f16`/`int8` decoded row by row), or the forward
+//! pass's own ([`Run::chunk`]), for the cache-off baseline and a prompt alike
+//! ([`Run`]s of consecutive positions).
 
 use std::ops::Range;
 
-use burn::tensor::{activation::softmax, Tensor, TensorData};
-
 use crate::cache::precision::Encoded;
 use crate::config::ModelConfig;
+use crate::elementwise;
 
 /// The shape of one layer's multi-head attention, and its scale.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,42 +96,6 @@ impl Mask {
             _ => [clip(0..query + 1), nothing],
         }
     }
-}
-
-/// Attention of a whole sequence to itself (the model without a cache): `q` is
-/// `[heads, n, dim]`, `k` and `v` are `[kv_heads, n, dim]`, one row per position.
-/// GQA folds each K/V head's group of query heads into the row dimension, so no
-/// key or value is copied. Returns `[heads, n, dim]`.
-pub fn over_tensors(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, mask: Mask, scale: f32) -> Tensor<3> {
-    let [heads, n, dim] = q.dims();
-    let kv_heads = k.dims()[0];
-    let group = heads / kv_heads;
-    let q = q.reshape([kv_heads, group * n, dim]);
-    let mut scores = q.matmul(k.swap_dims(1, 2)) * scale;
-    if let Some(mask) = additive_mask(mask, group, n) {
-        let device = scores.device();
-        scores = scores + Tensor::<3>::from_data(mask, &device);
-    }
-    softmax(scores, 2).matmul(v).reshape([heads, n, dim])
-}
-
-/// `[1, group * n, n]`: 0 where query `t` sees key `j`, -inf elsewhere; `None`
-/// when every key is visible (a single token), so that case adds no work.
-fn additive_mask(mask: Mask, group: usize, n: usize) -> Option<TensorData> {
-    if n == 1 {
-        return None;
-    }
-    let row = |t: usize| {
-        (0..n).map(move |j| {
-            if mask.visible(t, j) {
-                0.0f32
-            } else {
-                f32::NEG_INFINITY
-            }
-        })
-    };
-    let data: Vec<f32> = (0..group).flat_map(|_| (0..n).flat_map(row)).collect();
-    Some(TensorData::new(data, [1, group * n, n]))
 }
 
 /// Keys and values of consecutive positions, read in place from buffers laid
@@ -273,13 +235,7 @@ fn weighted_sum(
 
 /// `x ← exp(x - max x)`, returning the sum (the softmax's denominator).
 fn softmax_in_place(x: &mut [f32]) -> f32 {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    let mut total = 0.0;
-    for s in x {
-        *s = (*s - max).exp();
-        total += *s;
-    }
-    total
+    elementwise::exp_shifted(x, elementwise::max(x))
 }
 
 /// `a · b`, in eight running sums the compiler turns into SIMD lanes.
@@ -312,7 +268,6 @@ fn add_scaled(row: &mut [f32], weight: f32, value: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::BackendKind;
 
     fn pattern(mask: Mask, queries: Range<usize>, keys: Range<usize>) -> Vec<String> {
         queries
@@ -544,35 +499,6 @@ mod tests {
                 assert!(worst(&ours, &plain) < 0.05, "{dtype} {mask:?}");
                 assert!(worst(&ours, &plain) > 0.0, "{dtype} {mask:?}");
             }
-        }
-    }
-
-    #[test]
-    fn tensors_and_rows_give_the_same_attention() {
-        let device = BackendKind::default().device();
-        let (dim, n) = (HEADS.dim, 7);
-        let q = values(HEADS.query * n * dim, 4);
-        let (k, v) = (values(HEADS.kv * n * dim, 5), values(HEADS.kv * n * dim, 6));
-        let tensor = |data: &[f32], heads: usize| {
-            Tensor::<3>::from_data(TensorData::new(data.to_vec(), [heads, n, dim]), &device)
-        };
-        for mask in [Mask::CAUSAL, Mask::window(3), Mask::window(2).with_sinks(2)] {
-            let ours = over_tensors(
-                tensor(&q, HEADS.query),
-                tensor(&k, HEADS.kv),
-                tensor(&v, HEADS.kv),
-                mask,
-                HEADS.scale,
-            )
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-            let rows = over_rows(&q, 0, HEADS, mask, &[Run::chunk(&k, &v, n, 0)]);
-            assert!(worst(&ours, &rows) < 1e-5, "{mask:?}");
-            assert!(
-                worst(&ours, &reference(&q, &k, &v, HEADS, mask)) < 1e-5,
-                "{mask:?}"
-            );
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod budget;
 pub mod cache;
 pub mod config;
+pub mod elementwise;
 pub mod error;
 pub mod fingerprint;
 pub mod generate;

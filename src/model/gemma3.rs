@@ -8,13 +8,14 @@
 //! it writes a GGUF, so GGUF norms scale by `w` as stored. We add 1 to HF's at
 //! load time (in `f32`, as HF computes `1.0 + weight.float()`).
 
-use burn::tensor::{activation::gelu_approximate, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use super::layers::{load, Embedding, Linear, RmsNorm};
+use super::layers::{gated, load, Embedding, Linear, RmsNorm};
 use super::llama::gguf_suffix;
 use super::rope::Rope;
 use super::Past;
 use crate::config::ModelConfig;
+use crate::elementwise::Gate;
 use crate::error::Result;
 use crate::weights::{HostTensor, TensorSource};
 
@@ -205,7 +206,11 @@ impl Gemma3 {
             );
             x = x + layer.post_attention_norm.forward(attn);
             let h = layer.pre_ffn_norm.forward(x.clone());
-            let h = gelu_approximate(layer.gate.forward(h.clone())) * layer.up.forward(h);
+            let h = gated(
+                Gate::GeluTanh,
+                layer.gate.forward(h.clone()),
+                layer.up.forward(h),
+            );
             x = x + layer.post_ffn_norm.forward(layer.down.forward(h));
         }
         self.norm.forward(x)

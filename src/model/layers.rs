@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::elementwise::{self, Gate};
 use crate::error::Result;
 use crate::quant::QuantMatrix;
 use crate::weights::{check_shape, HostTensor, TensorSource};
@@ -133,6 +134,21 @@ impl Linear {
             None => y,
         }
     }
+}
+
+/// A gated MLP's hidden activations, `act(gate) · up` for `gate` and `up`
+/// `[n, hidden]`, in one pass over host copies ([`elementwise::gated`]).
+pub(crate) fn gated(act: Gate, gate: Tensor<2>, up: Tensor<2>) -> Tensor<2> {
+    let (dims, device) = (gate.dims(), gate.device());
+    let floats = |t: Tensor<2>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("converted to f32 just before")
+    };
+    let (mut g, u) = (floats(gate), floats(up));
+    elementwise::gated(act, &mut g, &u);
+    Tensor::from_data(TensorData::new(g, dims), &device)
 }
 
 /// GPT-2's LayerNorm: normalise each row to zero mean, unit variance, then scale and shift.

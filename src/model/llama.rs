@@ -2,12 +2,13 @@
 //! grouped-query attention, SwiGLU MLP, tied or untied LM head. Qwen3 is the
 //! same with an RMSNorm over each head's queries and keys before RoPE.
 
-use burn::tensor::{activation::silu, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use super::layers::{load, Embedding, Linear, RmsNorm};
+use super::layers::{gated, load, Embedding, Linear, RmsNorm};
 use super::rope::Rope;
 use super::Past;
 use crate::config::{Architecture, ModelConfig};
+use crate::elementwise::Gate;
 use crate::error::Result;
 use crate::weights::TensorSource;
 
@@ -205,9 +206,11 @@ impl Llama {
                     .reshape([n, self.heads * self.head_dim]),
             );
             let h = layer.post_norm.forward(x.clone());
-            x = x + layer
-                .down
-                .forward(silu(layer.gate.forward(h.clone())) * layer.up.forward(h));
+            x = x + layer.down.forward(gated(
+                Gate::Silu,
+                layer.gate.forward(h.clone()),
+                layer.up.forward(h),
+            ));
         }
         self.norm.forward(x)
     }

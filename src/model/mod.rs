@@ -12,7 +12,7 @@ mod rope;
 
 use burn::tensor::{s, Device, Tensor, TensorData};
 
-use crate::attention;
+use crate::attention::{self, Heads, Run};
 use crate::cache::{self, KvCache, LayerCache, LayerPlan};
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
@@ -253,7 +253,19 @@ impl Past<'_> {
         match self {
             // No cache: the tokens attend to one another.
             Past::Recomputed { plans, scale } => {
-                attention::over_tensors(q, k, v, plans[layer].mask(), *scale)
+                let ([query, n, dim], kv) = (q.dims(), k.dims()[0]);
+                let heads = Heads {
+                    query,
+                    kv,
+                    dim,
+                    scale: *scale,
+                };
+                let device = q.device();
+                let (k, v) = (floats(k), floats(v));
+                let run = Run::chunk(&k, &v, n, start);
+                let out =
+                    attention::over_rows(&floats(q), start, heads, plans[layer].mask(), &[run]);
+                Tensor::from_data(TensorData::new(out, [query, n, dim]), &device)
             }
             // A cache: the layer stores the new keys and values, then the new
             // queries attend over all it holds (on the first call, just those).

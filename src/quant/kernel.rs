@@ -426,7 +426,7 @@ impl Activations {
             .zip(acts.high.chunks_exact_mut(W))
             .zip(acts.low.chunks_exact_mut(W));
         for ((xg, high), low) in groups {
-            let max = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let max = crate::elementwise::max_abs(xg);
             if max > 0.0 {
                 let inv = i16::MAX as f32 / max;
                 for ((h, l), v) in high.iter_mut().zip(low.iter_mut()).zip(xg) {
