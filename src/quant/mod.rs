@@ -182,10 +182,22 @@ impl QuantMatrix {
         let scales = &self.scales[first..first + groups];
         let offsets = self.offsets.as_ref().map(|o| &o[first..first + groups]);
         match &self.q {
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Ints::Bytes(q) => {
+                let q = &q[r * self.cols..(r + 1) * self.cols];
+                simd128::bytes(q, self.width, scales, offsets, row);
+            }
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             Ints::Bytes(q) => {
                 let q = &q[r * self.cols..(r + 1) * self.cols];
                 dequant_groups(q, self.width, scales, offsets, row, |q| q as f32);
             }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Ints::Nibbles { packed, zero } => {
+                let packed = &packed[r * self.cols / 2..(r + 1) * self.cols / 2];
+                simd128::nibbles(packed, *zero, scales, offsets, row);
+            }
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             Ints::Nibbles { packed, zero } => {
                 let packed = &packed[r * self.cols / 2..(r + 1) * self.cols / 2];
                 let zero = *zero as f32;
@@ -265,6 +277,7 @@ fn zeroed<T: Clone + Default>(n: usize) -> Option<Vec<T>> {
 /// [`dequant`] over groups of `width`: `dst[i] = q(src[i]) · scale + offset`,
 /// the offset added only where there is one (so a `-0.0` stays `-0.0`), in a
 /// loop per form that the compiler vectorizes.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn dequant_groups<T: Copy>(
     src: &[T],
@@ -287,6 +300,90 @@ fn dequant_groups<T: Copy>(
             for ((src, dst), &scale) in groups.zip(scales) {
                 for (d, &s) in dst.iter_mut().zip(src) {
                     *d = q(s) * scale;
+                }
+            }
+        }
+    }
+}
+
+/// [`QuantMatrix::row_into`]'s loops in wasm SIMD128, 16 weights at a time
+/// (docs/performance.md, step 8). The same arithmetic as [`dequant`], so the
+/// same bits.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use core::arch::wasm32::*;
+
+    /// Stores `q · scale (+ offset)` for the 16 integers in `q` (four `i32x4`) at `dst`.
+    ///
+    /// # Safety
+    /// `dst` points at 16 writable `f32`.
+    #[inline(always)]
+    unsafe fn store16(q: [v128; 4], scale: f32, offset: Option<f32>, dst: *mut f32) {
+        let scale = f32x4_splat(scale);
+        for (i, q) in q.into_iter().enumerate() {
+            let y = f32x4_mul(f32x4_convert_i32x4(q), scale);
+            let y = match offset {
+                Some(m) => f32x4_add(y, f32x4_splat(m)),
+                None => y,
+            };
+            v128_store(dst.add(4 * i) as *mut v128, y);
+        }
+    }
+
+    /// The four `i32x4` of eight `i16` lanes pairs `a`, `b`.
+    #[inline(always)]
+    fn widen(a: v128, b: v128) -> [v128; 4] {
+        [
+            i32x4_extend_low_i16x8(a),
+            i32x4_extend_high_i16x8(a),
+            i32x4_extend_low_i16x8(b),
+            i32x4_extend_high_i16x8(b),
+        ]
+    }
+
+    /// A row of [`super::Ints::Bytes`] in groups of `width` (a multiple of 16).
+    pub fn bytes(q: &[i8], width: usize, scales: &[f32], offsets: Option<&[f32]>, row: &mut [f32]) {
+        assert!(
+            width.is_multiple_of(16) && q.len() == row.len() && q.len() == scales.len() * width
+        );
+        assert!(offsets.is_none_or(|o| o.len() == scales.len()));
+        for at in (0..q.len()).step_by(16) {
+            let g = at / width;
+            let offset = offsets.map(|o| o[g]);
+            // SAFETY: `at + 16 <= q.len() == row.len()` (the lengths are multiples of 16);
+            // v128_load has no alignment requirement.
+            unsafe {
+                let v = v128_load(q.as_ptr().add(at) as *const v128);
+                let v = widen(i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
+                store16(v, scales[g], offset, row.as_mut_ptr().add(at));
+            }
+        }
+    }
+
+    /// A row of [`super::Ints::Nibbles`] (groups of 32: 16 bytes, weight `j` in
+    /// the low nibble of byte `j`, weight `j + 16` in the high one), less `zero`.
+    pub fn nibbles(
+        packed: &[u8],
+        zero: i8,
+        scales: &[f32],
+        offsets: Option<&[f32]>,
+        row: &mut [f32],
+    ) {
+        assert!(packed.len() * 2 == row.len() && packed.len() == scales.len() * 16);
+        assert!(offsets.is_none_or(|o| o.len() == scales.len()));
+        let (mask, zero) = (u8x16_splat(0x0F), i8x16_splat(zero));
+        for (g, &scale) in scales.iter().enumerate() {
+            let offset = offsets.map(|o| o[g]);
+            // SAFETY: group g's 16 bytes are within `packed`, its 32 numbers within `row`.
+            unsafe {
+                let b = v128_load(packed.as_ptr().add(16 * g) as *const v128);
+                // 0..16 less 0 or 8 fits an i8.
+                let low = i8x16_sub(v128_and(b, mask), zero);
+                let high = i8x16_sub(u8x16_shr(b, 4), zero);
+                let dst = row.as_mut_ptr().add(32 * g);
+                for (half, v) in [low, high].into_iter().enumerate() {
+                    let v = widen(i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
+                    store16(v, scale, offset, dst.add(16 * half));
                 }
             }
         }
@@ -353,6 +450,44 @@ mod tests {
         assert_eq!(row, all[..64]);
         assert_eq!(picked.dequantize()[..64], all[128..192]);
         assert_eq!(picked.shape(), [2, 64]);
+    }
+
+    /// Each form's `row_into` (wasm's SIMD128 loops, the portable ones elsewhere)
+    /// gives the bits of [`dequant`] on every weight.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn row_into_gives_the_bits_of_dequant_for_every_form() {
+        let (rows, cols) = (3, 96);
+        let mut forms = Vec::new();
+        for offsets in [false, true] {
+            forms.push(random_matrix([rows, cols], 16, offsets, 5));
+            forms.push(random_matrix([rows, cols], 32, offsets, 6));
+            forms.push(random_4_bit([rows, cols], 0, offsets, 7));
+            forms.push(random_4_bit([rows, cols], 8, offsets, 8));
+        }
+        for m in forms {
+            let q: Vec<i8> = match &m.q {
+                Ints::Bytes(q) => q.clone(),
+                Ints::Nibbles { packed, zero } => packed
+                    .chunks_exact(NIBBLE_GROUP)
+                    .flat_map(|g| {
+                        let low = g.iter().map(|b| (b & 0x0F) as i8 - zero);
+                        low.chain(g.iter().map(|b| (b >> 4) as i8 - zero))
+                    })
+                    .collect(),
+            };
+            for r in 0..rows {
+                let mut row = vec![7.0];
+                m.row_into(r, &mut row);
+                assert_eq!(row[0], 7.0, "row_into appends");
+                for (c, got) in row[1..].iter().enumerate() {
+                    let g = (r * cols + c) / m.width;
+                    let offset = m.offsets.as_ref().map(|o| o[g]);
+                    let want = dequant(q[r * cols + c], m.scales[g], offset);
+                    assert_eq!(got.to_bits(), want.to_bits(), "{m:?} at {r}, {c}");
+                }
+            }
+        }
     }
 
     /// Every 4-bit block unpacks into nibbles that dequantize as the block itself does.
