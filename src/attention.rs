@@ -148,9 +148,12 @@ pub fn over_rows(q: &[f32], start: usize, heads: Heads, mask: Mask, runs: &[Run]
     let dim = heads.dim;
     let n = q.len() / (heads.query * dim);
     let mut out = vec![0.0f32; q.len()];
-    let mut weights = Vec::new();
-    let mut scratch = vec![0.0f32; dim];
-    for head in 0..heads.query {
+    // Heads are independent: split over the pool's threads for many queries
+    // (a prompt, the cache-off baseline); a decode step's one query is done
+    // sooner than its heads would be handed out.
+    let work = if n > 1 { q.len() * (start + n) } else { 0 };
+    crate::pool::by_parts(&mut out, n * dim, work, |head, out| {
+        let (mut weights, mut scratch) = (Vec::new(), vec![0.0f32; dim]);
         let kv = head / heads.group();
         for t in 0..n {
             let position = start + t;
@@ -171,13 +174,13 @@ pub fn over_rows(q: &[f32], start: usize, heads: Heads, mask: Mask, runs: &[Run]
                 );
             }
             let total = softmax_in_place(&mut weights);
-            let row = &mut out[(head * n + t) * dim..][..dim];
+            let row = &mut out[t * dim..][..dim];
             let mut weight = weights.iter().map(|w| w / total);
             for (run, rows) in visible {
                 weighted_sum(run.values, rows, &mut weight, row, &mut scratch);
             }
         }
-    }
+    });
     out
 }
 

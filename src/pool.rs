@@ -148,12 +148,12 @@ fn spin(done: &std::sync::atomic::AtomicBool, owner: &std::sync::atomic::AtomicU
 
 /// A matmul's `[n, rows]` row-major output, from `tiles(state, range, out)`,
 /// which puts the outputs of the weight rows `range` into `out`, a tile of
-/// `tile_rows` at a time. On one thread it is called once, for all rows,
-/// writing in place, so the kernels' loops stay as they are (a call per tile
-/// made wasm decode 5% slower); split over the pool (from [`SPLIT_FROM`]
-/// multiply-adds, `rows · cols · n`) once per tile, each writing its own rows,
-/// `[tile_rows, n]`, the result transposed once. Each thread gets its own
-/// `state` from `init` (a scratch buffer, say).
+/// `tile_rows` at a time. On one thread it is called once, for all rows, so
+/// the kernels' loops stay as they are (a call per tile made wasm decode 5%
+/// slower); split over the pool (from [`SPLIT_FROM`] multiply-adds,
+/// `rows · cols · n`) once per tile, each call writing its own columns of the
+/// output in place. Each thread gets its own `state` from `init` (a scratch
+/// buffer, say).
 #[inline(always)]
 #[cfg_attr(not(feature = "threads"), allow(unused_variables))] // `cols`: only to split
 pub fn by_row_tiles<S>(
@@ -162,62 +162,81 @@ pub fn by_row_tiles<S>(
     init: impl Fn() -> S + Sync + Send,
     tiles: impl Fn(&mut S, Range<usize>, TileOut) + Sync + Send,
 ) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * rows];
+    let shared = Shared(out.as_mut_ptr());
+    let tile_out = |columns: Range<usize>| TileOut {
+        data: shared,
+        rows,
+        n,
+        columns,
+        _out: std::marker::PhantomData,
+    };
     #[cfg(feature = "threads")]
     if rows * cols * n >= SPLIT_FROM {
         use rayon::prelude::*;
-        let mut by_row = vec![0.0f32; rows * n];
-        by_row
-            .par_chunks_mut(tile_rows * n)
-            .enumerate()
-            .for_each_init(init, |state, (t, data)| {
-                let first = t * tile_rows;
-                let out = TileOut {
-                    data,
-                    row_stride: 1,
-                    out_stride: n,
-                    first,
-                };
-                tiles(state, first..(first + tile_rows).min(rows), out);
+        (0..rows.div_ceil(tile_rows))
+            .into_par_iter()
+            .for_each_init(init, |state, t| {
+                let range = t * tile_rows..((t + 1) * tile_rows).min(rows);
+                tiles(state, range.clone(), tile_out(range));
             });
-        if n == 1 {
-            return by_row;
-        }
-        let mut out = vec![0.0f32; n * rows];
-        for (o, ys) in by_row.chunks_exact(n).enumerate() {
-            for (r, &y) in ys.iter().enumerate() {
-                out[r * rows + o] = y;
-            }
-        }
         return out;
     }
-    let mut out = vec![0.0f32; n * rows];
-    let data = &mut out[..];
-    tiles(
-        &mut init(),
-        0..rows,
-        TileOut {
-            data,
-            row_stride: rows,
-            out_stride: 1,
-            first: 0,
-        },
-    );
+    tiles(&mut init(), 0..rows, tile_out(0..rows));
     out
 }
 
-/// Where [`by_row_tiles`]'s `tile` puts its outputs.
+/// `each(i, part)` for the `size`-long parts of `data` (the heads of an
+/// attention's output, say), split over the pool from [`SPLIT_FROM`] `work`
+/// (multiply-adds, or a like measure) and in order on one thread below.
+#[cfg_attr(not(feature = "threads"), allow(unused_variables))] // `work`: only to split
+pub fn by_parts<T: Send>(
+    data: &mut [T],
+    size: usize,
+    work: usize,
+    each: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    #[cfg(feature = "threads")]
+    if work >= SPLIT_FROM {
+        use rayon::prelude::*;
+        data.par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(i, part)| each(i, part));
+        return;
+    }
+    for (i, part) in data.chunks_mut(size).enumerate() {
+        each(i, part);
+    }
+}
+
+/// The output buffer of [`by_row_tiles`], shared by the threads that write
+/// its disjoint columns.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+
+// SAFETY: each `TileOut` made from it writes only its own columns (checked in
+// `put`), and the tiles' columns do not overlap, so no two threads write the
+// same element; the buffer outlives them all (`by_row_tiles` returns it after).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+/// Where [`by_row_tiles`]'s `tiles` puts its outputs: the columns (weight
+/// rows) `columns` of the `[n, rows]` output.
 pub struct TileOut<'a> {
-    data: &'a mut [f32],
-    row_stride: usize,
-    out_stride: usize,
-    first: usize,
+    data: Shared,
+    rows: usize,
+    n: usize,
+    columns: Range<usize>,
+    _out: std::marker::PhantomData<&'a mut [f32]>,
 }
 
 impl TileOut<'_> {
     /// Output `o` (a weight row of the tile) of activation row `r`.
     #[inline(always)]
     pub fn put(&mut self, r: usize, o: usize, y: f32) {
-        self.data[r * self.row_stride + (o - self.first) * self.out_stride] = y;
+        assert!(r < self.n && self.columns.contains(&o));
+        // SAFETY: within the `[n, rows]` buffer (just checked), and in this tile's own columns.
+        unsafe { *self.data.0.add(r * self.rows + o) = y }
     }
 }
 
