@@ -3,6 +3,7 @@
 //
 //   node scripts/ab-packages.mjs --old <commit | dir> [--new <dir>] [--runs 3] [--tokens 128]
 //                                [--caches prealloc,concat,window] [--window 64] [--out FILE]
+//                                [--model models/SmolLM2-135M-Instruct.Q8_0.gguf]
 //
 // Each side is a checkout served as the benchmark serves one (scripts/serve.mjs: its own www/,
 // bench/ and pkg/, with models/ and node_modules/ taken from this repo): its page, its worker and
@@ -28,7 +29,7 @@ import { launch } from "./browsers.mjs";
 import { startServer } from "./serve.mjs";
 
 const REPO = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const MODEL_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const MODEL_FILE = option("model", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
 const PROMPT = "Once upon a time";
 const WARMUP = 24;
 
