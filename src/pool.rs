@@ -274,4 +274,22 @@ mod tests {
         });
         assert_eq!(got, want);
     }
+
+    /// Each part gets its own index, whether split over the pool (with the
+    /// feature `threads`) or not, and the last part may be shorter.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn parts_get_their_own_index() {
+        for work in [0, super::SPLIT_FROM] {
+            let mut data = vec![0usize; 103];
+            super::on_pool(|| {
+                super::by_parts(&mut data, 10, work, |i, part| {
+                    assert!(part.len() == 10 || (i == 10 && part.len() == 3));
+                    part.iter_mut().for_each(|x| *x += i + 1);
+                })
+            });
+            let want: Vec<usize> = (0..103).map(|j| j / 10 + 1).collect();
+            assert_eq!(data, want, "work {work}");
+        }
+    }
 }
