@@ -428,13 +428,7 @@ impl Activations {
         for ((xg, high), low) in groups {
             let max = crate::elementwise::max_abs(xg);
             if max > 0.0 {
-                let inv = i16::MAX as f32 / max;
-                for ((h, l), v) in high.iter_mut().zip(low.iter_mut()).zip(xg) {
-                    let t = v * inv;
-                    let rounded = round(t);
-                    *h = rounded as i16;
-                    *l = round((t - rounded) * LOW) as i16;
-                }
+                split_group(xg, i16::MAX as f32 / max, high, low);
             }
             acts.scales.push(max / i16::MAX as f32);
             if with_sums {
@@ -445,11 +439,61 @@ impl Activations {
     }
 }
 
+/// `high` and `low` of one group `xg`, `inv` its scale's inverse: `t = x · inv`
+/// rounded, and what rounding left out, times [`LOW`], rounded (both saturate
+/// at the `i16` range, as `as i16` does).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn split_group(xg: &[f32], inv: f32, high: &mut [i16], low: &mut [i16]) {
+    for ((h, l), v) in high.iter_mut().zip(low.iter_mut()).zip(xg) {
+        let t = v * inv;
+        let rounded = round(t);
+        *h = rounded as i16;
+        *l = round((t - rounded) * LOW) as i16;
+    }
+}
+
+/// [`split_group`] eight numbers at a time in wasm SIMD128 (docs/performance.md,
+/// step 8); the same arithmetic, so the same integers.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn split_group(xg: &[f32], inv: f32, high: &mut [i16], low: &mut [i16]) {
+    use core::arch::wasm32::*;
+    assert!(xg.len().is_multiple_of(8) && high.len() == xg.len() && low.len() == xg.len());
+    let (inv, magic, scale_low) = (f32x4_splat(inv), f32x4_splat(MAGIC), f32x4_splat(LOW));
+    let round = |t: v128| f32x4_sub(f32x4_add(t, magic), magic);
+    let split = |v: v128| {
+        let t = f32x4_mul(v, inv);
+        let rounded = round(t);
+        let rest = round(f32x4_mul(f32x4_sub(t, rounded), scale_low));
+        (i32x4_trunc_sat_f32x4(rounded), i32x4_trunc_sat_f32x4(rest))
+    };
+    for at in (0..xg.len()).step_by(8) {
+        // SAFETY: `at + 8 <= len` for all three (checked above); no alignment needed.
+        unsafe {
+            let (h0, l0) = split(v128_load(xg.as_ptr().add(at) as *const v128));
+            let (h1, l1) = split(v128_load(xg.as_ptr().add(at + 4) as *const v128));
+            v128_store(
+                high.as_mut_ptr().add(at) as *mut v128,
+                i16x8_narrow_i32x4(h0, h1),
+            );
+            v128_store(
+                low.as_mut_ptr().add(at) as *mut v128,
+                i16x8_narrow_i32x4(l0, l1),
+            );
+        }
+    }
+}
+
+/// `1.5 · 2²³`: adding and removing it rounds half to even for `|t| < 2²²`,
+/// leaving no fraction bits.
+const MAGIC: f32 = 12_582_912.0;
+
 /// Rounds half to even for `|t| < 2²²` by adding and removing 1.5 · 2²³, which
 /// leaves no fraction bits; `round_ties_even` is a libm call on baseline x86-64.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline]
 fn round(t: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
     (t + MAGIC) - MAGIC
 }
 
@@ -703,6 +747,44 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The activations' two parts are the formula's integers on every target
+    /// (wasm's SIMD128 form included), ties, saturation and all.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn activations_are_split_as_the_formula_says() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut x: Vec<f32> = (0..32 * 8).map(|_| uniform(&mut rng) * 3.0).collect();
+        // Halfway cases (t = k + 0.5 with the group's max 32767) and a zero group.
+        x[..32]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(j, v)| *v = j as f32 + 0.5);
+        x[31] = 32767.0;
+        x[32..64].iter_mut().for_each(|v| *v = 0.0);
+        for (w, acts) in [
+            (32, Activations::new::<32>(&x, true)),
+            (16, Activations::new::<16>(&x, false)),
+        ] {
+            for (g, xg) in x.chunks_exact(w).enumerate() {
+                let max = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert_eq!(acts.scales[g], max / i16::MAX as f32);
+                for (j, &v) in xg.iter().enumerate() {
+                    let (t, at) = (v * (i16::MAX as f32 / max), g * w + j);
+                    let (h, l) = if max > 0.0 {
+                        let rounded = t.round_ties_even();
+                        (
+                            rounded as i16,
+                            ((t - rounded) * LOW).round_ties_even() as i16,
+                        )
+                    } else {
+                        (0, 0)
+                    };
+                    assert_eq!((acts.high[at], acts.low[at]), (h, l), "width {w}, x = {v}");
+                }
+            }
+        }
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
