@@ -237,6 +237,7 @@ export function compareTarget(results) {
     value,
     met: check.met,
     by: check.by,
+    threads: c.threads,
     summary: `${verdict(check)}: ${value.toFixed(1)} s from the click on Compare to both runs done, on ${threadsText(c.threads)}${note}`,
     detail:
       `${each.join(", ")}, by the page's per-token times; the page's speedup ${c.speedup != null ? x(c.speedup) : `not shown ("${c.speedupText}")`}; ` +
@@ -537,7 +538,8 @@ function shortValue(t) {
   if (t.value == null) return "not measured";
   if (t.name.includes("gzipped")) return `${t.value.toFixed(2)} MB`;
   if (t.target.endsWith("MiB")) return `${t.value.toFixed(1)} MiB`;
-  if (t.target.endsWith(" s")) return `${t.value.toFixed(1)} s`;
+  // The page picks its threads; the README's heading says one thread unless the row says so.
+  if (t.target.endsWith(" s")) return `${t.value.toFixed(1)} s${t.threads > 1 ? ` (${threadsText(t.threads)})` : ""}`;
   return x(t.value, t.value < 2 ? 3 : 1);
 }
 
@@ -552,7 +554,7 @@ export function readmeBlock(results, checks) {
   const out = [README_START];
   out.push("");
   out.push(
-    `Measured by \`npm run bench\` on ${m.date.slice(0, 10)} (${m.machine.cores} × ${m.machine.cpu}, one thread, ${where} headless). Every figure (both backends, natively and in wasm, load, prefill, memory, the strategies alone and interleaved): [bench/results.md](bench/results.md); how they are measured: [docs/benchmarks.md](docs/benchmarks.md).`,
+    `Measured by \`npm run bench\` on ${m.date.slice(0, 10)} (${m.machine.cores} × ${m.machine.cpu}, one thread unless a row says otherwise, ${where} headless). Every figure (both backends, natively and in wasm, load, prefill, memory, the strategies alone and interleaved): [bench/results.md](bench/results.md); how they are measured: [docs/benchmarks.md](docs/benchmarks.md).`,
   );
   out.push("");
   const models = [...new Set(results.runs.map((r) => r.model))];
