@@ -101,36 +101,38 @@ impl QuantMatrix {
             ROW_TILE,
             || (),
             |_, range, mut out| {
-                // The first rows at once, then each row's as the row `FETCH_AHEAD` before it starts.
-                self.fetch_rows(range.start..(range.start + FETCH_AHEAD).min(range.end));
-                for tile in range.clone().step_by(ROW_TILE) {
-                    let end = (tile + ROW_TILE).min(range.end);
-                    for r in 0..n {
-                        let x = Row {
-                            high: &acts.high[r * cols..(r + 1) * cols],
-                            low: &acts.low[r * cols..(r + 1) * cols],
-                            scales: &acts.scales[r * groups..(r + 1) * groups],
-                        };
-                        for o in tile..end {
-                            if r == 0 && o + FETCH_AHEAD < range.end {
-                                self.fetch_rows(o + FETCH_AHEAD..o + FETCH_AHEAD + 1);
-                            }
-                            let w = WeightRow {
-                                q: ints(o),
-                                scales: &self.scales[o * groups..(o + 1) * groups],
+                D::enter(|| {
+                    // The first rows at once, then each row's as the row `FETCH_AHEAD` before it starts.
+                    self.fetch_rows(range.start..(range.start + FETCH_AHEAD).min(range.end));
+                    for tile in range.clone().step_by(ROW_TILE) {
+                        let end = (tile + ROW_TILE).min(range.end);
+                        for r in 0..n {
+                            let x = Row {
+                                high: &acts.high[r * cols..(r + 1) * cols],
+                                low: &acts.low[r * cols..(r + 1) * cols],
+                                scales: &acts.scales[r * groups..(r + 1) * groups],
                             };
-                            let mut y = D::dot::<W, Q>(w, &x);
-                            if let Some(offsets) = &self.offsets {
-                                // A plain sum: 8 interleaved ones made wasm decode 9 % slower
-                                // (docs/performance.md, "A regression found by bisection").
-                                let sums = &acts.sums[r * groups..(r + 1) * groups];
-                                let off = &offsets[o * groups..(o + 1) * groups];
-                                y += off.iter().zip(sums).map(|(a, b)| a * b).sum::<f32>();
+                            for o in tile..end {
+                                if r == 0 && o + FETCH_AHEAD < range.end {
+                                    self.fetch_rows(o + FETCH_AHEAD..o + FETCH_AHEAD + 1);
+                                }
+                                let w = WeightRow {
+                                    q: ints(o),
+                                    scales: &self.scales[o * groups..(o + 1) * groups],
+                                };
+                                let mut y = D::dot::<W, Q>(w, &x);
+                                if let Some(offsets) = &self.offsets {
+                                    // A plain sum: 8 interleaved ones made wasm decode 9 % slower
+                                    // (docs/performance.md, "A regression found by bisection").
+                                    let sums = &acts.sums[r * groups..(r + 1) * groups];
+                                    let off = &offsets[o * groups..(o + 1) * groups];
+                                    y += off.iter().zip(sums).map(|(a, b)| a * b).sum::<f32>();
+                                }
+                                out.put(r, o, y);
                             }
-                            out.put(r, o, y);
                         }
                     }
-                }
+                })
             },
         )
     }
@@ -398,6 +400,15 @@ struct Row<'a> {
 /// over one weight row and one activation row, in groups of `W`.
 trait Dot {
     fn dot<const W: usize, Q: RowInts>(w: WeightRow<Q>, x: &Row) -> f32;
+
+    /// `tile()` (a matmul's rows through [`Dot::dot`]) where `dot`'s instructions
+    /// inline. A tile another thread of the pool takes is called by rayon, outside
+    /// the function that chose this form for the CPU, so a form that needs CPU
+    /// features enables them again here.
+    #[inline(always)]
+    fn enter<R>(tile: impl FnOnce() -> R) -> R {
+        tile()
+    }
 }
 
 /// Activation rows as integers per group: `x = scale · (high + low / 2¹⁵)`,
@@ -640,6 +651,23 @@ mod x86 {
         /// # Safety
         /// The CPU has what the form needs.
         unsafe fn mac(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
+
+        /// `f()` in a function compiled with the CPU features the form needs, so
+        /// that the intrinsics `f` reaches inline.
+        ///
+        /// # Safety
+        /// The CPU has them.
+        unsafe fn enter<R>(f: impl FnOnce() -> R) -> R;
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    unsafe fn with_avx_vnni<R>(f: impl FnOnce() -> R) -> R {
+        f()
     }
 
     /// `vpmaddwd` then `vpaddd` (AVX2).
@@ -653,12 +681,22 @@ mod x86 {
         unsafe fn mac(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
             _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
         }
+
+        #[inline(always)]
+        unsafe fn enter<R>(f: impl FnOnce() -> R) -> R {
+            with_avx2(f)
+        }
     }
 
     impl Mac for Vnni {
         #[inline(always)]
         unsafe fn mac(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
             _mm256_dpwssd_avx_epi32(acc, a, b)
+        }
+
+        #[inline(always)]
+        unsafe fn enter<R>(f: impl FnOnce() -> R) -> R {
+            with_avx_vnni(f)
         }
     }
 
@@ -698,6 +736,12 @@ mod x86 {
     }
 
     impl<M: Mac> Dot for Avx2<M> {
+        #[inline(always)]
+        fn enter<R>(tile: impl FnOnce() -> R) -> R {
+            // SAFETY: only chosen by matmul_avx2 and matmul_avx_vnni, on a CPU with what M needs.
+            unsafe { M::enter(tile) }
+        }
+
         #[inline(always)]
         fn dot<const W: usize, Q: RowInts>(w: WeightRow<Q>, x: &Row) -> f32 {
             check_lengths::<W, Q>(&w, x);
