@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The WebAssembly side of the tests (run by scripts/test.sh; the tools come
 # from scripts/setup-wasm.sh):
-#   1. tests/wasm.rs and tests/wasm_worker.rs in headless Chromium and Firefox
-#      (page and dedicated worker), release mode: the JS-facing Generator on the
-#      fixtures; then the same, tests/wasm_threads.rs (the pool started in a
+#   1. the crate's unit tests, tests/wasm.rs and tests/wasm_worker.rs in headless
+#      Chromium and Firefox (page and dedicated worker): the JS-facing Generator on
+#      the fixtures; then the same, tests/wasm_threads.rs (the pool started in a
 #      worker) and tests/wasm_threads_crash.rs (a panic on the pool) built as the
 #      multi-threaded build is (scripts/build-wasm-threads.sh),
 #      in both browsers again: the page loads that build where it is cross-origin
@@ -19,20 +19,39 @@ done
 # Per-test budget in the browser (the runner's default, 20 s, is tight for a cold 2-core machine).
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-300}"
 
-echo "== wasm tests in headless Chromium (wasm-pack test --headless --chrome --release)"
-wasm-pack test --headless --chrome --release
-echo "== wasm tests in headless Firefox (wasm-pack test --headless --firefox --release)"
-wasm-pack test --headless --firefox --release
+# `cargo test` for wasm32 with wasm-bindgen-test-runner as its runner, headless in `$1` (chrome
+# or firefox), over the unit tests and the suites with browser tests; the rest of the arguments
+# go to cargo. This is what `wasm-pack test --headless --$1` runs, without the build of every
+# test target (`cargo build --tests`) it does first: most suites are native-only.
+in_browser() {
+  local driver
+  case "$1" in
+    chrome) driver="CHROMEDRIVER=$(command -v chromedriver)" ;;
+    firefox) driver="GECKODRIVER=$(command -v geckodriver)" ;;
+  esac
+  shift
+  env "$driver" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_ONLY_WEB=1 \
+    cargo test --locked --target wasm32-unknown-unknown --lib --test wasm --test wasm_worker "$@"
+}
+# Built with the package's profile (wasm-release: fat LTO), so `npm run build` below reuses
+# every dependency this build compiles.
+echo "== wasm tests in headless Chromium (the package's profile, wasm-release)"
+in_browser chrome --profile wasm-release
+echo "== wasm tests in headless Firefox"
+in_browser firefox --profile wasm-release
 
+# In release: with `-Z build-std` a test build's standard library differs from the package's
+# (it adds `test`), so no dependency would be shared, and each test target's LTO link costs.
 threaded() {
   RUSTUP_TOOLCHAIN="$(cat scripts/threads-toolchain)" RUSTFLAGS="$(bash scripts/threads-rustflags.sh)" \
     CARGO_TARGET_DIR="${KVCACHE_THREADS_TARGET_DIR:-$PWD/target/wasm-threads}" \
-    wasm-pack test --headless "$1" --release -- --features threads -Z build-std=panic_abort,std
+    in_browser "$1" --release --test wasm_threads --test wasm_threads_crash \
+      --features threads -Z build-std=panic_abort,std
 }
 echo "== the multi-threaded build's wasm tests in headless Chromium (cargo feature threads, nightly)"
-threaded --chrome
+threaded chrome
 echo "== the multi-threaded build's wasm tests in headless Firefox"
-threaded --firefox
+threaded firefox
 
 echo "== npm package (npm run build)"
 npm run build
