@@ -28,6 +28,7 @@ in_browser() {
   case "$1" in
     chrome) driver="CHROMEDRIVER=$(command -v chromedriver)" ;;
     firefox) driver="GECKODRIVER=$(command -v geckodriver)" ;;
+    *) echo "test-wasm: in_browser takes chrome or firefox, not '$1'" >&2; return 1 ;;
   esac
   shift
   env "$driver" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_ONLY_WEB=1 \
