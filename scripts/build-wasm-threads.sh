@@ -13,8 +13,10 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 export RUSTUP_TOOLCHAIN="$(cat scripts/threads-toolchain)" CARGO_TARGET_DIR="${KVCACHE_THREADS_TARGET_DIR:-$PWD/target/wasm-threads}"
 export RUSTFLAGS="$(bash scripts/threads-rustflags.sh)"
 out=pkg/threads
+# `test` is built beside std (nothing links it) because the threaded tests' build needs it
+# (scripts/test-wasm.sh): with the same standard library, this build reuses all their crates.
 wasm-pack build --target web --profile wasm-release --out-dir "$out" --no-opt -- \
-  --features threads -Z build-std=panic_abort,std
+  --features threads -Z build-std=panic_abort,std,test
 wasm=$out/kvcache_wasm_bg.wasm
 wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-threads "$wasm" -o "$wasm.opt"
