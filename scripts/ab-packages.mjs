@@ -4,6 +4,7 @@
 //   node scripts/ab-packages.mjs --old <commit | dir> [--new <dir>] [--runs 3] [--tokens 128]
 //                                [--caches prealloc,concat,window] [--window 64] [--out FILE]
 //                                [--model models/SmolLM2-135M-Instruct.Q8_0.gguf]
+//                                [--prompt-file bench/prefill.txt]
 //
 // Each side is a checkout served as the benchmark serves one (scripts/serve.mjs: its own www/,
 // bench/ and pkg/, with models/ and node_modules/ taken from this repo): its page, its worker and
@@ -18,9 +19,11 @@
 // once on each side, back to back, the side that goes first alternating from round to round.
 // Reported: decode tokens/s by the engine's own step timer (the tokens after the first over their
 // time), the mean over the runs of each side, and new ÷ old with the range of the rounds' ratios.
+// With --prompt-file the prompt is that file's text and the figure is its prefill instead: the
+// prompt's tokens over the first step's time (--tokens defaults to 2 then).
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,7 +33,8 @@ import { startServer } from "./serve.mjs";
 
 const REPO = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const MODEL_FILE = option("model", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
-const PROMPT = "Once upon a time";
+const PROMPT_FILE = option("prompt-file");
+const PROMPT = PROMPT_FILE ? readFileSync(resolve(PROMPT_FILE), "utf8") : "Once upon a time";
 const WARMUP = 24;
 
 function option(name, fallback) {
@@ -41,9 +45,15 @@ function option(name, fallback) {
 const say = (line) => console.log(line);
 const git = (...args) => execFileSync("git", ["-C", REPO, ...args], { encoding: "utf8" }).trim();
 
-/** Builds `dir`'s pkg/ with this repo's tools and target/. */
+/**
+ * Builds `dir`'s pkg/ with this repo's tools and target/. The crate's wasm lands at the same path
+ * in target/ whichever checkout built it, and cargo finds each checkout's own record of it up to
+ * date; touching src/lib.rs makes it compile this checkout's sources.
+ */
 function buildPackage(dir) {
   say(`building ${join(dir, "pkg")} (scripts/build-wasm.sh)`);
+  const now = new Date();
+  utimesSync(join(dir, "src", "lib.rs"), now, now);
   execFileSync("bash", ["scripts/build-wasm.sh"], {
     cwd: dir,
     stdio: "inherit",
@@ -74,13 +84,16 @@ function decodeTps(stepMs) {
   return (decode.length * 1000) / decode.reduce((a, b) => a + b, 0);
 }
 
+/** Prefill tokens/s of one run: the prompt's tokens (the first token's position) over the first step. */
+const prefillTps = (out) => (out.positions[0] * 1000) / out.stepMs[0];
+
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function main() {
   const oldSpec = option("old");
   if (!oldSpec) throw new Error("give --old <commit | dir> (e.g. --old c9ee1aa~1)");
   const runs = Number(option("runs", 3));
-  const tokens = Number(option("tokens", 128));
+  const tokens = Number(option("tokens", PROMPT_FILE ? 2 : 128));
   const window = Number(option("window", 64));
   const caches = option("caches", "prealloc,concat,window").split(",");
   if (!existsSync(join(REPO, MODEL_FILE))) throw new Error(`${MODEL_FILE} is missing: bash scripts/fetch-model.sh`);
@@ -96,7 +109,8 @@ async function main() {
       await side.page.goto(new URL("bench/index.html", url).href);
       await side.page.waitFor(() => window.benchReady === true, null, { timeout: 60_000 });
     }
-    say(`old ${sides.old.label} vs new ${sides.new.label}, ${browser.version}, ${runs} rounds, ${tokens} tokens`);
+    const measured = PROMPT_FILE ? `prefill of ${PROMPT_FILE}` : `${tokens} tokens`;
+    say(`old ${sides.old.label} vs new ${sides.new.label}, ${browser.version}, ${runs} rounds, ${measured}`);
 
     const results = [];
     for (let round = 0; round < runs; round++) {
@@ -114,7 +128,7 @@ async function main() {
             every: 0,
             warmupTokens: WARMUP,
           });
-          const tps = decodeTps(out.stepMs);
+          const tps = PROMPT_FILE ? prefillTps(out) : decodeTps(out.stepMs);
           results.push({ round, cache, side: name, tps, ids: out.ids, stepMs: out.stepMs });
           say(`  round ${round + 1} ${cache.padEnd(8)} ${name}: ${tps.toFixed(1)} tok/s`);
         }
