@@ -23,6 +23,7 @@ const app = {
   ready: false,
   outbox: [], // messages waiting for the worker to be ready
   readyTimer: null, // replaces a worker that does not say it is ready (startWorker)
+  threads: 1, // the threads the worker was started with (startWorker)
   threadsNote: "", // why one thread, where the page chose it
   status: "starting", // starting | idle | loading | running
   activity: null, // while running: "generate" | "quality" | "chat"
@@ -58,6 +59,7 @@ function startWorker({ threads = threadCount(), tries = 1, outbox = [], threadsN
   clearTimeout(app.readyTimer);
   app.ready = false;
   app.outbox = outbox;
+  app.threads = threads;
   app.threadsNote = threadsNote;
   const url = new URL("./worker.js", import.meta.url);
   url.searchParams.set("threads", String(threads));
@@ -204,7 +206,8 @@ function onWorkerError(msg) {
       setStatus("idle");
       return;
     }
-    startWorker();
+    // The build that was running: after a fallback to one thread, not the threaded one again.
+    startWorker({ threads: app.threads, threadsNote: app.threadsNote });
   }
   renderCache();
   setStatus(app.ready || !msg.fatal ? "idle" : "starting");
