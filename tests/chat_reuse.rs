@@ -138,3 +138,29 @@ fn chat_without_a_known_template_is_a_clear_error() {
     assert!(err.contains("cannot chat"), "{err}");
     assert_eq!(g.position(), position, "the failed call changed nothing");
 }
+
+/// A reply stopped early (the caller stops stepping, as the page's Stop does) stays in the
+/// conversation as far as it got: the next turn is what it is after a reply that maxTokens
+/// cut at the same length.
+#[test]
+fn a_reply_stopped_early_is_continued_like_one_cut_by_max_tokens() {
+    let mut g = smollm2();
+    let first = g.chat_prefill(FIRST, &turn(true)).unwrap().unwrap();
+    let second = g.step().unwrap().unwrap();
+    let stopped = g.finish().unwrap();
+    assert_eq!(stopped.ids, [first.id, second.id]);
+    let after_stop = chat(&mut g, SECOND, true);
+
+    let mut h = smollm2();
+    let mut cut_at_two = turn(true);
+    cut_at_two.run.max_new_tokens = 2;
+    let cut = h.chat(FIRST, &cut_at_two, |_| {}).unwrap();
+    assert_eq!(cut.ids, stopped.ids);
+    let after_cut = chat(&mut h, SECOND, true);
+    assert_eq!(
+        (after_stop.prefilled, after_stop.reused),
+        (after_cut.prefilled, after_cut.reused)
+    );
+    assert_eq!(after_stop.ids, after_cut.ids);
+    assert_eq!(sequence_len(&g), sequence_len(&h));
+}

@@ -1056,4 +1056,18 @@ fn chat_needs_a_template_and_its_own_options() {
         "unknown chat option `chat`",
     );
     throws(g.chat("Hi".into(), js(r#"{"reuse": 1}"#)), "option `reuse`");
+    // A turn a token at a time: the same checks, no `onToken` (its reply comes from step()).
+    throws(
+        g.chat_prefill("Hi".into(), JsValue::UNDEFINED),
+        "cannot chat",
+    );
+    throws(
+        g.chat_prefill("Hi".into(), js(r#"{"onToken": null}"#)),
+        "unknown chatPrefill option `onToken`",
+    );
+    throws(
+        g.chat_prefill(JsValue::from(3), JsValue::UNDEFINED),
+        "chatPrefill: the message",
+    );
+    throws(g.step(), "before step");
 }

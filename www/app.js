@@ -222,8 +222,7 @@ function setStatus(status, activity = null) {
   const loaded = Boolean(app.model);
   const idle = status === "idle";
   for (const id of ["run-cache", "run-nocache", "run-compare", "reset"]) $(id).disabled = !(idle && loaded);
-  // A chat turn is one call in the worker: its max tokens end it, Stop cannot.
-  $("stop").disabled = status !== "running" || app.activity === "chat";
+  $("stop").disabled = status !== "running";
   $("cancel-load").hidden = !(status === "loading" && app.loading?.download);
   const settable = idle || status === "starting";
   for (const id of ["model-select", "load-url", "model-files", "strategy", "kv-dtype"]) $(id).disabled = !settable;

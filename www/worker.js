@@ -11,14 +11,16 @@
 //                                            entry of `settings` (cache settings, as for configure),
 //                                            then puts the `restore` settings back; Stop ends it
 //                                            after the setting in progress
-//   { type: "chat", turnId, message, reuse, fresh, run }  one chat turn (chat(), the conversation
-//                                            kept in the generator; `fresh` resets it first);
-//                                            reuse false recomputes the whole conversation
+//   { type: "chat", turnId, message, reuse, fresh, run }  one chat turn (chatPrefill() and
+//                                            step(), the conversation kept in the generator;
+//                                            `fresh` resets it first); reuse false recomputes the
+//                                            whole conversation; Stop ends the reply
 //   { type: "chatReset" }                    forgets the conversation (and the sequence)
 //   { type: "reset" }
 //   { type: "cacheCost", cache, window, tokens }   times the strategy alone, no weights (bench/)
 //   { type: "interleaved", prompt, caches, tokens } strategies taking turns token by token (bench/)
-//   { type: "stop" }                         ends the current generation after the token in flight
+//   { type: "stop" }                         ends the current generation or reply after the token
+//                                            in flight
 //   { type: "cancel" }                       cancels the download in progress (the load then fails
 //                                            with an error marked `cancelled`)
 // Messages out:
@@ -192,34 +194,39 @@ async function quality({ text, settings, restore }) {
   post({ type: "qualityDone", stopped, state: cacheState() });
 }
 
-// One chat turn: the reply streams out token by token (posted from onToken; the turn itself is
-// one call, so Stop cannot end it early: its max tokens bound it).
-function chat({ turnId, message, reuse, fresh, run }) {
+// One chat turn: the reply streams out token by token, the worker yielding between tokens (as a
+// run does) so that Stop can end it; the next turn continues after the tokens it has.
+async function chat({ turnId, message, reuse, fresh, run }) {
   if (fresh) gen.reset();
+  stopRequested = false;
   running = true;
   let ttftMs = null;
   let tokens = 0;
-  let generation;
+  let stopped = false;
   try {
-    generation = gen.chat(message, {
-      ...run,
-      reuse,
-      onToken: (event) => {
-        if (ttftMs == null) ttftMs = event.ms;
-        tokens += 1;
-        post({ type: "chatToken", turnId, event });
-      },
-    });
+    let ev = gen.chatPrefill(message, { ...run, reuse });
+    while (ev) {
+      if (ttftMs == null) ttftMs = ev.ms;
+      tokens += 1;
+      post({ type: "chatToken", turnId, event: ev });
+      await yieldToEventLoop();
+      if (stopRequested) {
+        stopped = true;
+        break;
+      }
+      ev = gen.step();
+    }
   } finally {
     running = false;
   }
+  const generation = gen.finish();
   const result = {
     text: generation.text,
     prefilled: generation.prefilled,
     reused: generation.reused,
     ttftMs,
     tokens,
-    stopReason: STOP_REASONS[generation.stopReason] ?? "end",
+    stopReason: stopped ? "stopped" : (STOP_REASONS[generation.stopReason] ?? "end"),
   };
   post({ type: "chatDone", turnId, result, state: cacheState() });
 }

@@ -259,10 +259,15 @@ pub(super) fn run_options(
     read_options::<PrefillOptions>(what, value, PrefillOptions::KEYS, extra)?.run_options()
 }
 
-/// Options of `chat`: a run's (but `chat`), `reuse`, and the extra keys (`onToken`).
-pub(super) fn chat_options(value: &JsValue, extra: &[&str]) -> Result<ChatOptions, Error> {
+/// Options of `chat` and `chatPrefill` (`what`): a run's (but `chat`), `reuse`, and the extra
+/// keys (`onToken`).
+pub(super) fn chat_options(
+    what: &str,
+    value: &JsValue,
+    extra: &[&str],
+) -> Result<ChatOptions, Error> {
     let extra = [extra, &["reuse"]].concat();
-    let run: PrefillOptions = read_options("chat", value, &PrefillOptions::chat_keys(), &extra)?;
+    let run: PrefillOptions = read_options(what, value, &PrefillOptions::chat_keys(), &extra)?;
     run.chat_options(flag(value, "reuse")?)
 }
 

@@ -150,9 +150,25 @@ impl Generator {
         #[wasm_bindgen(unchecked_optional_param_type = "ChatOptions")] options: JsValue,
     ) -> Result<JsValue, JsValue> {
         let message = string(&message, "chat: the message")?;
-        let chat = chat_options(&options, &["onToken"])?;
+        let chat = chat_options("chat", &options, &["onToken"])?;
         let on_token = on_token(&options)?;
         to_js(&self.inner.try_chat(&message, &chat, on_token)?)
+    }
+
+    /// `chat` a token at a time, as `prefill` is to `generate`: adds the user's
+    /// `message` to the conversation, prefills it and returns the reply's
+    /// first token, or null; then `step()` once per token, and `finish()` for
+    /// the turn's summary. A worker can yield between tokens, and so stop a
+    /// reply early; the next turn continues after the tokens it has.
+    #[wasm_bindgen(js_name = chatPrefill, unchecked_return_type = "TokenEvent | null")]
+    pub fn chat_prefill(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "string")] message: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ChatPrefillOptions")] options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let message = string(&message, "chatPrefill: the message")?;
+        let chat = chat_options("chatPrefill", &options, &[])?;
+        event_to_js(self.inner.chat_prefill(&message, &chat)?)
     }
 
     /// Runs the prompt and returns the first new token, or null (a stop id, or maxTokens 0).

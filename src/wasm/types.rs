@@ -34,6 +34,9 @@ export interface ChatOptions extends Omit<GenerateOptions, "chat"> {
   reuse?: boolean | null;
 }
 
+/** Options of `chatPrefill`: those of `chat` but `onToken` (the reply comes from `step()`). */
+export type ChatPrefillOptions = Omit<ChatOptions, "onToken">;
+
 /** What `score(text)` returns. */
 export interface Score {
   /** The text's token ids, as a prompt starting a sequence (BOS first where the model adds one). */

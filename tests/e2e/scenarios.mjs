@@ -513,6 +513,22 @@ const smollm2 = {
     assert.equal(recomputed.prefilled, second.prefilled + second.reused, "recomputed: the whole conversation is prefilled");
     assert.equal(recomputed.text, second.text, "greedy: the same reply either way");
     assert.equal((await page.texts(`${tid("chat-turns")} tr`)).length, 4, "a row per turn");
+
+    // Stop ends a reply after its first tokens; the next turn continues after what it has.
+    const before = (await kv(page)).chat.length;
+    await page.fill(tid("chat-message"), "Tell me a long story about a dragon.");
+    await page.fill(tid("chat-max-tokens"), 400);
+    await page.check(tid("chat-recompute"), false);
+    await page.click(tid("chat-send"));
+    await page.waitFor((n) => window.__kvcache.chat[n]?.reply.length > 0 || window.__kvcache.error, before, { timeout: 60_000 });
+    assert.equal(await prop(page, tid("stop"), "disabled"), false, "Stop is on during a reply");
+    await page.click(tid("stop"));
+    await waitIdle(page);
+    const stopped = (await kv(page)).chat.at(-1);
+    assert.equal(stopped.stopReason, "stopped");
+    assert.ok(stopped.tokens >= 1 && stopped.tokens < 400, `stopped early (${stopped.tokens} tokens)`);
+    const next = await chatTurn(page, "Thanks.");
+    assert.equal(next.reused, stopped.reused + stopped.prefilled + stopped.tokens - 1, "the next turn takes the stopped reply from the cache (its last token is prefilled with the turn)");
     await t.done(page, "smollm2-chat");
   },
 };
