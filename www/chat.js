@@ -52,7 +52,7 @@ function renderTurns() {
       const done = t.prefilled != null;
       const cells = [
         `turn ${t.number}`,
-        t.reuse ? "cache reused" : "recomputed from scratch",
+        (t.reuse ? "cache reused" : "recomputed from scratch") + (t.stopReason === "stopped" ? ", reply stopped" : ""),
         done ? String(t.prefilled) : "…",
         done ? String(t.reused) : "…",
         done ? fmtMs(t.ttftMs) : "…",

@@ -527,6 +527,7 @@ const smollm2 = {
     const stopped = (await kv(page)).chat.at(-1);
     assert.equal(stopped.stopReason, "stopped");
     assert.ok(stopped.tokens >= 1 && stopped.tokens < 400, `stopped early (${stopped.tokens} tokens)`);
+    assert.match((await page.texts(`${tid("chat-turns")} tr`)).at(-1), /reply stopped/, "the turn's row says it was stopped");
     const next = await chatTurn(page, "Thanks.");
     assert.equal(next.reused, stopped.reused + stopped.prefilled + stopped.tokens - 1, "the next turn takes the stopped reply from the cache (its last token is prefilled with the turn)");
     await t.done(page, "smollm2-chat");
