@@ -1,7 +1,8 @@
 //! Multi-turn chat on the real SmolLM2-135M-Instruct: a turn that continues
 //! the conversation prefills only its own tokens and gives the greedy ids that
 //! recomputing the whole conversation gives; the conversation's ids equal the
-//! whole conversation tokenized at once; the system prompt's cache is reused.
+//! whole conversation tokenized at once; the system prompt's cache is reused; a
+//! reply stopped early is continued like one that maxTokens cut at its length.
 
 mod common;
 
