@@ -194,31 +194,20 @@ async function quality({ text, settings, restore }) {
   post({ type: "qualityDone", stopped, state: cacheState() });
 }
 
-// One chat turn: the reply streams out token by token, the worker yielding between tokens (as a
-// run does) so that Stop can end it; the next turn continues after the tokens it has.
+// One chat turn: the reply streams out token by token (as a run's, so Stop can end it); the next
+// turn continues after the tokens it has.
 async function chat({ turnId, message, reuse, fresh, run }) {
   if (fresh) gen.reset();
-  stopRequested = false;
-  running = true;
   let ttftMs = null;
   let tokens = 0;
-  let stopped = false;
-  try {
-    let ev = gen.chatPrefill(message, { ...run, reuse });
-    while (ev) {
-      if (ttftMs == null) ttftMs = ev.ms;
+  const stopped = await stepThrough(
+    () => gen.chatPrefill(message, { ...run, reuse }),
+    (event) => {
+      if (ttftMs == null) ttftMs = event.ms;
       tokens += 1;
-      post({ type: "chatToken", turnId, event: ev });
-      await yieldToEventLoop();
-      if (stopRequested) {
-        stopped = true;
-        break;
-      }
-      ev = gen.step();
-    }
-  } finally {
-    running = false;
-  }
+      post({ type: "chatToken", turnId, event });
+    },
+  );
   const generation = gen.finish();
   const result = {
     text: generation.text,
@@ -329,27 +318,36 @@ async function generate(msg) {
   const { runId, prompt, run, reset } = msg;
   applySettings(msg);
   if (reset) gen.reset();
+  let count = 0;
+  const stopped = await stepThrough(
+    () => gen.prefill(prompt, run),
+    (event) => {
+      count += 1;
+      post({ type: "token", runId, event, state: cacheState() });
+    },
+  );
+  const stopReason = stopped ? "stopped" : (STOP_REASONS[gen.finish().stopReason] ?? "end");
+  post({ type: "done", runId, stopReason, tokens: count, state: cacheState() });
+}
+
+// Runs a run to its end: `start()` begins it (prefill or chatPrefill: its first token, or null),
+// then one step() per token, `onToken(event)` for each, the worker yielding between tokens so
+// that a `stop` message can end it. Returns whether Stop ended it.
+async function stepThrough(start, onToken) {
   stopRequested = false;
   running = true;
-  let count = 0;
-  let stopReason = null;
   try {
-    let ev = gen.prefill(prompt, run);
-    while (ev) {
-      count += 1;
-      post({ type: "token", runId, event: ev, state: cacheState() });
+    let event = start();
+    while (event) {
+      onToken(event);
       await yieldToEventLoop();
-      if (stopRequested) {
-        stopReason = "stopped";
-        break;
-      }
-      ev = gen.step();
+      if (stopRequested) return true;
+      event = gen.step();
     }
+    return false;
   } finally {
     running = false;
   }
-  if (!stopReason) stopReason = STOP_REASONS[gen.finish().stopReason] ?? "end";
-  post({ type: "done", runId, stopReason, tokens: count, state: cacheState() });
 }
 
 const handlers = {
