@@ -1,5 +1,5 @@
-//! `kvcache`: the engine from the command line. Generates text with the KV
-//! cache on or off and prints per-token timings, or prints raw logits.
+//! The `kvcache` commands: generate text with the KV cache on or off and print
+//! per-token timings, print raw logits, tokenize, score, cache costs.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -459,7 +459,7 @@ fn interleave(args: &InterleaveArgs) -> Result<()> {
     })
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
