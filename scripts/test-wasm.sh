@@ -41,13 +41,13 @@ in_browser chrome --profile wasm-release
 echo "== wasm tests in headless Firefox"
 in_browser firefox --profile wasm-release
 
-# With the package's profile and standard library too (scripts/build-wasm-threads.sh builds
-# `test` beside std, which a test build needs), so `npm run build` reuses this build's crates.
+# With the package's toolchain, flags and profile (scripts/threads-env.sh), so `npm run build`
+# reuses this build's crates.
 threaded() {
-  RUSTUP_TOOLCHAIN="$(cat scripts/threads-toolchain)" RUSTFLAGS="$(bash scripts/threads-rustflags.sh)" \
-    CARGO_TARGET_DIR="${KVCACHE_THREADS_TARGET_DIR:-$PWD/target/wasm-threads}" \
-    in_browser "$1" --profile wasm-release --test wasm_threads --test wasm_threads_crash \
-      --features threads -Z build-std=panic_abort,std,test
+  (
+    source scripts/threads-env.sh
+    in_browser "$1" --profile wasm-release --test wasm_threads --test wasm_threads_crash "${threads_cargo_args[@]}"
+  )
 }
 echo "== the multi-threaded build's wasm tests in headless Chromium (cargo feature threads, nightly)"
 threaded chrome
