@@ -404,7 +404,7 @@ impl Generator {
         let fits = self.check_room(self.pending.len()).is_ok();
         let Some(run) = self.run.as_mut() else {
             return Err(Error::invalid(
-                "call prefill (or generate) with a prompt before step",
+                "no run to step: call prefill or chatPrefill first",
             ));
         };
         if run.stop_reason.is_some() {
@@ -476,7 +476,7 @@ impl Generator {
         let run = self
             .run
             .as_mut()
-            .ok_or_else(|| Error::invalid("no run to finish: call prefill first"))?;
+            .ok_or_else(|| Error::invalid("no run to finish: call prefill or chatPrefill first"))?;
         let tail = run.stream.finish(tokenizer)?;
         run.text.push_str(&tail);
         let prefill_ms = run.step_ms.first().copied().unwrap_or(0.0);

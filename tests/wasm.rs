@@ -767,9 +767,12 @@ fn errors_throw_and_leave_the_generator_usable() {
     let mut fresh = hf(&TINY_GPT2, "{}").unwrap();
     throws(
         fresh.step(),
-        "call prefill (or generate) with a prompt before step",
+        "no run to step: call prefill or chatPrefill first",
     );
-    throws(fresh.finish(), "no run to finish");
+    throws(
+        fresh.finish(),
+        "no run to finish: call prefill or chatPrefill first",
+    );
 
     // Still works, both of them.
     assert_reference(&mut g, &exp, "after the errors");
@@ -1069,5 +1072,5 @@ fn chat_needs_a_template_and_its_own_options() {
         g.chat_prefill(JsValue::from(3), JsValue::UNDEFINED),
         "chatPrefill: the message",
     );
-    throws(g.step(), "before step");
+    throws(g.step(), "no run to step");
 }
