@@ -6,12 +6,8 @@
 # cross-origin isolated page can instantiate it; it starts the pool with `initThreadPool(n)`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/node_modules/.bin:$PATH"
 source scripts/threads-env.sh
 out=pkg/threads
 wasm-pack build --target web --profile wasm-release --out-dir "$out" --no-opt -- "${threads_cargo_args[@]}"
-wasm=$out/kvcache_wasm_bg.wasm
-wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-threads "$wasm" -o "$wasm.opt"
-mv "$wasm.opt" "$wasm"
+bash scripts/wasm-opt.sh "$out/kvcache_wasm_bg.wasm" --enable-threads
 grep -q "shared:true" "$out/kvcache_wasm.js" || { echo "build-wasm-threads: the memory is not shared" >&2; exit 1; }
