@@ -5,9 +5,9 @@
 #      Chromium and Firefox (page and dedicated worker): the JS-facing Generator on
 #      the fixtures; then the same, tests/wasm_threads.rs (the pool started in a
 #      worker) and tests/wasm_threads_crash.rs (a panic on the pool) built as the
-#      multi-threaded build is (scripts/build-wasm-threads.sh; compiled in the
-#      background meanwhile), in both browsers again: the page loads that build
-#      where it is cross-origin isolated;
+#      multi-threaded build is (scripts/build-wasm-threads.sh),
+#      in both browsers again: the page loads that build where it is cross-origin
+#      isolated;
 #   2. the npm package build (pkg/ and pkg/threads/);
 #   3. the Node test importing pkg/ as a user would, and a Vite build of a page
 #      importing it (npm test).
@@ -19,15 +19,10 @@ done
 # Per-test budget in the browser (the runner's default, 20 s, is tight for a cold 2-core machine).
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-300}"
 
-# `cargo test` for wasm32 with wasm-bindgen-test-runner as its runner (headless in the browser
-# whose driver the environment names), over the unit tests and the suites with browser tests;
-# the arguments go to cargo. This is what `wasm-pack test --headless` runs, without the build of
-# every test target (`cargo build --tests`) it does first: most suites are native-only.
-wasm_tests() {
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_ONLY_WEB=1 \
-    cargo test --locked --target wasm32-unknown-unknown --lib --test wasm --test wasm_worker "$@"
-}
-# `wasm_tests` headless in `$1` (chrome or firefox); the rest of the arguments go to cargo.
+# `cargo test` for wasm32 with wasm-bindgen-test-runner as its runner, headless in `$1` (chrome
+# or firefox), over the unit tests and the suites with browser tests; the rest of the arguments
+# go to cargo. This is what `wasm-pack test --headless --$1` runs, without the build of every
+# test target (`cargo build --tests`) it does first: most suites are native-only.
 in_browser() {
   local driver
   case "$1" in
@@ -36,29 +31,9 @@ in_browser() {
     *) echo "test-wasm: in_browser takes chrome or firefox, not '$1'" >&2; return 1 ;;
   esac
   shift
-  (
-    export "$driver"
-    wasm_tests "$@"
-  )
+  env "$driver" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_ONLY_WEB=1 \
+    cargo test --locked --target wasm32-unknown-unknown --lib --test wasm --test wasm_worker "$@"
 }
-# The multi-threaded build (scripts/threads-env.sh: its toolchain, flags and target directory)
-# with the package's profile, so `npm run build` reuses its crates; the arguments go to cargo.
-threaded_tests() {
-  (
-    source scripts/threads-env.sh
-    wasm_tests --profile wasm-release --test wasm_threads --test wasm_threads_crash "${threads_cargo_args[@]}" "$@"
-  )
-}
-
-# The multi-threaded build's tests compile in the background from here on, beside the
-# single-thread ones: each build compiles a crate at a time on one core where a crate waits for
-# the one before it (codegen-units = 1, and one whole-program LTO link per test target), so two
-# builds side by side keep both cores of a small machine busy.
-threaded_build_log=$(mktemp)
-threaded_tests --no-run >"$threaded_build_log" 2>&1 &
-threaded_build=$!
-trap 'kill "$threaded_build" 2>/dev/null || true; rm -f "$threaded_build_log"' EXIT
-
 # Built with the package's profile (wasm-release: fat LTO), so `npm run build` below reuses
 # every dependency this build compiles.
 echo "== wasm tests in headless Chromium (the package's profile, wasm-release)"
@@ -66,17 +41,18 @@ in_browser chrome --profile wasm-release
 echo "== wasm tests in headless Firefox"
 in_browser firefox --profile wasm-release
 
-echo "== the multi-threaded build's wasm tests: their build (in the background since the start)"
-if ! wait "$threaded_build"; then
-  cat "$threaded_build_log"
-  echo "test-wasm: the multi-threaded build's tests did not compile" >&2
-  exit 1
-fi
-grep -E '^ *(Finished|Executable)' "$threaded_build_log" || true
+# With the package's toolchain, flags and profile (scripts/threads-env.sh), so `npm run build`
+# reuses this build's crates.
+threaded() {
+  (
+    source scripts/threads-env.sh
+    in_browser "$1" --profile wasm-release --test wasm_threads --test wasm_threads_crash "${threads_cargo_args[@]}"
+  )
+}
 echo "== the multi-threaded build's wasm tests in headless Chromium (cargo feature threads, nightly)"
-CHROMEDRIVER=$(command -v chromedriver) threaded_tests
+threaded chrome
 echo "== the multi-threaded build's wasm tests in headless Firefox"
-GECKODRIVER=$(command -v geckodriver) threaded_tests
+threaded firefox
 
 echo "== npm package (npm run build)"
 npm run build
