@@ -13,8 +13,8 @@ if [ ! -x node_modules/.bin/wasm-opt ]; then
   exit 1
 fi
 wasm-pack build --target web --profile wasm-release --out-dir pkg --no-opt "$@"
-# Its wasm-opt (binaryen's runs on one core, about two minutes here) beside the multi-threaded
-# build, whose own wasm-opt then runs beside it.
+# Its wasm-opt in the background, beside the multi-threaded build and that build's own
+# wasm-opt: binaryen's (npm) runs on one core, so two of them keep two cores busy.
 bash scripts/wasm-opt.sh pkg/kvcache_wasm_bg.wasm &
 opt=$!
 status=0
