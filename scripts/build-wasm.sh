@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the npm package `kvcache-wasm` into pkg/ (`npm run build`):
 # wasm-pack for --target web (ESM + .d.ts), the `wasm-release` profile
-# (opt-level 3 + fat LTO, Cargo.toml), wasm SIMD (.cargo/config.toml),
+# (opt-level 3, one codegen unit per crate, Cargo.toml), wasm SIMD (.cargo/config.toml),
 # scripts/wasm-opt.sh; then the multi-threaded build in pkg/threads/
 # (scripts/build-wasm-threads.sh; the package's `kvcache-wasm/threads`);
 # then scripts/finish-pkg.mjs adds the package README, exports and files.

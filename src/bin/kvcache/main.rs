@@ -2,8 +2,7 @@
 //!
 //! Native only. Cargo builds every binary for a target's integration tests,
 //! wasm32's included, where this one is an empty `main`: nothing of the engine
-//! or of clap is compiled or linked into it (each wasm link is whole-program
-//! LTO).
+//! or of clap is compiled or linked into it.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli;
