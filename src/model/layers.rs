@@ -121,11 +121,7 @@ impl Linear {
             Weight::Quant(m) => {
                 let [n, _] = x.dims();
                 let device = x.device();
-                let x = x
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .expect("activations are f32");
-                let y = m.matmul(&x, n);
+                let y = m.matmul(&floats(x), n);
                 Tensor::from_data(TensorData::new(y, [n, m.shape()[0]]), &device)
             }
         };
@@ -136,16 +132,19 @@ impl Linear {
     }
 }
 
+/// A tensor's values, row-major. The model computes in `f32` throughout, and
+/// `convert` makes sure of it, so reading them back cannot fail.
+pub(crate) fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("converted to f32 just before")
+}
+
 /// A gated MLP's hidden activations, `act(gate) · up` for `gate` and `up`
 /// `[n, hidden]`, in one pass over host copies ([`elementwise::gated`]).
 pub(crate) fn gated(act: Gate, gate: Tensor<2>, up: Tensor<2>) -> Tensor<2> {
     let (dims, device) = (gate.dims(), gate.device());
-    let floats = |t: Tensor<2>| {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("converted to f32 just before")
-    };
     let (mut g, u) = (floats(gate), floats(up));
     elementwise::gated(act, &mut g, &u);
     Tensor::from_data(TensorData::new(g, dims), &device)

@@ -21,6 +21,7 @@ use crate::weights::safetensors::SafetensorsFile;
 use crate::weights::TensorSource;
 use gemma3::{Gemma3, Gemma3Layout};
 use gpt2::{Gpt2, RandomGpt2Weights};
+use layers::floats;
 use llama::{Llama, LlamaLayout};
 
 #[derive(Debug)]
@@ -277,13 +278,4 @@ impl Past<'_> {
             }
         }
     }
-}
-
-/// A tensor's values, row-major. The model computes in `f32` throughout, and
-/// `convert` makes sure of it, so reading them back cannot fail.
-fn floats(t: Tensor<3>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("converted to f32 just before")
 }
