@@ -2,7 +2,7 @@
 // taking turns run by run, so that whatever the machine does meanwhile falls on both alike.
 //
 //   node scripts/ab-packages.mjs --old <commit | dir> [--new <dir>] [--runs 3] [--tokens 128]
-//                                [--caches prealloc,concat,window] [--window 64] [--out FILE]
+//                                [--caches prealloc,concat,window,off] [--window 64] [--out FILE]
 //                                [--model models/SmolLM2-135M-Instruct.Q8_0.gguf]
 //                                [--prompt-file bench/prefill.txt]
 //
@@ -122,8 +122,8 @@ async function main() {
             options: { backend: "flex" },
             prompt: PROMPT,
             maxTokens: tokens,
-            useCache: true,
-            cache,
+            useCache: cache !== "off",
+            cache: cache === "off" ? "concat" : cache,
             window: cache === "window" ? window : undefined,
             every: 0,
             warmupTokens: WARMUP,
