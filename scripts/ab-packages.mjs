@@ -16,7 +16,8 @@
 //
 // A run is bench/bench.js's `benchOurs`: a fresh worker, the model loaded, 24 warm-up tokens, then
 // greedy decoding of "Once upon a time" for --tokens tokens. Every round runs each cache strategy
-// once on each side, back to back, the side that goes first alternating from round to round.
+// once on each side, back to back, the side that goes first alternating from round to round;
+// `off` is the cache-off path, each step a forward pass over the whole sequence.
 // Reported: decode tokens/s by the engine's own step timer (the tokens after the first over their
 // time), the mean over the runs of each side, and new ÷ old with the range of the rounds' ratios.
 // With --prompt-file the prompt is that file's text and the figure is its prefill instead: the
