@@ -291,7 +291,7 @@ async function prepare(needNative, needBrowser, needThreads) {
     const builds = ["pkg", ...(needThreads ? ["pkg/threads"] : [])];
     const missing = builds.filter((dir) => !existsSync(join(REPO, dir, "kvcache_wasm.js")));
     if (missing.length) {
-      say(`${missing.join(" and ")} missing: npm run build (wasm-pack, about ten minutes on 2 cores)`);
+      say(`${missing.join(" and ")} missing: npm run build (about ten minutes on 2 cores)`);
       await run("npm", ["run", "build"]);
     }
     for (const dir of builds) {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the npm package `kvcache-wasm` into pkg/ (`npm run build`):
-# wasm-pack for --target web (ESM + .d.ts), the `wasm-release` profile
-# (opt-level 3, one codegen unit per crate, Cargo.toml), wasm SIMD (.cargo/config.toml),
+# scripts/bindgen.sh (cargo and wasm-bindgen for --target web: ESM + .d.ts), the `wasm-release`
+# profile (opt-level 3, one codegen unit per crate, Cargo.toml), wasm SIMD (.cargo/config.toml),
 # scripts/wasm-opt.sh; then the multi-threaded build in pkg/threads/
 # (scripts/build-wasm-threads.sh; the package's `kvcache-wasm/threads`);
-# then scripts/finish-pkg.mjs adds the package README, exports and files.
+# then scripts/finish-pkg.mjs writes the manifest and adds the package README.
 # Needs the tools of scripts/setup-wasm.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ if [ ! -x node_modules/.bin/wasm-opt ]; then
   echo "build-wasm: node_modules/.bin/wasm-opt (scripts/wasm-opt.sh) is missing; run npm ci (or scripts/setup-wasm.sh)" >&2
   exit 1
 fi
-wasm-pack build --target web --profile wasm-release --out-dir pkg --no-opt "$@"
+bash scripts/bindgen.sh pkg "$@"
 # Its wasm-opt in the background, beside the multi-threaded build and that build's own
 # wasm-opt: binaryen's (npm) runs on one core, so two of them keep two cores busy.
 bash scripts/wasm-opt.sh pkg/kvcache_wasm_bg.wasm &

@@ -1,23 +1,29 @@
 #!/usr/bin/env node
-// Completes the npm package that wasm-pack wrote to pkg/ (run by
+// Completes the npm package that scripts/bindgen.sh wrote to pkg/ (run by
 // scripts/build-wasm.sh): the engine guard and the type docs in the glue of each
 // build (pkg/ and the multi-threaded pkg/threads/), the package README
-// (npm/README.md), the changelog (CHANGELOG.md), the licenses, `exports`
-// (wasm-pack writes only `main`/`types`; `kvcache-wasm/threads` is the
-// multi-threaded build), `engines`, and a `files` list that ships everything the
-// import needs (tests/package/ checks what `npm pack` would publish).
-import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// (npm/README.md), the changelog (CHANGELOG.md), the licenses, and the manifest:
+// the crate's name, version, description and license (Cargo.toml), `exports`
+// (`kvcache-wasm/threads` is the multi-threaded build), `engines`, and a `files`
+// list that ships everything the import needs (tests/package/ checks what
+// `npm pack` would publish).
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const pkg = join(root, process.argv[2] ?? "pkg");
-const manifestPath = join(pkg, "package.json");
-const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+const metadata = execFileSync("cargo", ["metadata", "--no-deps", "--format-version", "1", "--manifest-path", join(root, "Cargo.toml")], {
+  encoding: "utf8",
+});
+const crate = JSON.parse(metadata).packages[0];
 
-const js = manifest.main; // kvcache_wasm.js
-const dts = manifest.types; // kvcache_wasm.d.ts
-const wasm = js.replace(/\.js$/, "_bg.wasm");
+// wasm-bindgen names its files after the crate's library: kvcache_wasm.js, .d.ts and _bg.wasm.
+const stem = crate.name.replace(/-/g, "_");
+const js = `${stem}.js`;
+const dts = `${stem}.d.ts`;
+const wasm = `${stem}_bg.wasm`;
 for (const file of [js, dts, wasm]) {
   if (!existsSync(join(pkg, file))) throw new Error(`finish-pkg: ${file} is missing from ${pkg}`);
 }
@@ -81,12 +87,11 @@ function finishGlue(dir) {
 
 finishGlue(pkg);
 // The multi-threaded build (scripts/build-wasm-threads.sh), when built: only its glue, types,
-// wasm and wasm-bindgen-rayon's worker script ship; its own manifest and docs are pkg/'s.
+// wasm and wasm-bindgen-rayon's worker script, all under threads/ (the manifest and docs are pkg/'s).
 const threads = join(pkg, "threads");
 const threadFiles = [];
 if (existsSync(join(threads, js))) {
   finishGlue(threads);
-  for (const f of ["package.json", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "CHANGELOG.md", ".gitignore"]) rmSync(join(threads, f), { force: true });
   const walk = (d) => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)]));
   threadFiles.push(...walk(threads).map((f) => relative(pkg, f)).sort());
 }
@@ -96,21 +101,30 @@ copyFileSync(join(root, "CHANGELOG.md"), join(pkg, "CHANGELOG.md"));
 const licenses = ["LICENSE-MIT", "LICENSE-APACHE"];
 for (const file of licenses) copyFileSync(join(root, file), join(pkg, file));
 
-manifest.module = js;
-manifest.exports = {
+const exports = {
   ".": { types: `./${dts}`, default: `./${js}` },
   [`./${wasm}`]: `./${wasm}`,
   "./package.json": "./package.json",
 };
 if (threadFiles.length) {
-  manifest.exports["./threads"] = { types: `./threads/${dts}`, default: `./threads/${js}` };
-  manifest.exports[`./threads/${wasm}`] = `./threads/${wasm}`;
+  exports["./threads"] = { types: `./threads/${dts}`, default: `./threads/${js}` };
+  exports[`./threads/${wasm}`] = `./threads/${wasm}`;
 }
-const wanted = [js, dts, wasm, `${wasm}.d.ts`, "README.md", "CHANGELOG.md", ...licenses, ...threadFiles];
-manifest.files = [...new Set([...(manifest.files ?? []).filter((f) => !f.startsWith("threads/")), ...wanted])].filter((f) => existsSync(join(pkg, f)));
-manifest.keywords = ["llm", "kv-cache", "webassembly", "wasm", "gpt2", "llama", "burn", "inference"];
-manifest.sideEffects = false;
-manifest.engines = { node: ">=20" };
+const manifest = {
+  name: crate.name,
+  type: "module",
+  description: crate.description,
+  version: crate.version,
+  license: crate.license,
+  files: [wasm, js, dts, `${wasm}.d.ts`, "README.md", "CHANGELOG.md", ...licenses, ...threadFiles].filter((f) => existsSync(join(pkg, f))),
+  main: js,
+  types: dts,
+  sideEffects: false,
+  module: js,
+  exports,
+  keywords: ["llm", "kv-cache", "webassembly", "wasm", "gpt2", "llama", "burn", "inference"],
+  engines: { node: ">=20" },
+};
 
-writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
+writeFileSync(join(pkg, "package.json"), JSON.stringify(manifest, null, 2) + "\n");
 console.log(`finish-pkg: ${manifest.name}@${manifest.version} in ${pkg} (${manifest.files.join(", ")})`);

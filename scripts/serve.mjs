@@ -4,7 +4,7 @@
 //   node scripts/serve.mjs            # http://localhost:8080 (PORT overrides)
 //
 // It maps URL prefixes to folders of this repository:
-//   /pkg/          -> pkg/                     the wasm-pack build (npm run build)
+//   /pkg/          -> pkg/                     the package build (npm run build)
 //   /models/       -> models/                  the real model (scripts/fetch-model.sh)
 //   /fixtures/     -> tests/fixtures/          tiny test models (?model=/fixtures/tiny-gpt2/)
 //   /vendor/uplot/ -> node_modules/uplot/dist/ the chart library (npm install)

@@ -13,7 +13,7 @@
 #      importing it (npm test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in wasm-pack wasm-bindgen-test-runner chromedriver geckodriver node npm; do
+for tool in wasm-bindgen wasm-bindgen-test-runner chromedriver geckodriver node npm; do
   command -v "$tool" >/dev/null || { echo "test-wasm: $tool not found; run scripts/setup-wasm.sh" >&2; exit 1; }
 done
 # Per-test budget in the browser (the runner's default, 20 s, is tight for a cold 2-core machine).
@@ -34,7 +34,7 @@ in_browser() {
   env "$driver" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_ONLY_WEB=1 \
     cargo test --locked --target wasm32-unknown-unknown --lib --test wasm --test wasm_worker "$@"
 }
-# Built with the package's profile (wasm-release: fat LTO), so `npm run build` below reuses
+# Built with the package's profile (wasm-release), so `npm run build` below reuses
 # every dependency this build compiles.
 echo "== wasm tests in headless Chromium (the package's profile, wasm-release)"
 in_browser chrome --profile wasm-release

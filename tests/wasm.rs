@@ -1,6 +1,6 @@
-//! The JS-facing `Generator` in a headless browser (`wasm-pack test --headless
-//! --chrome`): the exported wrapper methods JS calls, with options built as JS
-//! objects, against the numpy reference outputs of the tiny fixtures.
+//! The JS-facing `Generator` in a headless browser (`scripts/test-wasm.sh`: `cargo test` with
+//! wasm-bindgen-test-runner, in Chromium and Firefox): the exported wrapper methods JS calls,
+//! with options built as JS objects, against the numpy reference outputs of the tiny fixtures.
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::{Cell, RefCell};

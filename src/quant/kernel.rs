@@ -774,7 +774,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
     use rand_core::SeedableRng;
 
-    // wasm-pack test runs these in the browser too: there the SIMD `dot` is the one tested.
+    // scripts/test-wasm.sh runs these in the browser too: there the SIMD `dot` is the one tested.
     #[cfg(target_arch = "wasm32")]
     wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 

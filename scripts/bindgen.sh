@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One build of the package's wasm: `scripts/bindgen.sh OUT_DIR [CARGO_ARG...]` (run by
+# scripts/build-wasm.sh and scripts/build-wasm-threads.sh). cargo builds the library for wasm32
+# with the package's profile (wasm-release, Cargo.toml) and any CARGO_ARG; then wasm-bindgen,
+# at the version in Cargo.lock, replaces OUT_DIR with the ES module glue for `--target web`,
+# its TypeScript declarations and the wasm. This is what `wasm-pack build --target web` runs,
+# without wasm-pack (a slow install); scripts/finish-pkg.mjs writes the package's manifest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$1
+shift
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
+if [ "$have" != "$want" ]; then
+  echo "bindgen: the crate links wasm-bindgen $want but wasm-bindgen on PATH is '${have:-missing}'; run scripts/setup-wasm.sh" >&2
+  exit 1
+fi
+cargo build --locked --lib --target wasm32-unknown-unknown --profile wasm-release "$@"
+rm -rf "$out"
+wasm-bindgen --target web --typescript --out-dir "$out" \
+  "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm-release/kvcache_wasm.wasm"
