@@ -22,5 +22,8 @@ rustflags=(
 )
 export RUSTFLAGS="${rustflags[*]}"
 unset rustflags
-# The cargo arguments besides the profile (wasm-release, as the single-thread package's).
-threads_cargo_args=(--features threads -Z build-std=panic_abort,std,test)
+# The cargo arguments besides the profile (wasm-release, as the single-thread package's): the
+# flex backend alone. The ndarray baseline stays in the single-thread build and natively; here it
+# would be the largest crate to compile (a third of the build's time, docs/performance.md) for
+# a backend that neither the page nor the bench runs on threads.
+threads_cargo_args=(--no-default-features --features flex,threads -Z build-std=panic_abort,std,test)

@@ -42,9 +42,12 @@ impl BackendKind {
                 )))
             }
         };
-        if !Self::available().contains(&kind) {
+        let available = Self::available();
+        if !available.contains(&kind) {
+            let names: Vec<&str> = available.iter().map(|b| b.name()).collect();
             return Err(Error::invalid(format!(
-                "backend `{name}` is not compiled into this build (cargo feature `{name}`)"
+                "backend `{name}` is not compiled into this build, which has {} (cargo feature `{name}`)",
+                names.join(" and ")
             )));
         }
         Ok(kind)
