@@ -9,10 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$1
 shift
-want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
-if [ "$have" != "$want" ]; then
-  echo "bindgen: the crate links wasm-bindgen $want but wasm-bindgen on PATH is '${have:-missing}'; run scripts/setup-wasm.sh" >&2
+source scripts/wasm-bindgen-version.sh
+if [ "$wasm_bindgen_on_path" != "$wasm_bindgen_locked" ]; then
+  echo "bindgen: the crate links wasm-bindgen $wasm_bindgen_locked but wasm-bindgen on PATH is '${wasm_bindgen_on_path:-missing}'; run scripts/setup-wasm.sh" >&2
   exit 1
 fi
 cargo build --locked --lib --target wasm32-unknown-unknown --profile wasm-release "$@"

@@ -60,12 +60,10 @@ if ! rustup component list --toolchain "$nightly" --installed 2>/dev/null | grep
   rustup toolchain install "$nightly" --profile minimal --component rust-src --target wasm32-unknown-unknown
 fi
 
-# wasm-bindgen's output must come from the version the crate links.
-want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
-if [ "$have" != "$want" ] || ! command -v wasm-bindgen-test-runner >/dev/null; then
+source scripts/wasm-bindgen-version.sh
+if [ "$wasm_bindgen_on_path" != "$wasm_bindgen_locked" ] || ! command -v wasm-bindgen-test-runner >/dev/null; then
   # Without --locked: the way it is known to build with this toolchain.
-  cargo install wasm-bindgen-cli --version "$want" --force
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_locked" --force
 fi
 
 # wasm-bindgen-test-runner drives Firefox through geckodriver. Unoptimized (--debug): a driver
