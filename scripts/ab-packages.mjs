@@ -4,7 +4,7 @@
 //   node scripts/ab-packages.mjs --old <commit | dir> [--new <dir>] [--runs 3] [--tokens 128]
 //                                [--caches prealloc,concat,window,off] [--window 64] [--out FILE]
 //                                [--model models/SmolLM2-135M-Instruct.Q8_0.gguf]
-//                                [--prompt-file bench/prefill.txt]
+//                                [--prompt-file bench/prefill.txt] [--threads 1]
 //
 // Each side is a checkout served as the benchmark serves one (scripts/serve.mjs: its own www/,
 // bench/ and pkg/, with models/ and node_modules/ taken from this repo): its page, its worker and
@@ -21,12 +21,14 @@
 // Reported: decode tokens/s by the engine's own step timer (the tokens after the first over their
 // time), the mean over the runs of each side, and new ÷ old with the range of the rounds' ratios.
 // With --prompt-file the prompt is that file's text and the figure is its prefill instead: the
-// prompt's tokens over the first step's time (--tokens defaults to 2 then).
+// prompt's tokens over the first step's time (--tokens defaults to 2 then). With --threads N (2 or
+// more) both sides run their multi-threaded build (pkg/threads/, the page being cross-origin
+// isolated) on a pool of N; a run on fewer threads is an error.
 
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { launch } from "./browsers.mjs";
@@ -37,6 +39,7 @@ const MODEL_FILE = option("model", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
 const PROMPT_FILE = option("prompt-file");
 const PROMPT = PROMPT_FILE ? readFileSync(resolve(PROMPT_FILE), "utf8") : "Once upon a time";
 const WARMUP = 24;
+const THREADS = Number(option("threads", 1));
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -58,15 +61,20 @@ function buildPackage(dir) {
   execFileSync("bash", ["scripts/build-wasm.sh"], {
     cwd: dir,
     stdio: "inherit",
-    env: { ...process.env, CARGO_TARGET_DIR: join(REPO, "target"), KVCACHE_THREADS: "0" }, // the A/B page loads the single-thread build
+    // On one thread the A/B page loads the single-thread build alone.
+    env: { ...process.env, CARGO_TARGET_DIR: join(REPO, "target"), KVCACHE_THREADS: THREADS > 1 ? "1" : "0" },
   });
 }
+
+/** Whether `dir` has the package's build(s) the runs load. */
+const built = (dir) =>
+  existsSync(join(dir, "pkg", "kvcache_wasm_bg.wasm")) && (THREADS < 2 || existsSync(join(dir, "pkg", "threads", "kvcache_wasm_bg.wasm")));
 
 /** A directory to serve for `spec`: a directory as it is, or a commit checked out and built. */
 function checkout(spec) {
   if (existsSync(spec)) {
     const dir = resolve(spec);
-    if (!existsSync(join(dir, "pkg", "kvcache_wasm_bg.wasm"))) buildPackage(dir);
+    if (!built(dir)) buildPackage(dir);
     return { dir, label: dir === REPO ? `${git("rev-parse", "--short", "HEAD")} (this checkout)` : dir };
   }
   const commit = git("rev-parse", "--short", `${spec}^{commit}`);
@@ -75,7 +83,7 @@ function checkout(spec) {
   for (const shared of ["models", "node_modules"]) {
     if (!existsSync(join(dir, shared))) symlinkSync(join(REPO, shared), join(dir, shared));
   }
-  if (!existsSync(join(dir, "pkg", "kvcache_wasm_bg.wasm"))) buildPackage(dir);
+  if (!built(dir)) buildPackage(dir);
   return { dir, label: commit };
 }
 
@@ -111,7 +119,7 @@ async function main() {
       await side.page.waitFor(() => window.benchReady === true, null, { timeout: 60_000 });
     }
     const measured = PROMPT_FILE ? `prefill of ${PROMPT_FILE}` : `${tokens} tokens`;
-    say(`old ${sides.old.label} vs new ${sides.new.label}, ${browser.version}, ${runs} rounds, ${measured}`);
+    say(`old ${sides.old.label} vs new ${sides.new.label}, ${browser.version}, ${runs} rounds, ${measured}, ${THREADS} thread(s)`);
 
     const results = [];
     for (let round = 0; round < runs; round++) {
@@ -128,6 +136,7 @@ async function main() {
             window: cache === "window" ? window : undefined,
             every: 0,
             warmupTokens: WARMUP,
+            threads: THREADS,
           });
           const tps = PROMPT_FILE ? prefillTps(out) : decodeTps(out.stepMs);
           results.push({ round, cache, side: name, tps, ids: out.ids, stepMs: out.stepMs });
@@ -156,9 +165,11 @@ async function main() {
     ];
     say("");
     say(lines.join("\n"));
-    const file = option("out", join(REPO, "bench", "out", `ab-${sides.old.label}-${new Date().toISOString().slice(0, 16).replace(/[:T]/g, "")}.json`));
+    // Named after the old side: a commit, or a directory's last part (its label is the whole path).
+    const oldName = sides.old.label === sides.old.dir ? basename(sides.old.dir) : sides.old.label.split(" ")[0];
+    const file = option("out", join(REPO, "bench", "out", `ab-${oldName}-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}.json`));
     mkdirSync(dirname(file), { recursive: true });
-    const meta = { date: new Date().toISOString(), browser: browser.version, old: sides.old.label, new: sides.new.label, tokens, window, runs };
+    const meta = { date: new Date().toISOString(), browser: browser.version, old: sides.old.label, new: sides.new.label, tokens, window, runs, threads: THREADS };
     writeFileSync(file, `${JSON.stringify({ meta, rows, results }, null, 1)}\n`);
     say(`\nwritten: ${file}`);
   } finally {
