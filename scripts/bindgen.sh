@@ -15,6 +15,8 @@ if [ "$wasm_bindgen_on_path" != "$wasm_bindgen_locked" ]; then
   exit 1
 fi
 cargo build --locked --lib --target wasm32-unknown-unknown --profile wasm-release "$@"
+# cargo's target directory: target/, CARGO_TARGET_DIR or a cargo config's build.target-dir.
+target_dir=$(cargo metadata --locked --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 rm -rf "$out"
 wasm-bindgen --target web --typescript --out-dir "$out" \
-  "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm-release/kvcache_wasm.wasm"
+  "$target_dir/wasm32-unknown-unknown/wasm-release/kvcache_wasm.wasm"
