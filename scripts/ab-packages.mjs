@@ -10,9 +10,9 @@
 // bench/ and pkg/, with models/ and node_modules/ taken from this repo): its page, its worker and
 // its package, so an old package runs with the worker it was written for. A commit is checked out
 // into a temporary git worktree and its pkg/ built there (scripts/build-wasm.sh, sharing this
-// repo's target/ so only the crate itself recompiles); --new defaults to this repo, whose pkg/ is
-// built when missing. The two sides have different origins (ports), so each keeps its own copy of
-// the model in the browser's Cache API.
+// repo's target/ and target/wasm-threads/ so only the crate itself recompiles); --new defaults
+// to this repo, whose pkg/ is built when missing. The two sides have different origins (ports),
+// so each keeps its own copy of the model in the browser's Cache API.
 //
 // A run is bench/bench.js's `benchOurs`: a fresh worker, the model loaded, 24 warm-up tokens, then
 // greedy decoding of "Once upon a time" for --tokens tokens. Every round runs each cache strategy
@@ -62,7 +62,12 @@ function buildPackage(dir) {
     cwd: dir,
     stdio: "inherit",
     // On one thread the A/B page loads the single-thread build alone.
-    env: { ...process.env, CARGO_TARGET_DIR: join(REPO, "target"), KVCACHE_THREADS: THREADS > 1 ? "1" : "0" },
+    env: {
+      ...process.env,
+      CARGO_TARGET_DIR: join(REPO, "target"),
+      KVCACHE_THREADS_TARGET_DIR: join(REPO, "target", "wasm-threads"),
+      KVCACHE_THREADS: THREADS > 1 ? "1" : "0",
+    },
   });
 }
 
