@@ -75,12 +75,17 @@ function buildPackage(dir) {
 const built = (dir) =>
   existsSync(join(dir, "pkg", "kvcache_wasm_bg.wasm")) && (THREADS < 2 || existsSync(join(dir, "pkg", "threads", "kvcache_wasm_bg.wasm")));
 
-/** A directory to serve for `spec`: a directory as it is, or a commit checked out and built. */
+/**
+ * A directory to serve for `spec`: a directory as it is, or a commit checked out and built; with
+ * the label the report shows and a short name for the result file.
+ */
 function checkout(spec) {
   if (existsSync(spec)) {
     const dir = resolve(spec);
     if (!built(dir)) buildPackage(dir);
-    return { dir, label: dir === REPO ? `${git("rev-parse", "--short", "HEAD")} (this checkout)` : dir };
+    if (dir !== REPO) return { dir, label: dir, name: basename(dir) };
+    const head = git("rev-parse", "--short", "HEAD");
+    return { dir, label: `${head} (this checkout)`, name: head };
   }
   const commit = git("rev-parse", "--short", `${spec}^{commit}`);
   const dir = join(tmpdir(), `kvcache-ab-${commit}`);
@@ -89,7 +94,7 @@ function checkout(spec) {
     if (!existsSync(join(dir, shared))) symlinkSync(join(REPO, shared), join(dir, shared));
   }
   if (!built(dir)) buildPackage(dir);
-  return { dir, label: commit };
+  return { dir, label: commit, name: commit };
 }
 
 /** Decode tokens/s of one run, by the engine's per-step timer. */
@@ -170,9 +175,7 @@ async function main() {
     ];
     say("");
     say(lines.join("\n"));
-    // Named after the old side: a commit, or a directory's last part (its label is the whole path).
-    const oldName = sides.old.label === sides.old.dir ? basename(sides.old.dir) : sides.old.label.split(" ")[0];
-    const file = option("out", join(REPO, "bench", "out", `ab-${oldName}-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}.json`));
+    const file = option("out", join(REPO, "bench", "out", `ab-${sides.old.name}-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}.json`));
     mkdirSync(dirname(file), { recursive: true });
     const meta = { date: new Date().toISOString(), browser: browser.version, old: sides.old.label, new: sides.new.label, tokens, window, runs, threads: THREADS };
     writeFileSync(file, `${JSON.stringify({ meta, rows, results }, null, 1)}\n`);
