@@ -188,11 +188,10 @@ function onWorkerError(msg) {
       // Nothing to draw: forget the run and its output block.
       app.runs = app.runs.filter((r) => r !== failed);
       failed.el.closest(".run-block")?.remove();
-      scheduleRender(true);
-    }
+    } else renderText(failed);
     app.current = null;
     app.queue = [];
-    scheduleRender();
+    render();
   }
   if (msg.during === "quality") qualityFailed();
   if (msg.during === "chat") chatFailed();
@@ -433,6 +432,7 @@ function nextRun() {
   if (!spec || app.stopping) {
     app.queue = [];
     app.current = null;
+    render();
     setStatus("idle");
     return;
   }
@@ -489,17 +489,25 @@ function onToken({ runId, event, state }) {
   if (run.ttft == null) run.ttft = event.ms;
   else run.points.push([event.position, event.ms]);
   run.text += event.text;
-  const out = $("output");
-  const atBottom = out.scrollHeight - out.scrollTop - out.clientHeight < 24;
-  run.el.textContent = run.text;
-  if (atBottom) out.scrollTop = out.scrollHeight; // follow the text unless the reader scrolled up
   app.cache = state;
   scheduleRender();
 }
 
+/** Shows the run's text so far, following it unless the reader scrolled up. */
+function renderText(run) {
+  if (run.el.textContent.length === run.text.length) return;
+  const out = $("output");
+  const atBottom = out.scrollHeight - out.scrollTop - out.clientHeight < 24;
+  run.el.textContent = run.text;
+  if (atBottom) out.scrollTop = out.scrollHeight;
+}
+
 function onDone({ runId, stopReason, state }) {
   const run = app.runs.find((r) => r.id === runId);
-  if (run) run.stopReason = stopReason;
+  if (run) {
+    run.stopReason = stopReason;
+    renderText(run);
+  }
   app.cache = state;
   renderCache();
   scheduleRender();
@@ -510,18 +518,30 @@ function onDone({ runId, stopReason, state }) {
 
 let chart = null;
 let chartRuns = -1;
-let renderQueued = false;
+let renderTimer = null;
+let renderedAt = -Infinity;
+
+// While a run streams, the page paints at most this often. Painting every token (its text, the
+// chart, the table) takes CPU time from the model's threads where the machine has no core to
+// spare, so the chart would show the page's own cost: docs/performance.md, "The page's paint".
+const PAINT_MS = 200;
 
 function scheduleRender(rebuild = false) {
   if (rebuild) chartRuns = -1;
-  if (renderQueued) return;
-  renderQueued = true;
-  requestAnimationFrame(() => {
-    renderQueued = false;
-    renderChart();
-    renderStats();
-    renderCache();
-  });
+  if (renderTimer !== null) return;
+  const wait = app.current ? Math.max(0, renderedAt + PAINT_MS - performance.now()) : 0;
+  renderTimer = setTimeout(() => requestAnimationFrame(render), wait);
+}
+
+/** Paints now what scheduleRender would paint later (when the page goes idle, it shows the end). */
+function render() {
+  clearTimeout(renderTimer);
+  renderTimer = null;
+  renderedAt = performance.now();
+  if (app.current) renderText(app.current);
+  renderChart();
+  renderStats();
+  renderCache();
 }
 
 function chartData() {
@@ -941,6 +961,7 @@ const panelContext = {
   showError,
   clearError,
   isIdle: () => app.status === "idle" && Boolean(app.model),
+  paintMs: PAINT_MS,
 };
 mountQuality(panelContext);
 mountChat(panelContext);

@@ -16,7 +16,8 @@ const state = {
   nextId: 1,
 };
 
-let ctx = null; // { send, runOptions, setActivity, showError, clearError, isIdle }
+let ctx = null; // { send, runOptions, setActivity, showError, clearError, isIdle, paintMs }
+let paintTimer = null; // the streaming reply is painted at most every ctx.paintMs (app.js's PAINT_MS)
 
 function addBubble(role, text) {
   const div = document.createElement("div");
@@ -119,6 +120,13 @@ function send(event) {
   renderTurns();
 }
 
+function paintReply(turn) {
+  clearTimeout(paintTimer);
+  paintTimer = null;
+  turn.el.textContent = turn.reply;
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;
+}
+
 /** Handles the worker's chat messages; true if the message was one. */
 export function onChatMessage(msg) {
   const turn = state.turns.find((t) => t.id === msg.turnId);
@@ -126,15 +134,14 @@ export function onChatMessage(msg) {
     case "chatToken":
       if (turn) {
         turn.reply += msg.event.text;
-        turn.el.textContent = turn.reply;
-        $("chat-log").scrollTop = $("chat-log").scrollHeight;
+        paintTimer ??= setTimeout(() => paintReply(turn), ctx.paintMs);
       }
       return true;
     case "chatDone":
       if (turn) {
         Object.assign(turn, msg.result);
         turn.reply = msg.result.text;
-        turn.el.textContent = turn.reply;
+        paintReply(turn);
       }
       state.current = null;
       renderTurns();
@@ -147,6 +154,7 @@ export function onChatMessage(msg) {
 /** The turn failed (the page's error box says why): the conversation starts afresh next time. */
 export function chatFailed() {
   if (!state.current) return;
+  paintReply(state.current);
   state.current.el.closest(".chat-msg")?.classList.add("failed");
   state.turns = state.turns.filter((t) => t !== state.current);
   state.current = null;
