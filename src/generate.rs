@@ -202,6 +202,8 @@ pub struct Generator {
     conversation: Option<chat::Conversation>,
     /// The cache after the chat system prompt, computed once per generator.
     system_prefix: Option<chat::SystemPrefix>,
+    /// The scoring in progress, which `score_step` continues.
+    scoring: Option<score::Scoring>,
 }
 
 impl Generator {
@@ -220,6 +222,7 @@ impl Generator {
             run: None,
             conversation: None,
             system_prefix: None,
+            scoring: None,
         })
     }
 
@@ -285,7 +288,7 @@ impl Generator {
         })
     }
 
-    /// Forgets the sequence (and the chat it held): cache emptied, position back to 0.
+    /// Forgets the sequence (and the chat or scoring it held): cache emptied, position back to 0.
     pub fn reset(&mut self) {
         if let Some(cache) = &mut self.cache {
             cache.reset();
@@ -294,6 +297,7 @@ impl Generator {
         self.pending.clear();
         self.run = None;
         self.conversation = None;
+        self.scoring = None;
     }
 
     /// Tokens the model has consumed since the last reset: the next token's

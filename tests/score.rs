@@ -93,6 +93,95 @@ fn texts_that_cannot_be_scored_are_clear_errors_and_change_nothing() {
     assert_consistent(&score, &g, TEXT);
 }
 
+/// `score_start`, `score_step` a few predictions at a time and `score_finish`.
+fn score_in_steps(g: &mut Generator, text: &str, step: usize) -> Score {
+    let total = g.score_start(text).unwrap();
+    let mut left = total;
+    let mut steps = 0;
+    while left > 0 {
+        let next = g.score_step(step).unwrap();
+        assert_eq!(
+            next,
+            left.saturating_sub(step),
+            "each step makes `step` predictions"
+        );
+        left = next;
+        steps += 1;
+    }
+    assert_eq!(steps, total.div_ceil(step));
+    g.score_finish().unwrap()
+}
+
+#[test]
+fn scoring_in_steps_gives_what_one_call_gives() {
+    for name in common::TINY.iter().chain(&["tiny-gemma3"]) {
+        let window = CacheStrategy::Window { size: 4, sinks: 0 };
+        for strategy in [CacheStrategy::Concat, CacheStrategy::Prealloc, window] {
+            let options = common::tiny_options(strategy, true);
+            let mut g = common::generator(name, BackendKind::default(), options);
+            let whole = g.score(TEXT).unwrap();
+            for step in [1, 3, 1000] {
+                let stepped = score_in_steps(&mut g, TEXT, step);
+                assert_eq!(stepped, whole, "{name}, {strategy:?}, steps of {step}");
+                assert_consistent(&stepped, &g, TEXT);
+            }
+        }
+        // Without the cache, the first step makes every prediction (one causal pass).
+        let mut g = common::generator(
+            name,
+            BackendKind::default(),
+            common::tiny_options(CacheStrategy::Concat, false),
+        );
+        let whole = g.score(TEXT).unwrap();
+        g.score_start(TEXT).unwrap();
+        assert_eq!(g.score_step(1).unwrap(), 0, "{name}: uncached, all at once");
+        assert_eq!(g.score_finish().unwrap(), whole);
+    }
+}
+
+#[test]
+fn scoring_steps_out_of_turn_are_clear_errors() {
+    let mut g = common::generator(
+        "tiny-llama",
+        BackendKind::default(),
+        common::tiny_options(CacheStrategy::Concat, true),
+    );
+    let says = |r: Result<usize, kvcache_wasm::Error>, what: &str| {
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains(what), "expected {what:?}, got {err}");
+    };
+    says(g.score_step(4), "no scoring in progress");
+    assert!(g
+        .score_finish()
+        .unwrap_err()
+        .to_string()
+        .contains("no scoring in progress"));
+
+    let total = g.score_start(TEXT).unwrap();
+    says(g.score_step(0), "at least 1");
+    assert_eq!(g.score_step(2).unwrap(), total - 2);
+    let err = g.score_finish().unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("{} predictions are left", total - 2)),
+        "{err}"
+    );
+    // The scoring goes on after both refusals.
+    assert_eq!(g.score_step(2).unwrap(), total - 4);
+    assert_eq!(g.position(), 4);
+
+    // A run in between changes the sequence: the scoring ends, and says so.
+    g.generate("Once", &common::greedy(2), |_| {}).unwrap();
+    says(g.score_step(2), "the sequence changed since scoreStart");
+    says(g.score_step(2), "no scoring in progress");
+    // So does a reset; a new start scores afresh.
+    g.score_start(TEXT).unwrap();
+    g.score_step(3).unwrap();
+    g.reset();
+    says(g.score_step(2), "no scoring in progress");
+    let whole = g.score(TEXT).unwrap();
+    assert_eq!(score_in_steps(&mut g, TEXT, 5), whole);
+}
+
 #[derive(Deserialize)]
 struct Reference {
     text: String,

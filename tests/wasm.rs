@@ -1021,6 +1021,38 @@ fn score_returns_typed_arrays_agreeing_with_and_without_the_cache() {
 }
 
 #[wasm_bindgen_test]
+fn score_in_steps_gives_the_same_score_and_bad_steps_throw() {
+    let text = "Once upon a time there was a cat.";
+    let mut g = hf(&TINY_LLAMA, "{}").unwrap();
+    let nll = |score: JsValue| {
+        Reflect::get(&score, &"nll".into())
+            .unwrap()
+            .dyn_into::<js_sys::Float64Array>()
+            .unwrap()
+            .to_vec()
+    };
+    let whole = nll(g.score(text.into()).unwrap());
+    throws(g.score_step(2.into()), "no scoring in progress");
+    let total = g.score_start(text.into()).unwrap();
+    assert_eq!(total, whole.len());
+    throws(g.score_step(0.into()), "scoreStep: count must be from 1");
+    throws(
+        g.score_step(1.5.into()),
+        "scoreStep: count must be a whole number",
+    );
+    throws(g.score_finish(), "predictions are left");
+    let mut left = total;
+    while left > 0 {
+        let next = g.score_step(3.into()).unwrap();
+        assert_eq!(next, left.saturating_sub(3));
+        left = next;
+    }
+    assert_eq!(nll(g.score_finish().unwrap()), whole);
+    assert_eq!(g.position(), total);
+    throws(g.score_start(7.into()), "scoreStart: the text");
+}
+
+#[wasm_bindgen_test]
 fn snapshots_restore_the_next_tokens_and_bad_bytes_throw() {
     let options = r#"{"cache": "window", "window": 4, "maxSeqLen": 32}"#;
     let mut g = hf(&TINY_LLAMA, options).unwrap();

@@ -26,6 +26,7 @@ const state = {
   tokens: null, // its length in the loaded model's tokens (cut to the context if longer)
   truncated: false,
   results: [], // per setting: { nll, perplexity, cacheBytes, cacheBytesFormula, ms }, or undefined
+  progress: null, // the setting in progress: { index, scored, total } predictions
   running: false,
   stopped: false,
 };
@@ -133,9 +134,16 @@ function renderTable() {
     status += ` The passage is ${state.tokens} tokens of this model${state.truncated ? " (its start: the whole passage is longer than the model's context)" : ""}.`;
   }
   $("quality-status").textContent = status.trim();
+  renderProgress();
+}
+
+/** The progress bar: settings done, and the part of the one in progress. */
+function renderProgress() {
+  const done = state.results.filter(Boolean).length;
+  const p = state.progress;
   const bar = $("quality-progress");
   bar.max = QUALITY_SETTINGS.length;
-  bar.value = done;
+  bar.value = done + (state.running && p && !state.results[p.index] ? p.scored / p.total : 0);
 }
 
 function render() {
@@ -153,6 +161,7 @@ async function measure() {
     return;
   }
   state.results = [];
+  state.progress = null;
   state.tokens = null;
   state.truncated = false;
   state.stopped = false;
@@ -170,6 +179,10 @@ export function onQualityMessage(msg) {
       state.tokens = msg.tokens;
       state.truncated = msg.truncated;
       renderTable();
+      return true;
+    case "qualityProgress":
+      state.progress = { index: msg.index, scored: msg.scored, total: msg.total };
+      renderProgress();
       return true;
     case "qualityResult":
       state.results[msg.index] = msg.result;
@@ -203,6 +216,7 @@ export function qualitySnapshot() {
   return {
     running: state.running,
     stopped: state.stopped,
+    progress: state.progress && { ...state.progress },
     tokens: state.tokens,
     truncated: state.truncated,
     results: QUALITY_SETTINGS.map((s, i) => {

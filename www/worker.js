@@ -7,10 +7,10 @@
 //   { type: "configure", useCache, cache, window, sinks, kvDtype }   change the cache's settings
 //                                            (any change starts the sequence afresh)
 //   { type: "generate", runId, prompt, run, useCache, cache, window, sinks, kvDtype, reset }
-//   { type: "quality", text, settings, restore }  scores `text` (score(), teacher-forced) once per
-//                                            entry of `settings` (cache settings, as for configure),
-//                                            then puts the `restore` settings back; Stop ends it
-//                                            after the setting in progress
+//   { type: "quality", text, settings, restore }  scores `text` (scoreStart() and scoreStep(),
+//                                            teacher-forced) once per entry of `settings` (cache
+//                                            settings, as for configure), then puts the `restore`
+//                                            settings back; Stop ends it within SCORE_STEP tokens
 //   { type: "chat", turnId, message, reuse, fresh, run }  one chat turn (chatPrefill() and
 //                                            step(), the conversation kept in the generator;
 //                                            `fresh` resets it first); reuse false recomputes the
@@ -29,6 +29,7 @@
 //   { type: "token", runId, event, state }   { type: "done", runId, stopReason, state }
 //   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "interleaved", result }
 //   { type: "qualityStart", tokens, truncated }  the passage's tokens (cut to the context if longer)
+//   { type: "qualityProgress", index, scored, total }  predictions made so far for setting `index`
 //   { type: "qualityResult", index, result: { nll: number[], perplexity, cacheBytes, cacheBytesFormula, ms } }
 //   { type: "qualityDone", stopped, state }
 //   { type: "chatToken", turnId, event }     { type: "chatDone", turnId, result, state }
@@ -156,6 +157,10 @@ function fitText(text, limit) {
   return { text: text.slice(0, cut > 0 ? cut : lo), truncated: true };
 }
 
+// The passage's predictions made between two turns of the event loop (so between two looks at
+// Stop): a fraction of a second even on a slow machine.
+const SCORE_STEP = 8;
+
 // The passage scored once per cache setting: the same text, so the lines differ only by what
 // each cache keeps and how precisely.
 async function quality({ text, settings, restore }) {
@@ -166,14 +171,20 @@ async function quality({ text, settings, restore }) {
     const fitted = fitText(text, gen.maxSeqLen);
     post({ type: "qualityStart", tokens: gen.encode(fitted.text, { special: true }).length, truncated: fitted.truncated });
     for (const [index, setting] of settings.entries()) {
-      await yieldToEventLoop();
+      applySettings({ ...setting, useCache: true });
+      const started = performance.now();
+      const total = gen.scoreStart(fitted.text);
+      for (let left = total; left > 0; ) {
+        await yieldToEventLoop();
+        if (stopRequested) break;
+        left = gen.scoreStep(SCORE_STEP);
+        post({ type: "qualityProgress", index, scored: total - left, total });
+      }
       if (stopRequested) {
         stopped = true;
         break;
       }
-      applySettings({ ...setting, useCache: true });
-      const started = performance.now();
-      const scored = gen.score(fitted.text);
+      const scored = gen.scoreFinish();
       const ms = performance.now() - started;
       post({
         type: "qualityResult",

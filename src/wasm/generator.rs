@@ -8,7 +8,7 @@ use wasm_bindgen::JsCast;
 
 use super::convert::{
     abort_signal, boolean, bytes, callback, chat_options, encode_special, event_to_js, flag,
-    integer, js_bytes, model_options, run_options, score_to_js, string, to_js, token_ids,
+    integer, js_bytes, model_options, run_options, score_to_js, string, to_js, token_ids, whole,
 };
 use super::crash::install_panic_hook;
 use super::fetch::{download, Download, ModelFiles};
@@ -208,6 +208,40 @@ impl Generator {
     ) -> Result<JsValue, JsValue> {
         let text = string(&text, "score: the text")?;
         score_to_js(&self.inner.score(&text)?)
+    }
+
+    /// `score` in parts, as `prefill` is to `generate`, so that a worker can
+    /// yield (and stop) between them: checks `text`, starts the sequence
+    /// afresh and returns how many predictions there are to make (its tokens
+    /// less one). Then `scoreStep(count)` until it returns 0, then
+    /// `scoreFinish()` for the score, the same as `score(text)`'s.
+    #[wasm_bindgen(js_name = scoreStart)]
+    pub fn score_start(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
+    ) -> Result<usize, JsValue> {
+        let text = string(&text, "scoreStart: the text")?;
+        Ok(self.inner.score_start(&text)?)
+    }
+
+    /// Makes up to `count` (a whole number, at least 1) more of the
+    /// predictions `scoreStart` began, token by token through the cache (with
+    /// `useCache = false`, all of them at once); returns how many are left.
+    /// Throws if no scoring is in progress or the sequence changed since it
+    /// began (a reset, a run, new settings).
+    #[wasm_bindgen(js_name = scoreStep)]
+    pub fn score_step(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "number")] count: JsValue,
+    ) -> Result<usize, JsValue> {
+        let count = whole(&count, "scoreStep: count", 1, u32::MAX as u64)?;
+        Ok(self.inner.score_step(count as usize)?)
+    }
+
+    /// The score of the text `scoreStart` began, once `scoreStep` returned 0.
+    #[wasm_bindgen(js_name = scoreFinish, unchecked_return_type = "Score")]
+    pub fn score_finish(&mut self) -> Result<JsValue, JsValue> {
+        score_to_js(&self.inner.score_finish()?)
     }
 
     /// The sequence as it stands (tokens, position, every layer's cache

@@ -416,7 +416,7 @@ const storedModels = {
 };
 
 const stop = {
-  name: "GPT-2 124M random weights: Stop stops within a token",
+  name: "GPT-2 124M random weights: Stop stops a run within a token, the quality measure within a step",
   timeout: 600_000,
   async run(t) {
     const page = await t.openLoaded("?model=gpt2-random", 300_000);
@@ -436,6 +436,24 @@ const stop = {
     assert.ok(waited < 3 * stepMs + 2000, `Stop took ${waited} ms with steps of ${stepMs.toFixed(0)} ms`);
     assert.equal(await prop(page, tid("stop"), "disabled"), true);
     assert.equal(await prop(page, tid("run-cache"), "disabled"), false, "the page is usable after Stop");
+
+    // Stop during the quality measure's first setting: it ends within a step of eight predictions.
+    await page.click(tid("quality-run"));
+    await page.waitFor(() => (window.__kvcache.quality.progress?.scored ?? 0) >= 8, null, { timeout: 120_000 });
+    const before = (await kv(page)).quality.progress;
+    const stoppedAt = Date.now();
+    await page.click(tid("stop"));
+    await page.waitFor(() => !window.__kvcache.quality.running, null, { timeout: 60_000 });
+    const quality = (await kv(page)).quality;
+    const qualityWaited = Date.now() - stoppedAt;
+    assert.equal(quality.stopped, true);
+    assert.equal(before.index, 0);
+    assert.ok(before.total > 100, `the passage is long enough to stop in (${before.total} predictions)`);
+    assert.ok(quality.progress.scored <= before.scored + 16, `at most the step in flight and one more (${before.scored} -> ${quality.progress.scored})`);
+    assert.ok(quality.results.every((r) => r === null), "the setting in progress is left out");
+    assert.ok(qualityWaited < 16 * stepMs + 2000, `Stop took ${qualityWaited} ms with steps of ${stepMs.toFixed(0)} ms`);
+    assert.match(await page.text(tid("quality-status")), /Stopped after 0 of 5 settings/);
+    assert.equal(await prop(page, tid("quality-run"), "disabled"), false, "the page is usable after Stop");
     await t.done(page, "gpt2-random-stopped");
   },
 };
