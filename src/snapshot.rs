@@ -16,20 +16,21 @@
 //! | kvDtype: 0 f32, 1 f16, 2 int8; sinks | u8, u32 |
 //! | kv heads; head dim | u32, u32 |
 //! | position; token count `t`; `t` token ids | u32, u32, `t` × u32 |
-//! | layer count `l` (0 with the cache off); per layer: entries `n`, keys, values (decoded to f32, which encodes back to the stored f16/int8 rows exactly) | u32; u32, `n·kv·dim` × f32, the same |
+//! | layer count `l` (0 with the cache off); per layer: entries `n`, then keys and values as the cache stores them ([`crate::cache::rows::Rows::to_bytes`]: `n·kv` rows each of f32, f16, or int8 with every row's f16 scales after the numbers) | u32; u32, 2 × `n·kv·row_bytes(dim)` |
 //! | checksum: [`crate::fingerprint::hash`] of every byte before it | u64 |
 //!
 //! Reading checks every length against the bytes left before allocating, so
 //! truncated or damaged bytes are an error, never a huge allocation.
 
-use crate::cache::{CacheStrategy, KvDtype, LayerEntries};
+use crate::cache::rows::Rows;
+use crate::cache::{CacheStrategy, KvDtype};
 use crate::error::{Error, Result};
 use crate::fingerprint;
 
 pub const MAGIC: &[u8; 8] = b"KVCSNAP\0";
 /// The format this engine writes, and the only one it reads: version 1 had
-/// another checksum and fingerprint hash.
-pub const FORMAT_VERSION: u32 = 2;
+/// another checksum and fingerprint hash, version 2 every entry as f32.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The generator settings that decide what a cache holds: a snapshot only
 /// restores into a generator with the same ones.
@@ -66,18 +67,16 @@ pub struct CacheSnapshot {
     pub tokens: Vec<u32>,
     /// Tokens the model has consumed: the next token's position.
     pub position: usize,
-    /// Each layer's held entries (none with the cache off).
-    pub layers: Vec<LayerEntries>,
+    /// Each layer's held entries as the cache stores them, oldest first (none
+    /// with the cache off).
+    pub layers: Vec<Rows>,
 }
 
 impl CacheSnapshot {
     pub fn to_bytes(&self) -> Vec<u8> {
-        let floats: usize = self
-            .layers
-            .iter()
-            .map(|l| l.keys.len() + l.values.len())
-            .sum();
-        let mut out = Vec::with_capacity(64 + 4 * (self.tokens.len() + floats));
+        let entries: usize = self.layers.iter().map(Rows::bytes).sum();
+        let mut out =
+            Vec::with_capacity(64 + 4 * self.tokens.len() + 4 * self.layers.len() + entries);
         let u32_of = |n: usize| u32::try_from(n).expect("sizes fit in u32");
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -110,10 +109,8 @@ impl CacheSnapshot {
         }
         out.extend_from_slice(&u32_of(self.layers.len()).to_le_bytes());
         for layer in &self.layers {
-            out.extend_from_slice(&u32_of(layer.n).to_le_bytes());
-            for x in layer.keys.iter().chain(&layer.values) {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+            out.extend_from_slice(&u32_of(layer.slots()).to_le_bytes());
+            out.extend(layer.to_bytes());
         }
         let checksum = fingerprint::hash(&[&out]);
         out.extend_from_slice(&checksum.to_le_bytes());
@@ -142,7 +139,7 @@ impl CacheSnapshot {
         }
         if version < FORMAT_VERSION {
             return Err(Error::Snapshot(format!(
-                "the snapshot's format version is {version}, from an older kvcache-wasm whose fingerprints this engine cannot check: take the snapshot again"
+                "the snapshot's format version is {version}, from an older kvcache-wasm: take the snapshot again"
             )));
         }
         let Some(body) = bytes.len().checked_sub(8).filter(|&n| n >= r.at) else {
@@ -189,14 +186,20 @@ impl CacheSnapshot {
         let layer_count = r.u32("the layer count")? as usize;
         // Each layer takes at least its 4-byte count.
         r.check(layer_count.saturating_mul(4), "the layers")?;
-        let row = kv_heads.saturating_mul(head_dim);
+        let entry_bytes = kv_heads
+            .saturating_mul(kv_dtype.row_bytes(head_dim))
+            .saturating_mul(2);
         let layers = (0..layer_count)
             .map(|i| {
                 let n = r.u32("a layer's entry count")? as usize;
                 let what = format!("layer {i}'s entries");
-                let keys = r.f32s(n.saturating_mul(row), &what)?;
-                let values = r.f32s(n.saturating_mul(row), &what)?;
-                Ok::<_, Error>(LayerEntries { n, keys, values })
+                let bytes = r.take(n.saturating_mul(entry_bytes), &what)?;
+                Rows::from_bytes(kv_heads, head_dim, kv_dtype, n, bytes).map_err(|e| match e {
+                    Error::InvalidArgument(problem) => {
+                        Error::Snapshot(format!("{what}: {problem}"))
+                    }
+                    other => other,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         if r.at != r.bytes.len() {
@@ -271,14 +274,6 @@ impl<'a> Reader<'a> {
         Ok(bytes
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect())
-    }
-
-    fn f32s(&mut self, n: usize, what: &str) -> Result<Vec<f32>> {
-        let bytes = self.take(n.saturating_mul(4), what)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect())
     }
 }

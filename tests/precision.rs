@@ -201,7 +201,7 @@ fn held_rows_put_back_continue_the_sequence_exactly() {
             let back = bytes
                 .iter()
                 .zip(&lens)
-                .map(|(b, &len)| Rows::from_bytes(heads, dtype, len, b).unwrap())
+                .map(|(b, &len)| Rows::from_bytes(heads.kv, heads.dim, dtype, len, b).unwrap())
                 .collect::<Vec<_>>();
             // Mismatches are refused before anything changes.
             let mut short = back.clone();
@@ -228,7 +228,9 @@ fn held_rows_put_back_continue_the_sequence_exactly() {
         model.forward_last(&ids[..3], &mut a).unwrap();
         assert!(b.restore_rows(3, a.held_rows().unwrap()).is_err());
         let bytes = a.held_rows().unwrap()[0].to_bytes();
-        assert!(Rows::from_bytes(heads, dtype, 3, &bytes[..bytes.len() - 1]).is_err());
+        assert!(
+            Rows::from_bytes(heads.kv, heads.dim, dtype, 3, &bytes[..bytes.len() - 1]).is_err()
+        );
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use kvcache_wasm::{BackendKind, CacheOptions, CacheSnapshot, CacheStrategy, Generator};
+use kvcache_wasm::{BackendKind, CacheOptions, CacheSnapshot, CacheStrategy, Generator, KvDtype};
 
 fn generator(name: &str, options: CacheOptions) -> Generator {
     common::generator(name, BackendKind::default(), options)
@@ -58,6 +58,43 @@ fn a_restored_snapshot_gives_the_tokens_that_followed_it() {
 }
 
 #[test]
+fn snapshots_keep_the_entries_as_the_cache_stores_them() {
+    for kv_dtype in KvDtype::ALL {
+        for strategy in [
+            CacheStrategy::Concat,
+            CacheStrategy::Window { size: 4, sinks: 0 },
+        ] {
+            let what = format!("{strategy}, {kv_dtype}");
+            let options = CacheOptions {
+                kv_dtype,
+                ..common::tiny_options(strategy, true)
+            };
+            let mut g = generator("tiny-llama", options.clone());
+            g.generate("Once upon", &common::greedy(6), |_| {}).unwrap();
+            let snapshot = g.snapshot().unwrap();
+            // Magic, version, fingerprint, settings, shape, position, counts and checksum take 63
+            // bytes; then 4 per token, 4 per layer (its entry count) and the entries as stored,
+            // which the textbook formula counts.
+            let (layers, formula) = (snapshot.layers.len(), g.cache_bytes_formula());
+            let expected = 63 + 4 * snapshot.tokens.len() + 4 * layers + formula;
+            let bytes = snapshot.to_bytes();
+            assert_eq!(bytes.len(), expected, "{what}");
+            let first = next_ids(&mut g);
+
+            let mut fresh = generator("tiny-llama", options);
+            fresh.restore_bytes(&bytes).unwrap();
+            assert_eq!(
+                fresh.snapshot().unwrap(),
+                snapshot,
+                "{what}: restored exactly"
+            );
+            assert_eq!(fresh.cache_bytes_formula(), formula, "{what}");
+            assert_eq!(next_ids(&mut fresh), first, "{what}: a new generator");
+        }
+    }
+}
+
+#[test]
 fn bad_snapshots_are_clear_errors_and_change_nothing() {
     let window = common::tiny_options(CacheStrategy::Window { size: 4, sinks: 0 }, true);
     let mut g = generator("tiny-llama", window.clone());
@@ -104,20 +141,20 @@ fn bad_snapshots_are_clear_errors_and_change_nothing() {
 
     // A newer format, and an older one.
     let mut newer = bytes.clone();
-    newer[8..12].copy_from_slice(&3u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&4u32.to_le_bytes());
     refused(
         &mut g,
         &newer,
-        "format version is 3, newer than this engine reads (2)",
+        "format version is 4, newer than this engine reads (3)",
         "newer",
     );
     unchanged(&g, "a newer format");
     let mut older = bytes.clone();
-    older[8..12].copy_from_slice(&1u32.to_le_bytes());
+    older[8..12].copy_from_slice(&2u32.to_le_bytes());
     refused(
         &mut g,
         &older,
-        "format version is 1, from an older kvcache-wasm",
+        "format version is 2, from an older kvcache-wasm",
         "older",
     );
     unchanged(&g, "an older format");

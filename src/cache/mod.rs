@@ -17,7 +17,6 @@
 //!   position table) keep counting.
 
 pub mod concat;
-pub mod entries;
 pub mod prealloc;
 pub mod precision;
 pub mod rows;
@@ -29,7 +28,6 @@ use std::ops::Range;
 use crate::attention::{Heads, Mask};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-pub use entries::LayerEntries;
 
 use concat::Concat;
 use prealloc::Prealloc;

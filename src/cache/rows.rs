@@ -164,18 +164,6 @@ impl Rows {
         }
     }
 
-    /// Every slot's keys and values decoded to `f32`, `[kv_heads, slots, head_dim]` each.
-    pub fn decoded(&self) -> (Vec<f32>, Vec<f32>) {
-        let decode = |buffer: &Buffer| {
-            let mut out = vec![0.0; self.kv * self.slots * self.dim];
-            for (r, row) in out.chunks_exact_mut(self.dim.max(1)).enumerate() {
-                buffer.encoded().decode_row(r, row);
-            }
-            out
-        };
-        (decode(&self.keys), decode(&self.values))
-    }
-
     pub fn slots(&self) -> usize {
         self.slots
     }
@@ -193,30 +181,36 @@ impl Rows {
         out
     }
 
-    /// `slots` rows per head of `heads`' K/V shape, stored as `dtype`, from
-    /// the bytes [`Self::to_bytes`] wrote; an error unless the length is exact.
-    pub fn from_bytes(heads: Heads, dtype: KvDtype, slots: usize, bytes: &[u8]) -> Result<Rows> {
-        let rows = heads
-            .kv
+    /// `slots` rows per K/V head, `kv` heads of `dim` numbers, stored as
+    /// `dtype`, from the bytes [`Self::to_bytes`] wrote; an error unless the
+    /// length is exact.
+    pub fn from_bytes(
+        kv: usize,
+        dim: usize,
+        dtype: KvDtype,
+        slots: usize,
+        bytes: &[u8],
+    ) -> Result<Rows> {
+        let rows = kv
             .checked_mul(slots)
             .ok_or_else(|| Error::invalid(format!("{slots} entries per layer is too many")))?;
         let half = rows
-            .checked_mul(dtype.row_bytes(heads.dim))
+            .checked_mul(dtype.row_bytes(dim))
             .filter(|&n| n.checked_mul(2) == Some(bytes.len()));
         let Some(half) = half else {
             return Err(Error::invalid(format!(
                 "{} bytes do not hold {slots} {dtype} entries of {} heads × {}",
                 bytes.len(),
-                heads.kv,
-                heads.dim
+                kv,
+                dim
             )));
         };
         let (keys, values) = bytes.split_at(half);
         Ok(Rows {
-            keys: Buffer::from_bytes(dtype, rows, heads.dim, keys)?,
-            values: Buffer::from_bytes(dtype, rows, heads.dim, values)?,
-            kv: heads.kv,
-            dim: heads.dim,
+            keys: Buffer::from_bytes(dtype, rows, dim, keys)?,
+            values: Buffer::from_bytes(dtype, rows, dim, values)?,
+            kv,
+            dim,
             slots,
         })
     }

@@ -46,7 +46,7 @@ impl Generator {
             tokens: self.consumed.iter().chain(&self.pending).copied().collect(),
             position: self.position(),
             layers: match &self.cache {
-                Some(cache) => cache.entries()?,
+                Some(cache) => cache.held_rows()?,
                 None => Vec::new(),
             },
         })
@@ -96,7 +96,12 @@ impl Generator {
             .check_room(0, position, crate::cache::max_len(&self.plans))
             .map_err(|e| Error::Snapshot(e.to_string()))?;
         match &mut self.cache {
-            Some(cache) => cache.restore(position, &snapshot.layers)?,
+            Some(cache) => cache
+                .restore_rows(position, snapshot.layers.clone())
+                .map_err(|e| match e {
+                    Error::InvalidArgument(problem) => Error::Snapshot(problem),
+                    other => other,
+                })?,
             None if !snapshot.layers.is_empty() => {
                 return Err(Error::Snapshot(
                     "it holds cache entries, but this generator's cache is off".into(),
