@@ -95,6 +95,32 @@ fn snapshots_keep_the_entries_as_the_cache_stores_them() {
 }
 
 #[test]
+fn shapes_past_any_memory_in_sealed_bytes_are_clear_errors() {
+    // Bytes a forger sealed with a valid checksum: the shape's sizes (kv heads at byte 35, head
+    // dim at 39) multiply past `usize` in the entries' length, and must fail its check.
+    for kv_dtype in KvDtype::ALL {
+        let options = CacheOptions {
+            kv_dtype,
+            ..common::tiny_options(CacheStrategy::Concat, true)
+        };
+        let mut g = generator("tiny-llama", options);
+        g.generate("Once upon", &common::greedy(2), |_| {}).unwrap();
+        let bytes = g.snapshot().unwrap().to_bytes();
+        for field in [35, 39] {
+            let mut forged = bytes[..bytes.len() - 8].to_vec();
+            forged[field..field + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            let checksum = kvcache_wasm::fingerprint::hash(&[&forged]);
+            forged.extend_from_slice(&checksum.to_le_bytes());
+            let err = CacheSnapshot::from_bytes(&forged).unwrap_err().to_string();
+            assert!(
+                err.starts_with("bad snapshot: the bytes are truncated: layer 0's entries needs"),
+                "{kv_dtype}, byte {field}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
 fn bad_snapshots_are_clear_errors_and_change_nothing() {
     let window = common::tiny_options(CacheStrategy::Window { size: 4, sinks: 0 }, true);
     let mut g = generator("tiny-llama", window.clone());

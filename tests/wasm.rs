@@ -1083,6 +1083,13 @@ fn snapshots_restore_the_next_tokens_and_bad_bytes_throw() {
     )
     .unwrap();
     throws(other.restore(bytes(&stored)), "another model");
+    // A head dim (byte 39) whose row bytes pass 32 bits, sealed with a valid checksum: on wasm32
+    // they must fail the length check, not wrap around it.
+    let mut forged = stored[..stored.len() - 8].to_vec();
+    forged[39..43].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    let checksum = kvcache_wasm::fingerprint::hash(&[&forged]);
+    forged.extend_from_slice(&checksum.to_le_bytes());
+    throws(fresh.restore(bytes(&forged)), "layer 0's entries needs");
     assert_eq!(
         fresh.position(),
         position,

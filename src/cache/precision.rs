@@ -54,12 +54,14 @@ impl KvDtype {
             })
     }
 
-    /// Bytes one row of `dim` numbers takes, scales included.
+    /// Bytes one row of `dim` numbers takes, scales included; saturating, as
+    /// `dim` may come from a snapshot's bytes (a size past `usize` then fails
+    /// every length check instead of wrapping around).
     pub fn row_bytes(&self, dim: usize) -> usize {
         match self {
-            KvDtype::F32 => dim * size_of::<f32>(),
-            KvDtype::F16 => dim * size_of::<f16>(),
-            KvDtype::Int8 => dim + blocks(dim) * size_of::<f16>(),
+            KvDtype::F32 => dim.saturating_mul(size_of::<f32>()),
+            KvDtype::F16 => dim.saturating_mul(size_of::<f16>()),
+            KvDtype::Int8 => dim.saturating_add(blocks(dim) * size_of::<f16>()),
         }
     }
 }
