@@ -1,6 +1,6 @@
 
 // ---- engine guard (npm/engine-guard.js, appended to the generated glue by scripts/finish-pkg.mjs,
-// so that it reaches the glue's module state: __wbg_reset_state, __wbg_instance_id) ----
+// so that it reaches the glue's module state: __wbg_reset_state, __wbg_instance_id, handleError) ----
 //
 // Every method, getter and setter of the exported classes goes through `guarded`:
 // - A crash never leaves a silently poisoned module. A Rust panic (which the panic hook of
@@ -9,16 +9,35 @@
 //   instance unusable. The call that crashed throws `the engine crashed: create a new one (...)`,
 //   the instance is replaced at once by a fresh one (same module, new memory), every object of
 //   the crashed instance throws the same message from then on, and objects created afterwards
-//   (Generator.fromGguf, Generator.load, ...) work as on a fresh page.
+//   (Generator.fromGguf, Generator.load, ...) work as on a fresh page. An error thrown by the
+//   caller's own callbacks (onToken, onProgress) is no crash, whatever its type: it is rethrown
+//   as it is, and every generator keeps working.
 // - A call on an object that is already inside a call (from `onToken` or `onProgress`) throws
 //   a clear Error instead of reaching wasm-bindgen's borrow check.
 
 const ENGINE_CRASHED = "the engine crashed: create a new one";
 let __kvcache_crash = null; // the message of the last crash
 const __kvcache_busy = new WeakMap(); // object -> the name of the call in progress on it
+// Errors thrown by JS that wasm called (the caller's onToken or onProgress, fetch, ...). wasm
+// caught each at its boundary (the glue's `handleError`) and passed it back unchanged, so the
+// instance is intact: such an error is the caller's, even a RangeError, never a crash.
+const __kvcache_thrown_by_js = new WeakSet();
+const __kvcache_handle_error = handleError;
+handleError = function (f, args) {
+  const noting = function (...inner) {
+    try {
+      return f.apply(this, inner);
+    } catch (error) {
+      if (error !== null && (typeof error === "object" || typeof error === "function")) __kvcache_thrown_by_js.add(error);
+      throw error;
+    }
+  };
+  return __kvcache_handle_error.call(this, noting, args);
+};
 
 function __kvcache_crashed(error) {
   const message = String(error?.message ?? error);
+  if (__kvcache_thrown_by_js.has(error) && !message.startsWith(ENGINE_CRASHED)) return error;
   const crashed =
     error instanceof WebAssembly.RuntimeError ||
     error instanceof RangeError ||

@@ -35,10 +35,13 @@ function finishGlue(dir) {
   const glue = readFileSync(join(dir, js), "utf8");
   const guardMark = "---- engine guard";
   if (!glue.includes(guardMark)) {
-    for (const name of ["function __wbg_reset_state", "let __wbg_instance_id"]) {
-      if (!glue.includes(name)) {
-        throw new Error(`finish-pkg: the glue has no \`${name}\` (wasm-bindgen emits it when src/wasm/crash.rs calls schedule_reinit)`);
-      }
+    const needed = {
+      "function __wbg_reset_state": "wasm-bindgen emits it when src/wasm/crash.rs calls schedule_reinit",
+      "let __wbg_instance_id": "wasm-bindgen emits it when src/wasm/crash.rs calls schedule_reinit",
+      "function handleError(": "wasm-bindgen emits it for the JS functions wasm calls that may throw",
+    };
+    for (const [name, why] of Object.entries(needed)) {
+      if (!glue.includes(name)) throw new Error(`finish-pkg: the glue has no \`${name}\` (${why})`);
     }
     const classes = [...glue.matchAll(/^export class (\w+)/gm)].map((m) => m[1]);
     if (!classes.includes("Generator")) throw new Error("finish-pkg: the glue exports no Generator class");

@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
 
 import init, { Generator } from "../../pkg/kvcache_wasm.js";
 
@@ -53,4 +54,32 @@ test("crashes do not accumulate: 60 in a row, and the engine still works", () =>
   }
   const g = Generator.fromGguf(gguf);
   assert.deepEqual(g.generate(expected.prompt, greedy).ids, expected.greedy_ids);
+});
+
+test("an error thrown by the caller's callback is rethrown as it is, even a RangeError, and no engine crashes", async () => {
+  const g = Generator.fromGguf(gguf);
+  const other = Generator.fromGguf(gguf);
+  // A RangeError is also what a stack overflow inside wasm throws; this one is the caller's.
+  const mine = new RangeError("toFixed() digits argument must be between 0 and 100");
+  assert.throws(() => g.generate(expected.prompt, { ...greedy, onToken: () => { throw mine; } }), (e) => e === mine);
+  g.reset();
+  assert.deepEqual(g.generate(expected.prompt, greedy).ids, expected.greedy_ids);
+  assert.deepEqual(other.generate(expected.prompt, greedy).ids, expected.greedy_ids);
+
+  const server = createServer(async (req, res) => {
+    const body = await readFile(new URL(req.url.slice(1), fixtures));
+    res.writeHead(200, { "content-length": body.length });
+    res.end(body);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const url = `http://127.0.0.1:${server.address().port}/tiny-llama.gguf`;
+    const progress = new RangeError("Invalid array length");
+    await assert.rejects(Generator.load(url, { onProgress: () => { throw progress; } }), (e) => e === progress);
+    assert.deepEqual(g.generate(expected.prompt, { ...greedy, maxTokens: 1 }).ids.length, 1);
+    const loaded = await Generator.load(url);
+    assert.deepEqual(loaded.generate(expected.prompt, greedy).ids, expected.greedy_ids);
+  } finally {
+    server.close();
+  }
 });
