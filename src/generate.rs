@@ -22,7 +22,7 @@ use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{TextStream, Tokenizer};
 
-pub use chat::ChatOptions;
+pub use chat::{ChatOptions, Conversation};
 pub use score::{negative_log_likelihood, Score};
 
 /// Longest sequence by default; also what `prealloc` allocates. Models with a

@@ -16,6 +16,7 @@
 //! | kvDtype: 0 f32, 1 f16, 2 int8; sinks | u8, u32 |
 //! | kv heads; head dim | u32, u32 |
 //! | position; token count `t`; `t` token ids | u32, u32, `t` × u32 |
+//! | the chat conversation the tokens hold: 0 none; 1 with the template's system prompt; 2 with its own, then the prompt's UTF-8 length `s` and bytes | u8; u32, `s` |
 //! | layer count `l` (0 with the cache off); per layer: entries `n`, then keys and values as the cache stores them ([`crate::cache::rows::Rows::to_bytes`]: `n·kv` rows each of f32, f16, or int8 with every row's f16 scales after the numbers) | u32; u32, 2 × `n·kv·row_bytes(dim)` |
 //! | checksum: [`crate::fingerprint::hash`] of every byte before it | u64 |
 //!
@@ -26,11 +27,13 @@ use crate::cache::rows::Rows;
 use crate::cache::{CacheStrategy, KvDtype};
 use crate::error::{Error, Result};
 use crate::fingerprint;
+use crate::generate::Conversation;
 
 pub const MAGIC: &[u8; 8] = b"KVCSNAP\0";
 /// The format this engine writes, and the only one it reads: version 1 had
-/// another checksum and fingerprint hash, version 2 every entry as f32.
-pub const FORMAT_VERSION: u32 = 3;
+/// another checksum and fingerprint hash, version 2 every entry as f32, and
+/// version 3 no chat conversation.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The generator settings that decide what a cache holds: a snapshot only
 /// restores into a generator with the same ones.
@@ -67,6 +70,9 @@ pub struct CacheSnapshot {
     pub tokens: Vec<u32>,
     /// Tokens the model has consumed: the next token's position.
     pub position: usize,
+    /// The chat conversation the tokens hold, which a `chat` turn after the
+    /// restore continues (`None`: not a chat, or a new one starts).
+    pub conversation: Option<Conversation>,
     /// Each layer's held entries as the cache stores them, oldest first (none
     /// with the cache off).
     pub layers: Vec<Rows>,
@@ -106,6 +112,17 @@ impl CacheSnapshot {
         }
         for id in &self.tokens {
             out.extend_from_slice(&id.to_le_bytes());
+        }
+        match &self.conversation {
+            None => out.push(0),
+            Some(Conversation { system: None }) => out.push(1),
+            Some(Conversation {
+                system: Some(prompt),
+            }) => {
+                out.push(2);
+                out.extend_from_slice(&u32_of(prompt.len()).to_le_bytes());
+                out.extend_from_slice(prompt.as_bytes());
+            }
         }
         out.extend_from_slice(&u32_of(self.layers.len()).to_le_bytes());
         for layer in &self.layers {
@@ -183,6 +200,24 @@ impl CacheSnapshot {
                 tokens.len()
             )));
         }
+        let conversation = match r.u8("the chat conversation")? {
+            0 => None,
+            1 => Some(Conversation { system: None }),
+            2 => {
+                let len = r.u32("the system prompt's length")? as usize;
+                let text = std::str::from_utf8(r.take(len, "the system prompt")?).map_err(|e| {
+                    Error::Snapshot(format!("the system prompt is not UTF-8 ({e})"))
+                })?;
+                Some(Conversation {
+                    system: Some(text.to_string()),
+                })
+            }
+            other => {
+                return Err(Error::Snapshot(format!(
+                    "unknown chat conversation tag {other}"
+                )))
+            }
+        };
         let layer_count = r.u32("the layer count")? as usize;
         // Each layer takes at least its 4-byte count.
         r.check(layer_count.saturating_mul(4), "the layers")?;
@@ -220,6 +255,7 @@ impl CacheSnapshot {
             head_dim,
             tokens,
             position,
+            conversation,
             layers,
         })
     }

@@ -165,3 +165,51 @@ fn a_reply_stopped_early_is_continued_like_one_cut_by_max_tokens() {
     assert_eq!(after_stop.ids, after_cut.ids);
     assert_eq!(sequence_len(&g), sequence_len(&h));
 }
+
+#[test]
+fn a_snapshot_between_turns_restored_continues_its_conversation() {
+    let pirate = ChatOptions {
+        run: RunOptions {
+            system_prompt: Some("You are a pirate.".into()),
+            ..turn(true).run
+        },
+        reuse: true,
+    };
+    // With its own system prompt and with the template's: the snapshot keeps either.
+    for options in [pirate, turn(true)] {
+        let mut g = smollm2();
+        g.chat(FIRST, &options, |_| {}).unwrap();
+        let snapshot = g.snapshot().unwrap();
+        let held = g.position();
+        let uninterrupted = g.chat(SECOND, &options, |_| {}).unwrap();
+        assert_eq!(uninterrupted.reused, held);
+
+        g.restore(&snapshot).unwrap();
+        let again = g.chat(SECOND, &options, |_| {}).unwrap();
+        assert_eq!(again.ids, uninterrupted.ids, "the same generator");
+        assert_eq!(
+            (again.reused, again.prefilled),
+            (held, uninterrupted.prefilled)
+        );
+
+        let mut fresh = smollm2();
+        fresh.restore_bytes(&snapshot.to_bytes()).unwrap();
+        let resumed = fresh.chat(SECOND, &options, |_| {}).unwrap();
+        assert_eq!(resumed.ids, uninterrupted.ids, "a new generator");
+        assert_eq!(resumed.reused, held);
+    }
+
+    // A snapshot of a sequence that is no chat: the next turn starts a conversation.
+    let mut g = smollm2();
+    g.generate("Once upon a time", &common::greedy(4), |_| {})
+        .unwrap();
+    let snapshot = g.snapshot().unwrap();
+    let mut fresh = smollm2();
+    fresh.restore(&snapshot).unwrap();
+    let first = fresh.chat(FIRST, &turn(true), |_| {}).unwrap();
+    assert_eq!(first.reused, 0);
+    assert_eq!(
+        sequence_len(&fresh),
+        first.prompt_ids.len() + first.ids.len()
+    );
+}

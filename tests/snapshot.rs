@@ -72,11 +72,11 @@ fn snapshots_keep_the_entries_as_the_cache_stores_them() {
             let mut g = generator("tiny-llama", options.clone());
             g.generate("Once upon", &common::greedy(6), |_| {}).unwrap();
             let snapshot = g.snapshot().unwrap();
-            // Magic, version, fingerprint, settings, shape, position, counts and checksum take 63
-            // bytes; then 4 per token, 4 per layer (its entry count) and the entries as stored,
-            // which the textbook formula counts.
+            // Magic, version, fingerprint, settings, shape, position, counts, the chat tag (no
+            // chat here) and checksum take 64 bytes; then 4 per token, 4 per layer (its entry
+            // count) and the entries as stored, which the textbook formula counts.
             let (layers, formula) = (snapshot.layers.len(), g.cache_bytes_formula());
-            let expected = 63 + 4 * snapshot.tokens.len() + 4 * layers + formula;
+            let expected = 64 + 4 * snapshot.tokens.len() + 4 * layers + formula;
             let bytes = snapshot.to_bytes();
             assert_eq!(bytes.len(), expected, "{what}");
             let first = next_ids(&mut g);
@@ -118,6 +118,50 @@ fn shapes_past_any_memory_in_sealed_bytes_are_clear_errors() {
             );
         }
     }
+}
+
+#[test]
+fn a_forged_chat_conversation_is_a_clear_error() {
+    let mut g = generator(
+        "tiny-llama",
+        common::tiny_options(CacheStrategy::Concat, true),
+    );
+    g.generate("Once upon", &common::greedy(2), |_| {}).unwrap();
+    let snapshot = g.snapshot().unwrap();
+    let bytes = snapshot.to_bytes();
+    // The conversation's tag follows the fixed fields (51 bytes) and the tokens.
+    let tag = 51 + 4 * snapshot.tokens.len();
+    assert_eq!(bytes[tag], 0, "no chat");
+    let sealed = |tag_bytes: &[u8]| {
+        let mut forged = bytes[..tag].to_vec();
+        forged.extend_from_slice(tag_bytes);
+        forged.extend_from_slice(&bytes[tag + 1..bytes.len() - 8]);
+        let checksum = kvcache_wasm::fingerprint::hash(&[&forged]);
+        forged.extend_from_slice(&checksum.to_le_bytes());
+        CacheSnapshot::from_bytes(&forged)
+    };
+    for (tag_bytes, says) in [
+        (&[3u8][..], "unknown chat conversation tag 3"),
+        (
+            &[2, 2, 0, 0, 0, 0xff, 0xfe][..],
+            "the system prompt is not UTF-8",
+        ),
+        (
+            &[2, 0xff, 0xff, 0xff, 0x7f][..],
+            "the system prompt needs 2147483647 bytes",
+        ),
+    ] {
+        let err = sealed(tag_bytes).unwrap_err().to_string();
+        assert!(
+            err.starts_with("bad snapshot: ") && err.contains(says),
+            "{tag_bytes:?}: {err}"
+        );
+    }
+    let pirate = sealed(&[2, 5, 0, 0, 0, b'A', b'r', b'r', b'r', b'!']).unwrap();
+    assert_eq!(
+        pirate.conversation.and_then(|c| c.system).as_deref(),
+        Some("Arrr!")
+    );
 }
 
 #[test]
@@ -166,21 +210,28 @@ fn bad_snapshots_are_clear_errors_and_change_nothing() {
     }
 
     // A newer format, and an older one.
+    let version = kvcache_wasm::snapshot::FORMAT_VERSION;
     let mut newer = bytes.clone();
-    newer[8..12].copy_from_slice(&4u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&(version + 1).to_le_bytes());
     refused(
         &mut g,
         &newer,
-        "format version is 4, newer than this engine reads (3)",
+        &format!(
+            "format version is {}, newer than this engine reads ({version})",
+            version + 1
+        ),
         "newer",
     );
     unchanged(&g, "a newer format");
     let mut older = bytes.clone();
-    older[8..12].copy_from_slice(&2u32.to_le_bytes());
+    older[8..12].copy_from_slice(&(version - 1).to_le_bytes());
     refused(
         &mut g,
         &older,
-        "format version is 2, from an older kvcache-wasm",
+        &format!(
+            "format version is {}, from an older kvcache-wasm",
+            version - 1
+        ),
         "older",
     );
     unchanged(&g, "an older format");

@@ -44,11 +44,13 @@ impl Default for ChatOptions {
     }
 }
 
-/// The conversation the sequence holds.
-#[derive(Debug, Clone)]
-pub(super) struct Conversation {
+/// The chat conversation a sequence holds: the next turn continues it when
+/// its system prompt is the same. Snapshots keep it, so a restored sequence
+/// continues its conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
     /// Its system prompt (`None`: the template's default).
-    system: Option<String>,
+    pub system: Option<String>,
 }
 
 /// The cache of a system prompt's tokens, restored when a new conversation starts with it.

@@ -45,6 +45,7 @@ impl Generator {
             head_dim: heads.dim,
             tokens: self.consumed.iter().chain(&self.pending).copied().collect(),
             position: self.position(),
+            conversation: self.conversation.clone(),
             layers: match &self.cache {
                 Some(cache) => cache.held_rows()?,
                 None => Vec::new(),
@@ -53,8 +54,8 @@ impl Generator {
     }
 
     /// Puts the sequence back as `snapshot` holds it: the next tokens are
-    /// those that would have followed it. Any run in progress ends, and the
-    /// next `chat` turn starts a new conversation. Refused,
+    /// those that would have followed it, and the next `chat` turn continues
+    /// the conversation it holds, if any. Any run in progress ends. Refused,
     /// changing nothing, for a snapshot of another model or taken under other
     /// settings (strategy, window, maxSeqLen, cache on or off).
     pub fn restore(&mut self, snapshot: &CacheSnapshot) -> Result<()> {
@@ -112,7 +113,7 @@ impl Generator {
         self.consumed = snapshot.tokens[..position].to_vec();
         self.pending = snapshot.tokens[position..].to_vec();
         self.run = None;
-        self.conversation = None;
+        self.conversation = snapshot.conversation.clone();
         Ok(())
     }
 

@@ -254,7 +254,8 @@ impl Generator {
     }
 
     /// Puts the sequence back as a snapshot (or its `toBytes()`) holds it: the
-    /// next tokens are those that would have followed it. Throws, changing
+    /// next tokens are those that would have followed it, and a `chat` turn
+    /// continues the conversation it holds. Throws, changing
     /// nothing, for a snapshot of another model, taken with other cache
     /// settings, of a newer format, or truncated or damaged bytes.
     pub fn restore(
