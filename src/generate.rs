@@ -141,7 +141,9 @@ pub struct Generation {
     pub text: String,
     /// One per generated token; `step_ms[0]` is the prefill (time to first token).
     pub step_ms: Vec<f64>,
-    /// Milliseconds of the prompt's prefill up to the first token (time to first token).
+    /// Milliseconds of the prompt's prefill up to the first token (time to first token), also
+    /// when that token is a stop id that ends the run at once; 0 when nothing was computed
+    /// (`max_new_tokens` 0).
     pub prefill_ms: f64,
     /// Decode speed: tokens after the first over their time.
     pub tokens_per_sec: f64,
@@ -174,6 +176,8 @@ struct Run {
     text: String,
     stream: TextStream,
     step_ms: Vec<f64>,
+    /// The prefill's time, also when the token it sampled is a stop id (not in `step_ms`).
+    prefill_ms: Option<f64>,
     stop_reason: Option<StopReason>,
     /// The prefill's [`Generation::prefilled`] and [`Generation::reused`].
     prefilled: usize,
@@ -325,6 +329,7 @@ impl Generator {
         self.cache.as_ref().map_or(0, KvCache::bytes)
     }
 
+    /// What the textbook formula gives for the entries held ([`KvCache::bytes_formula`]).
     pub fn cache_bytes_formula(&self) -> usize {
         self.cache.as_ref().map_or(0, KvCache::bytes_formula)
     }
@@ -483,7 +488,7 @@ impl Generator {
             .ok_or_else(|| Error::invalid("no run to finish: call prefill or chatPrefill first"))?;
         let tail = run.stream.finish(tokenizer)?;
         run.text.push_str(&tail);
-        let prefill_ms = run.step_ms.first().copied().unwrap_or(0.0);
+        let prefill_ms = run.prefill_ms.unwrap_or(0.0);
         let decode_ms: f64 = run.step_ms.iter().skip(1).sum();
         let decoded = run.step_ms.len().saturating_sub(1);
         let tokens_per_sec = if decoded > 0 && decode_ms > 0.0 {
@@ -560,12 +565,13 @@ impl Generator {
     ) -> Result<Option<TokenEvent>> {
         let run = self.run.as_mut().expect("a run is in progress");
         let id = run.sampler.sample(logits);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        run.prefill_ms.get_or_insert(ms);
         if run.stop_ids.contains(&id) {
             run.stop_reason = Some(StopReason::StopToken);
             return Ok(None);
         }
         let text = run.stream.push(&self.tokenizer, id)?;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
         run.ids.push(id);
         run.text.push_str(&text);
         run.step_ms.push(ms);
@@ -599,6 +605,7 @@ impl Run {
             text: String::new(),
             stream: TextStream::default(),
             step_ms: Vec::new(),
+            prefill_ms: None,
             stop_reason: None,
             prefilled: 0,
             reused: 0,

@@ -162,6 +162,35 @@ fn a_second_prompt_continues_the_sequence_until_reset() {
 }
 
 #[test]
+fn a_run_stopped_by_its_first_token_still_times_its_prefill() {
+    let exp = expected("tiny-llama.gguf");
+    let mut g = generator(
+        "tiny-llama.gguf",
+        BackendKind::default(),
+        CacheOptions::default(),
+    );
+    let first = exp.greedy_ids[0];
+    let out = g
+        .generate(
+            &exp.prompt,
+            &RunOptions {
+                stop_ids: Some(vec![first]),
+                ..greedy(8)
+            },
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(out.stop_reason, Some(kvcache_wasm::StopReason::StopToken));
+    assert!(out.ids.is_empty() && out.step_ms.is_empty());
+    assert_eq!(
+        out.cache_len,
+        out.prompt_ids.len(),
+        "the prompt was computed"
+    );
+    assert!(out.prefill_ms > 0.0, "its time is kept: {}", out.prefill_ms);
+}
+
+#[test]
 fn step_by_step_equals_generate() {
     let exp = expected("tiny-llama.gguf");
     let mut g = generator(

@@ -429,7 +429,10 @@ impl Generator {
         self.inner.cache_bytes()
     }
 
-    /// 2 × layers × kvHeads × headDim × cacheLen × 4 bytes: what the textbook formula predicts.
+    /// What the textbook formula predicts for the entries held: 2 × layers × kvHeads ×
+    /// cacheLen × the bytes of a row of headDim numbers in `kvDtype` (headDim × 4 in f32, × 2
+    /// in f16, headDim + 2 per block of 32 in int8), each layer counted with its own length
+    /// (a model's window layers hold at most their window). Compare it with `cacheBytes`.
     #[wasm_bindgen(getter = cacheBytesFormula)]
     pub fn cache_bytes_formula(&self) -> usize {
         self.inner.cache_bytes_formula()
