@@ -14,6 +14,9 @@
 //   as it is, and every generator keeps working.
 // - A call on an object that is already inside a call (from `onToken` or `onProgress`) throws
 //   a clear Error instead of reaching wasm-bindgen's borrow check.
+// - A call on a freed object (or one made with `new`) throws a clear Error instead of
+//   wasm-bindgen's "null pointer passed to rust"; free() on it again is a no-op, as `using`
+//   after a manual free() needs.
 
 const ENGINE_CRASHED = "the engine crashed: create a new one";
 let __kvcache_crash = null; // the message of the last crash
@@ -49,14 +52,23 @@ function __kvcache_crashed(error) {
   return new Error(`${ENGINE_CRASHED} ${detail}`.trim(), { cause: error });
 }
 
-function __kvcache_guarded(className, name, original) {
+// `releases`: the method is free() or [Symbol.dispose]().
+function __kvcache_guarded(className, name, original, releases) {
   const wrapped = function (...args) {
     const label = `${className}.${name}`;
     if (this !== undefined && typeof this === "object") {
       if (this.__wbg_inst !== undefined && this.__wbg_inst !== __wbg_instance_id) {
-        if (name === "free" || name === "[Symbol.dispose]") return undefined;
+        if (releases) return undefined;
         throw new Error(
           `${ENGINE_CRASHED}: this ${className} belonged to the engine that crashed ${__kvcache_crash ?? ""}`.trim(),
+        );
+      }
+      // 0 once freed (free(), the end of a `using` block); undefined for an object made with `new`.
+      if (!this.__wbg_ptr) {
+        if (releases) return undefined;
+        throw new Error(
+          `${label}: this ${className} has been freed (by free() or at the end of a \`using\` block), ` +
+            `or was made with \`new\` instead of one of ${className}'s static methods`,
         );
       }
       const running = __kvcache_busy.get(this);
@@ -99,7 +111,8 @@ function __kvcache_guard(Class) {
       const name = typeof key === "symbol" ? `[${key.description}]` : key;
       for (const part of ["value", "get", "set"]) {
         if (typeof descriptor[part] === "function") {
-          descriptor[part] = __kvcache_guarded(Class.name, name, descriptor[part]);
+          const releases = key === "free" || key === Symbol.dispose;
+          descriptor[part] = __kvcache_guarded(Class.name, name, descriptor[part], releases);
         }
       }
       Object.defineProperty(target, key, descriptor);

@@ -154,6 +154,29 @@ test("calls on the generator from its own onToken are refused clearly; other gen
   assertWorks(g, "re-entrant calls");
 });
 
+test("a freed object, or one made with new, is a clear Error; free() again is a no-op", () => {
+  const g = tinyGpt2();
+  g.generate(expected.prompt, { maxTokens: 2, stopIds: [] });
+  const snapshot = g.snapshot();
+  const kept = snapshot.toBytes();
+  snapshot.free();
+  assert.throws(() => snapshot.toBytes(), /^Error: CacheSnapshot\.toBytes: this CacheSnapshot has been freed/);
+  assert.throws(() => g.restore(snapshot), /CacheSnapshot\.toBytes: this CacheSnapshot has been freed/);
+  g.restore(kept);
+  g.free();
+  for (const [call, says] of [
+    [() => g.generate("x"), /^Error: Generator\.generate: this Generator has been freed \(by free\(\) or at the end of a `using` block\)/],
+    [() => g.position, /^Error: Generator\.position: this Generator has been freed/],
+    [() => { g.useCache = false; }, /^Error: Generator\.useCache: this Generator has been freed/],
+    [() => new Generator().reset(), /^Error: Generator\.reset: .* or was made with `new` instead of one of Generator's static methods/],
+  ]) {
+    assert.throws(call, (e) => says.test(String(e)));
+  }
+  g.free();
+  g[Symbol.dispose]();
+  assertWorks(tinyGpt2(), "freed objects");
+});
+
 test("prompts far past the context are refused before being tokenized in full", () => {
   const g = tinyGpt2();
   const huge = "a".repeat(40 * 1024 * 1024);
