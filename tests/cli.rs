@@ -2,7 +2,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 use kvcache_wasm::ModelOptions;
@@ -495,5 +497,316 @@ fn cache_flags_are_checked_as_the_js_options_are() {
         String::from_utf8_lossy(&out.stderr).contains("only applies with cache: \"window\""),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kvcache` started with its stdout and stderr piped, stdin closed.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kvcache"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` at most `limit`, killing it if it runs longer; its status and stderr.
+fn wait_at_most(mut child: std::process::Child, limit: Duration) -> (ExitStatus, String) {
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
+/// A reader that goes away (`| head`) stops the command, and its run, with
+/// status 141 and nothing on stderr; whatever was streamed until then is the
+/// stream's start. The run asked for takes minutes (500 tokens of GPT-2 124M,
+/// the cache off), so finishing within the limit means it stopped.
+#[test]
+fn a_closed_stdout_stops_the_command_quietly() {
+    let prompt = "Hello";
+    let mut child = spawn(&[
+        "generate",
+        "--model",
+        "gpt2-124m-random",
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "500",
+        "--no-cache",
+    ]);
+    let mut start = [0; 5];
+    child.stdout.take().unwrap().read_exact(&mut start).unwrap();
+    assert_eq!(&start, prompt.as_bytes());
+    let (status, stderr) = wait_at_most(child, Duration::from_secs(60));
+    assert_eq!((status.code(), stderr.as_str()), (Some(141), ""));
+
+    // Closed before anything is written: the prompt, and each JSON output.
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    for args in [
+        &[
+            "generate",
+            "--model",
+            tiny,
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "3",
+        ][..],
+        &["generate", "--model", tiny, "--prompt", "hi", "--json"],
+        &["logits", "--model", tiny, "--ids", "1,2", "--json"],
+        &["tokenize", "--model", tiny, "--text", "hi", "--json"],
+    ] {
+        let mut child = spawn(args);
+        drop(child.stdout.take());
+        let (status, stderr) = wait_at_most(child, Duration::from_secs(60));
+        assert_eq!(
+            (status.code(), stderr.as_str()),
+            (Some(141), ""),
+            "{args:?}"
+        );
+    }
+}
+
+/// Any other write error (a full disk) is one line and status 1.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_stdout_fails_in_one_line() {
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    for args in [
+        &[
+            "generate",
+            "--model",
+            tiny,
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "3",
+        ][..],
+        &["generate", "--model", tiny, "--prompt", "hi", "--json"],
+        &["logits", "--model", tiny, "--ids", "1,2", "--json"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kvcache"))
+            .args(args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "kvcache: could not write the output: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+    }
+}
+
+/// A run refused at its start prints nothing on stdout, not even the prompt.
+#[test]
+fn a_refused_stream_prints_nothing() {
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    let long = "one two three four five six seven eight nine ten ".repeat(4);
+    for (extra, says) in [
+        (&["--prompt", &long][..], "context full"),
+        (&["--prompt", "hi", "--chat"], "no chat template"),
+    ] {
+        let base = ["generate", "--model", tiny, "--max-tokens", "3"];
+        let out = kvcache(&[&base[..], extra].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{extra:?}");
+    }
+}
+
+/// `disagreements` counts the prefill's pick too: the first token is all a
+/// one-token run has, and a window of 1 picks another one than concat
+/// (240 for 92, as `generate` says with each).
+#[test]
+fn interleave_counts_a_disagreement_on_the_first_token() {
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    let prompt = "hello world foo";
+    let first = |cache: &[&str]| {
+        let base = ["generate", "--model", tiny, "--prompt", prompt, "--json"];
+        let out = json(&kvcache(
+            &[&base[..], &["--max-tokens", "1"], cache].concat(),
+        ));
+        ids(&out["generated_ids"])
+    };
+    assert_eq!(first(&[]), [92]);
+    assert_eq!(first(&["--cache", "window", "--window", "1"]), [240]);
+    let interleave = |caches: &str| {
+        json(&kvcache(&[
+            "interleave",
+            "--model",
+            tiny,
+            "--caches",
+            caches,
+            "--window",
+            "1",
+            "--prompt",
+            prompt,
+            "--tokens",
+            "1",
+        ]))
+    };
+    let out = interleave("concat,window");
+    assert_eq!(ids(&out["ids"]), [92]);
+    assert_eq!(out["disagreements"], 1);
+    // Each strategy that parts ways counts.
+    assert_eq!(interleave("concat,window,window")["disagreements"], 2);
+    assert_eq!(interleave("concat,prealloc,window")["disagreements"], 1);
+}
+
+/// `interleave` needs the room `generate` does: the prompt and every token
+/// but the last, which is never fed.
+#[test]
+fn interleave_fills_the_context_as_generate_does() {
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    // 2 prompt tokens + 30 fed of 31: the 32 positions of tiny-gpt2.
+    let generated = json(&kvcache(&[
+        "generate",
+        "--model",
+        tiny,
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "31",
+        "--json",
+    ]));
+    assert_eq!(ids(&generated["prompt_ids"]).len(), 2);
+    assert_eq!(ids(&generated["generated_ids"]).len(), 31);
+    let interleave = |tokens: &str| {
+        kvcache(&[
+            "interleave",
+            "--model",
+            tiny,
+            "--caches",
+            "concat,prealloc",
+            "--prompt",
+            "hi",
+            "--tokens",
+            tokens,
+        ])
+    };
+    let out = json(&interleave("31"));
+    assert_eq!(ids(&out["ids"]), ids(&generated["generated_ids"]));
+    let steps = out["step_ms"].as_array().unwrap();
+    assert!(steps.iter().all(|ms| ms.as_array().unwrap().len() == 30));
+    let over = interleave("32");
+    assert!(!over.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&over.stderr),
+        "kvcache: context full: 33 tokens (0 so far + 33 new) would not fit: \
+         the model's context is 32 positions; reset, or send fewer tokens\n"
+    );
+}
+
+/// Without a command, the commands are named; clap's errors point to --help once.
+#[test]
+fn command_line_errors_are_one_line_naming_what_is_needed() {
+    let out = kvcache(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.stdout, b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kvcache: name a command: generate, logits, tokenize, score, cache-cost, interleave \
+         (see kvcache --help)\n"
+    );
+    let out = kvcache(&[
+        "generate",
+        "--model",
+        "m",
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "lots",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kvcache: invalid value 'lots' for '--max-tokens <MAX_TOKENS>': invalid digit found \
+         in string (see kvcache --help)\n"
+    );
+}
+
+/// `cache-cost` times a cache, so it has no `--no-cache` to ignore.
+#[test]
+fn cache_cost_has_no_no_cache_flag() {
+    let tiny = fixture("tiny-gpt2");
+    let out = kvcache(&[
+        "cache-cost",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--tokens",
+        "2",
+        "--no-cache",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kvcache: unexpected argument '--no-cache' found (see kvcache --help)\n"
+    );
+    let help = |command: &str| String::from_utf8(kvcache(&[command, "--help"]).stdout).unwrap();
+    assert!(!help("cache-cost").contains("--no-cache"));
+    assert!(help("cache-cost").contains("--cache <CACHE>"));
+    assert!(help("generate").contains("--no-cache"));
+}
+
+/// The streamed text is the prompt then the run's text, also when the run ends
+/// inside a character (what only the end of the run decodes, a U+FFFD here).
+#[test]
+fn the_stream_ends_with_what_only_the_end_of_the_run_decodes() {
+    let tiny = fixture("tiny-llama.gguf");
+    let tiny = tiny.to_str().unwrap();
+    // Seed 1 samples "Y" then a byte that starts a character the run never finishes.
+    let args = [
+        "generate",
+        "--model",
+        tiny,
+        "--prompt",
+        "Hi",
+        "--max-tokens",
+        "2",
+        "--temperature",
+        "1.5",
+        "--seed",
+        "1",
+    ];
+    let text = json(&kvcache(&[&args[..], &["--json"]].concat()))["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.ends_with('\u{fffd}'), "{text:?}");
+    let streamed = kvcache(&args);
+    assert!(streamed.status.success());
+    assert_eq!(
+        String::from_utf8(streamed.stdout).unwrap(),
+        format!("Hi{text}\n")
     );
 }

@@ -22,7 +22,8 @@ pub struct Interleaved {
     pub ids: Vec<u32>,
     /// Per strategy, the milliseconds of each decode step (the prefill is not timed).
     pub step_ms: Vec<Vec<f64>>,
-    /// Steps at which a strategy's logits picked another token than the first strategy's.
+    /// How many times a strategy's logits picked another token than the first
+    /// strategy's, over the prefill and every decode step, each strategy counted apart.
     pub disagreements: usize,
 }
 
@@ -57,8 +58,9 @@ pub fn interleaved(
             KvCache::with_strategy(config, strategy, generator.options().kv_dtype, max_seq_len)
         })
         .collect::<Result<Vec<_>>>()?;
+    // The last token is picked but never fed.
     for cache in &caches {
-        model.check_room(0, prompt.len() + tokens, cache.max_len())?;
+        model.check_room(0, prompt.len() + tokens - 1, cache.max_len())?;
     }
     let run = |index: usize, caches: &mut [KvCache], ids: &[u32]| {
         let started = Instant::now();
@@ -74,6 +76,7 @@ pub fn interleaved(
     let firsts = (0..strategies.len())
         .map(|index| run(index, &mut caches, &prompt).map(|(id, _)| id))
         .collect::<Result<Vec<_>>>()?;
+    out.disagreements += firsts.iter().filter(|&&p| p != firsts[0]).count();
     let mut id = firsts[0];
     for step in 0..tokens {
         out.ids.push(id);

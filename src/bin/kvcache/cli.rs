@@ -1,10 +1,16 @@
 //! The `kvcache` commands: generate text with the KV cache on or off and print
 //! per-token timings, print raw logits, tokenize, score, cache costs.
+//!
+//! Standard output is written through `?`: a reader that goes away (`| head`)
+//! ends the command quietly with status 141, the status a shell reports for a
+//! tool that SIGPIPE stopped; any other write error is one `kvcache:` line and
+//! status 1.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 use web_time::Instant;
 
@@ -66,6 +72,13 @@ struct CacheArgs {
     /// Recompute the whole sequence for every token (the baseline).
     #[arg(long)]
     no_cache: bool,
+    #[command(flatten)]
+    strategy: StrategyArgs,
+}
+
+/// The strategy flags alone, for `cache-cost`, which times a cache and so has no `--no-cache`.
+#[derive(Args)]
+struct StrategyArgs {
     /// How the KV cache stores keys and values: concat, prealloc or window.
     #[arg(long, default_value = "concat")]
     cache: String,
@@ -109,9 +122,13 @@ impl ModelArgs {
     }
 
     fn with_cache(&self, cache: &CacheArgs) -> ModelOptions {
-        let rows = &cache.rows;
+        self.with_strategy(&cache.strategy, !cache.no_cache)
+    }
+
+    fn with_strategy(&self, strategy: &StrategyArgs, use_cache: bool) -> ModelOptions {
+        let rows = &strategy.rows;
         let window = (rows.window, rows.sinks);
-        self.options(&cache.cache, window, &rows.kv_dtype, !cache.no_cache)
+        self.options(&strategy.cache, window, &rows.kv_dtype, use_cache)
     }
 }
 
@@ -206,7 +223,7 @@ struct CacheCostArgs {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
-    cache: CacheArgs,
+    cache: StrategyArgs,
     /// One-token steps to time, from an empty cache.
     #[arg(long, default_value_t = 1024)]
     tokens: usize,
@@ -307,10 +324,44 @@ struct InterleaveJson {
     disagreements: usize,
 }
 
-fn print_json(value: &impl Serialize) -> Result<()> {
+/// Why a command stopped short.
+#[derive(Debug)]
+enum Failure {
+    /// The engine refused the input or failed.
+    Engine(Error),
+    /// Standard output could not be written.
+    Output(io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Engine(e)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+/// What a command ends with.
+type Outcome = std::result::Result<(), Failure>;
+
+/// The status after a broken pipe: 128 + SIGPIPE, as a shell reports for a
+/// tool that the signal stopped (Rust ignores SIGPIPE, so the write fails instead).
+const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// Writes `text` to standard output now, not when a line ends.
+fn write_now(out: &mut impl Write, text: &str) -> io::Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+fn print_json(value: &impl Serialize) -> Outcome {
     // Structs of numbers, strings and lists: nothing serde_json can refuse.
     let text = serde_json::to_string(value).expect("plain data serializes");
-    println!("{text}");
+    write_now(&mut io::stdout().lock(), &format!("{text}\n"))?;
     Ok(())
 }
 
@@ -335,25 +386,29 @@ fn open(model: &str, options: &ModelOptions) -> Result<Opened> {
     })
 }
 
-fn generate(args: &GenerateArgs) -> Result<()> {
+fn generate(args: &GenerateArgs) -> Outcome {
     let options = args.options().run_options()?;
     let mut opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
     let generator = &mut opened.generator;
-    let mut stdout = std::io::stdout();
-    let stream = !args.json;
-    if stream {
-        print!("{}", args.prompt);
-    }
-    let result = generator.generate(&args.prompt, &options, |event| {
-        if stream {
-            print!("{}", event.text);
-            let _ = stdout.flush();
-        }
-    })?;
     if args.json {
+        let result = generator.generate(&args.prompt, &options, |_| {})?;
         return print_json(&GenerateJson::new(&result, &opened));
     }
-    println!();
+    // The prompt once the prefill has taken it, then each token as it comes;
+    // a write that fails stops the run there.
+    let mut out = io::stdout().lock();
+    let mut next = generator.prefill(&args.prompt, &options)?;
+    write_now(&mut out, &args.prompt)?;
+    let mut streamed = 0;
+    while let Some(event) = next {
+        write_now(&mut out, &event.text)?;
+        streamed += event.text.len();
+        next = generator.step()?;
+    }
+    let result = generator.finish()?;
+    // What only the end of the run decodes (a character whose bytes it left incomplete).
+    let tail = result.text.get(streamed..).unwrap_or_default();
+    write_now(&mut out, &format!("{tail}\n"))?;
     let mode = if generator.options().use_cache {
         let options = generator.options();
         format!("cache {} {}", options.strategy, options.kv_dtype)
@@ -365,7 +420,9 @@ fn generate(args: &GenerateArgs) -> Result<()> {
     } else {
         0.0
     };
-    eprintln!(
+    // Nowhere to report a failure to write to stderr.
+    let _ = writeln!(
+        io::stderr(),
         "[{mode}] {} tokens | load {:.0} ms | prefill {:.1} ms | decode {:.1} ms/token, {:.1} tokens/s | cache {} tokens, {} bytes (formula {})",
         result.ids.len(),
         opened.load_ms,
@@ -379,25 +436,28 @@ fn generate(args: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn tokenize(args: &TokenizeArgs) -> Result<()> {
+fn tokenize(args: &TokenizeArgs) -> Outcome {
     let tokenizer = load::tokenizer_from_path(&args.model)?;
     let ids = tokenizer.encode_prompt(&args.text, true)?;
     print_json(&TokenizeJson { ids })
 }
 
-fn logits(args: &LogitsArgs) -> Result<()> {
+fn logits(args: &LogitsArgs) -> Outcome {
     let mut opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
     let logits = opened.generator.logits(&args.ids)?;
     print_json(&LogitsJson { logits })
 }
 
-fn score(args: &ScoreArgs) -> Result<()> {
+fn score(args: &ScoreArgs) -> Outcome {
     let mut opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
     print_json(&opened.generator.score(&args.text)?)
 }
 
-fn cache_cost(args: &CacheCostArgs) -> Result<()> {
-    let opened = open(&args.model.model, &args.model.with_cache(&args.cache))?;
+fn cache_cost(args: &CacheCostArgs) -> Outcome {
+    let opened = open(
+        &args.model.model,
+        &args.model.with_strategy(&args.cache, true),
+    )?;
     let generator = &opened.generator;
     print_json(&CacheCostJson {
         step_ms: bench::cache_cost(generator, args.tokens)?,
@@ -408,7 +468,7 @@ fn cache_cost(args: &CacheCostArgs) -> Result<()> {
     })
 }
 
-fn interleave(args: &InterleaveArgs) -> Result<()> {
+fn interleave(args: &InterleaveArgs) -> Outcome {
     // Each strategy checked as the options `{ cache: name, window }` would be,
     // with the window given to the `window` strategy only.
     let strategies = args
@@ -432,7 +492,8 @@ fn interleave(args: &InterleaveArgs) -> Result<()> {
             if given {
                 return Err(Error::InvalidArgument(format!(
                     "option `{flag}` only applies with cache: \"window\" (--caches does not list it)"
-                )));
+                ))
+                .into());
             }
         }
     }
@@ -468,15 +529,11 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // clap explains over several lines; keep the explanation, drop the usage block.
-            let text = e.to_string();
-            let cause: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.starts_with("Usage:"))
-                .map(|l| l.trim().trim_start_matches("error: "))
-                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
-                .collect();
-            eprintln!("kvcache: {} (see kvcache --help)", cause.join(" "));
+            let _ = writeln!(
+                io::stderr(),
+                "kvcache: {} (see kvcache --help)",
+                clap_cause(&e)
+            );
             return ExitCode::from(2);
         }
     };
@@ -488,11 +545,39 @@ pub fn main() -> ExitCode {
         Command::CacheCost(args) => cache_cost(args),
         Command::Interleave(args) => interleave(args),
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kvcache: {e}");
-            ExitCode::FAILURE
+    let message = match outcome {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return ExitCode::from(BROKEN_PIPE_STATUS);
         }
+        Err(Failure::Output(e)) => format!("could not write the output: {e}"),
+        Err(Failure::Engine(e)) => e.to_string(),
+    };
+    let _ = writeln!(io::stderr(), "kvcache: {message}");
+    ExitCode::FAILURE
+}
+
+/// clap's explanation of a bad command line on one line, without its usage
+/// block, tips and pointer to `--help` (`main` adds its own).
+fn clap_cause(e: &clap::Error) -> String {
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // No command at all: clap's text is the whole help.
+        let cli = Cli::command();
+        let names: Vec<&str> = cli
+            .get_subcommands()
+            .map(|command| command.get_name())
+            .filter(|&name| name != "help")
+            .collect();
+        return format!("name a command: {}", names.join(", "));
     }
+    let text = e.to_string();
+    let cause: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(|l| l.trim().trim_start_matches("error: "))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("tip:") && !l.starts_with("For more information")
+        })
+        .collect();
+    cause.join(" ")
 }
