@@ -7,7 +7,7 @@ import { mountCalculator } from "./calculator.js";
 import { chatFailed, chatSequenceChanged, chatSnapshot, mountChat, onChatMessage, setChatEnabled, setChatModel } from "./chat.js";
 import { fmtBytes, fmtInt, fmtMs, swatchRow } from "./format.js";
 import { rowBytes } from "./kv-memory.js";
-import { mountQuality, onQualityMessage, qualityFailed, qualitySnapshot, setQualityEnabled } from "./quality.js";
+import { mountQuality, onQualityMessage, qualityFailed, qualitySnapshot, setQualityEnabled, stopQuality } from "./quality.js";
 import { MODELS_BASE } from "./site.js";
 import { canStore, forgetModel, storageEstimate, storedModels } from "./stored-models.js";
 
@@ -34,6 +34,7 @@ const app = {
   current: null, // the run in progress
   queue: [], // runs still to start (Compare)
   stopping: false,
+  focusBack: null, // the control that started the run in progress, to focus again when it ends
   nextRunId: 1,
   lastError: null,
   notice: null, // the storage note's text, if shown
@@ -174,6 +175,12 @@ function onWorkerError(msg) {
     text += " — the WebAssembly instance had to be restarted; load a model again (a smaller one, or a smaller maxSeqLen, if memory ran out).";
   }
   showError(text);
+  if (msg.busy) {
+    // Refused because the worker is still busy with earlier work (the page's disabled controls
+    // should have kept this message back): that work goes on and will end with its own message,
+    // so the page keeps its state (running, loading, the model) and its Stop or Cancel.
+    return;
+  }
   if (msg.during === "load") {
     showNotice(null);
     app.loading = null;
@@ -215,6 +222,8 @@ function onWorkerError(msg) {
 // ---------------------------------------------------------------- status and errors
 
 function setStatus(status, activity = null) {
+  const before = app.status;
+  const focused = document.activeElement;
   app.status = status;
   app.activity = status === "running" ? activity ?? app.activity : null;
   document.body.dataset.status = status;
@@ -228,6 +237,26 @@ function setStatus(status, activity = null) {
   for (const id of ["window", "sinks"]) $(id).disabled = $("strategy").value !== "window" || !settable;
   setQualityEnabled(idle && loaded);
   setChatEnabled(idle && loaded);
+  if (status === "running" && before !== "running") focusStop(focused);
+  else if (before === "running" && status !== "running") focusBackAfterRun();
+}
+
+// Keyboard users keep their place: the control that starts a run (a Generate button, Measure
+// quality, the chat's message) is disabled during it, which would drop focus to the page's body.
+// Focus goes to Stop instead, and back to that control when the run ends, if it is still on Stop
+// (or was dropped to the body meanwhile): not if the user has moved it elsewhere.
+function focusStop(from) {
+  app.focusBack = null;
+  if (from && from !== document.body && !from.disabled) return; // focus is still somewhere usable
+  if (from && from !== document.body) app.focusBack = from;
+  $("stop").focus();
+}
+
+function focusBackAfterRun() {
+  const back = app.focusBack;
+  app.focusBack = null;
+  const active = document.activeElement;
+  if (back && !back.disabled && (!active || active === document.body || active === $("stop"))) back.focus();
 }
 
 /** Marks the worker busy with a run of some kind (the quality measure, a chat turn). */
@@ -303,6 +332,9 @@ function loadModel({ source, label, chat, chatModel }) {
     return;
   }
   clearError();
+  // A new model starts a new chart: its times are not comparable with another model's (and the
+  // speedup would pair a cached run of one with an uncached run of the other).
+  clearRuns();
   app.model = null;
   app.cache = null;
   app.loading = { label, chatModel, started: performance.now(), download: source.kind === "url" };
@@ -512,6 +544,13 @@ function onDone({ runId, stopReason, state }) {
   renderCache();
   scheduleRender();
   nextRun();
+}
+
+/** Forgets every run: the chart's lines, the table's rows, the speedup and the text below. */
+function clearRuns() {
+  app.runs = [];
+  $("output").replaceChildren();
+  scheduleRender(true);
 }
 
 // ---------------------------------------------------------------- chart and stats
@@ -843,6 +882,9 @@ function onModelFiles() {
 }
 
 function onLoadUrl() {
+  // Enter in the URL field comes here too: the button's check holds for both (disabled while a
+  // run or another load is in progress).
+  if ($("load-url").disabled) return;
   const url = $("model-url").value.trim();
   if (!url) {
     showError("Could not load: type the URL of a .gguf file or of a model folder first.");
@@ -901,6 +943,7 @@ function wire() {
   $("stop").addEventListener("click", () => {
     app.stopping = true;
     app.queue = [];
+    stopQuality(); // the quality measure may still be fetching its passage
     if (app.worker) app.worker.postMessage({ type: "stop" });
   });
   $("reset").addEventListener("click", () => {
@@ -910,10 +953,7 @@ function wire() {
   });
   for (const id of ["strategy", "window", "sinks", "kv-dtype"]) $(id).addEventListener("change", onStrategy);
   $("clear-runs").addEventListener("click", () => {
-    if (app.status === "running") return;
-    app.runs = [];
-    $("output").replaceChildren();
-    scheduleRender(true);
+    if (app.status !== "running") clearRuns();
   });
   $("error-close").addEventListener("click", clearError);
   $("cancel-load").addEventListener("click", () => app.worker?.postMessage({ type: "cancel" }));
@@ -956,8 +996,10 @@ mountCalculator();
 const panelContext = {
   send,
   cacheSettings,
+  checkCacheSettings,
   runOptions,
   setActivity,
+  endActivity: () => setStatus("idle"), // an activity that ended before it reached the worker
   showError,
   clearError,
   isIdle: () => app.status === "idle" && Boolean(app.model),

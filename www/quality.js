@@ -32,7 +32,8 @@ const state = {
 };
 
 let chart = null;
-let ctx = null; // { send, cacheSettings, setActivity, showError, clearError }
+let ctx = null; // { send, cacheSettings, checkCacheSettings, setActivity, endActivity, isIdle, showError, clearError }
+let fetching = null; // the AbortController of the passage's fetch in progress, for Stop
 
 /** The passage's per-token loss, or its perplexity over the last SPAN tokens. */
 export function sliding(nll, span = SPAN) {
@@ -153,11 +154,14 @@ function render() {
 
 /** Starts the measurement (the worker must be idle with a model loaded). */
 async function measure() {
+  if (!ctx.isIdle()) return;
   ctx.clearError();
-  try {
-    state.text ??= await (await fetch(new URL("./passage.txt", import.meta.url))).text();
-  } catch (err) {
-    ctx.showError(`Could not read the passage: ${err.message}.`);
+  // The user's cache settings are put back afterwards: settings the page refuses are refused here,
+  // as Generate refuses them, rather than by the engine once every setting has been scored.
+  const restore = ctx.cacheSettings();
+  const problem = ctx.checkCacheSettings(restore);
+  if (problem) {
+    ctx.showError(`Could not measure the quality: ${problem}.`);
     return;
   }
   state.results = [];
@@ -166,10 +170,38 @@ async function measure() {
   state.truncated = false;
   state.stopped = false;
   state.running = true;
+  // Busy from the click on, the passage's fetch included, so that nothing else (a second click,
+  // Compare, another model) reaches the worker meanwhile; Stop ends the fetch too.
   ctx.setActivity("quality");
-  const settings = QUALITY_SETTINGS.map(({ cache, window, sinks, kvDtype }) => ({ cache, window, sinks, kvDtype }));
-  ctx.send({ type: "quality", text: state.text, settings, restore: { useCache: true, ...ctx.cacheSettings() } });
   render();
+  try {
+    state.text ??= await fetchPassage();
+  } catch (err) {
+    state.running = false;
+    state.stopped = err.name === "AbortError";
+    if (!state.stopped) ctx.showError(`Could not read the passage: ${err.message}.`);
+    render();
+    ctx.endActivity();
+    return;
+  }
+  const settings = QUALITY_SETTINGS.map(({ cache, window, sinks, kvDtype }) => ({ cache, window, sinks, kvDtype }));
+  ctx.send({ type: "quality", text: state.text, settings, restore: { useCache: true, ...restore } });
+}
+
+async function fetchPassage() {
+  fetching = new AbortController();
+  try {
+    const response = await fetch(new URL("./passage.txt", import.meta.url), { signal: fetching.signal });
+    if (!response.ok) throw new Error(`HTTP ${response.status} for passage.txt`);
+    return await response.text();
+  } finally {
+    fetching = null;
+  }
+}
+
+/** Stop was pressed: ends the passage's fetch, if the measurement is still waiting for it. */
+export function stopQuality() {
+  fetching?.abort();
 }
 
 /** Handles the worker's quality messages; true if the message was one. */

@@ -36,7 +36,9 @@
 //                                            result: { text, prefilled, reused, ttftMs, tokens, stopReason }
 //   { type: "storeError", url, name, message }  a downloaded file could not be kept in the browser
 //                                            (name "QuotaExceededError" when its storage is full); the load goes on
-//   { type: "error", message, during, fatal, cancelled }
+//   { type: "error", message, during, fatal, cancelled, busy }   busy: refused because another
+//                                            message is still in progress (the message says which);
+//                                            that one goes on and ends with its own message
 // `state` is the cache panel's figures plus wasmMemoryBytes, the WebAssembly memory's size
 // (it only grows, so after a run it is the instance's peak).
 
@@ -57,8 +59,9 @@ let Bench = null; // the package's measurements of the cache strategies (bench/)
 let wasmMemory = null; // the instance's WebAssembly.Memory
 let gen = null; // the Generator, once a model is loaded
 let stopRequested = false;
-let running = false; // generating: only `stop` is accepted meanwhile
-let busy = false; // any message in progress (a load awaits its download)
+// The type of the message in progress ("load" awaits its download), or null: only `stop` and
+// `cancel` are accepted meanwhile.
+let busy = null;
 let lastLoad = null; // the last load message that succeeded, to reload after a crash
 let download = null; // the AbortController of the download in progress
 
@@ -165,7 +168,6 @@ const SCORE_STEP = 8;
 // each cache keeps and how precisely.
 async function quality({ text, settings, restore }) {
   stopRequested = false;
-  running = true;
   let stopped = false;
   try {
     const fitted = fitText(text, gen.maxSeqLen);
@@ -199,7 +201,6 @@ async function quality({ text, settings, restore }) {
       });
     }
   } finally {
-    running = false;
     applySettings(restore);
   }
   post({ type: "qualityDone", stopped, state: cacheState() });
@@ -346,20 +347,24 @@ async function generate(msg) {
 // that a `stop` message can end it. Returns whether Stop ended it.
 async function stepThrough(start, onToken) {
   stopRequested = false;
-  running = true;
-  try {
-    let event = start();
-    while (event) {
-      onToken(event);
-      await yieldToEventLoop();
-      if (stopRequested) return true;
-      event = gen.step();
-    }
-    return false;
-  } finally {
-    running = false;
+  let event = start();
+  while (event) {
+    onToken(event);
+    await yieldToEventLoop();
+    if (stopRequested) return true;
+    event = gen.step();
   }
+  return false;
 }
+
+// What the worker is busy with, as its refusal of another message says it (the page's own
+// controls should not let one through: a refusal means the page lost track of the work).
+const BUSY_WITH = {
+  load: "loading a model: wait for it to finish, or cancel it",
+  generate: "generating: press Stop first",
+  quality: "measuring the quality: press Stop first",
+  chat: "writing a chat reply: press Stop first",
+};
 
 const handlers = {
   load,
@@ -397,15 +402,14 @@ self.onmessage = async ({ data: msg }) => {
     return;
   }
   if (busy) {
-    const what = running ? "generating: press Stop first" : "loading a model: wait for it to finish";
-    post({ type: "error", during: msg.type, message: `busy ${what}` });
+    post({ type: "error", during: msg.type, busy: true, message: `busy ${BUSY_WITH[busy] ?? `with ${busy}`}` });
     return;
   }
   if (msg.type !== "load" && !gen) {
     post({ type: "error", during: msg.type, message: "no model is loaded yet" });
     return;
   }
-  busy = true;
+  busy = msg.type;
   try {
     await handlers[msg.type](msg);
   } catch (err) {
@@ -413,6 +417,7 @@ self.onmessage = async ({ data: msg }) => {
       // The package replaced the crashed wasm instance with a fresh one: load the model again.
       gen = null;
       post({ type: "error", during: msg.type, runId: msg.runId, message: `${errorMessage(err)} (reloading the model)`, fatal: false, state: null });
+      busy = "load";
       try {
         await load(lastLoad);
       } catch (reloadErr) {
@@ -432,7 +437,7 @@ self.onmessage = async ({ data: msg }) => {
       state: fatal ? null : cacheState(),
     });
   } finally {
-    busy = false;
+    busy = null;
   }
 };
 

@@ -199,6 +199,18 @@ export async function run(page, button, timeout = 120_000) {
   return s;
 }
 
+/**
+ * Focuses an element and presses a key there, as a keyboard user does (playwright's and
+ * puppeteer's pages both have focus() and keyboard.press()).
+ */
+export async function press(page, selector, key) {
+  await page.raw.focus(selector);
+  await page.raw.keyboard.press(key);
+}
+
+/** The id of the element that has the focus ("BODY" when none has). */
+export const focused = (page) => page.eval(() => document.activeElement?.id || document.activeElement?.tagName);
+
 export async function cacheLen(page) {
   return Number(await page.text(tid("cache-len")));
 }

@@ -15,7 +15,9 @@ import {
   cacheLen,
   compare,
   expectError,
+  focused,
   kv,
+  press,
   prop,
   run,
   setRun,
@@ -458,6 +460,197 @@ const stop = {
   },
 };
 
+/**
+ * A model loading for as long as the test needs (its download never answered): Enter in the URL
+ * field, like the disabled Load URL button, loads nothing else; and a "busy" refusal of the worker
+ * (reached here by forcing a disabled button on) leaves the page loading, Cancel on offer.
+ */
+const busyLoading = {
+  name: "while a model loads: Enter in the URL field does nothing, and the worker's busy refusal keeps the page loading",
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
+    const stalled = "/stalled/tiny-llama.gguf";
+    t.stall(stalled);
+    await page.select(tid("model-select"), "custom");
+    await page.fill("#model-url", stalled);
+    await press(page, "#model-url", "Enter"); // the button is on: Enter loads, as it does
+    const loading = async (why) => {
+      const s = await kv(page);
+      assert.equal(s.status, "loading", `${why}: still loading`);
+      assert.equal(s.model, null);
+      assert.equal(await page.text("#progress-text"), `loading ${stalled}…`, `${why}: the load in progress is the one shown`);
+      assert.equal(await prop(page, tid("cancel-load"), "hidden"), false, `${why}: Cancel is on offer`);
+      assert.equal(await prop(page, "#load-url", "disabled"), true, `${why}: Load URL is off`);
+    };
+    await loading("after Enter");
+
+    // Another URL and Enter again while the first loads: nothing happens.
+    await page.fill("#model-url", "/fixtures/tiny-gpt2/");
+    await press(page, "#model-url", "Enter");
+    await loading("after a second Enter");
+    assert.equal((await kv(page)).error, null, "and nothing to complain about");
+
+    // The worker refuses a message while it loads, and says with what it is busy; the page keeps loading.
+    await page.eval(() => {
+      const reset = document.getElementById("reset");
+      reset.disabled = false;
+      reset.click();
+    });
+    await page.waitFor(() => window.__kvcache.error, null, { timeout: 10_000 });
+    assert.equal((await kv(page)).error, "Could not reset: busy loading a model: wait for it to finish, or cancel it");
+    await loading("after the worker's refusal");
+
+    await page.click(tid("cancel-load"));
+    await waitIdle(page, 20_000);
+    assert.match(await page.text("#progress-text"), /download cancelled/);
+    // Now the button is on, Enter loads the URL in the field.
+    await press(page, "#model-url", "Enter");
+    await waitLoaded(page);
+    assert.equal((await kv(page)).model.config.architecture, "gpt2");
+    await t.done(page);
+  },
+};
+
+/** Keyboard users: focus on Stop during a run, back after; Enter in the URL field during a run. */
+const keyboard = {
+  name: "keyboard: focus goes to Stop during a run and back after it; Enter in the URL field does nothing during a run",
+  async run(t) {
+    const page = await t.openLoaded("?model=gpt2-random", 300_000);
+    const label = "GPT-2 124M (random weights)";
+    await page.select(tid("model-select"), "custom"); // shows the URL field, loads nothing
+    await page.fill("#model-url", "/fixtures/tiny-llama.gguf");
+    await setRun(page, { prompt: "Hello, I am a language model,", maxTokens: 400 });
+    await press(page, tid("run-nocache"), "Enter");
+    assert.equal((await kv(page)).status, "running");
+    assert.equal(await focused(page), "stop", "focus moves to Stop when the run starts");
+    await page.waitFor(() => (window.__kvcache.series.at(-1)?.tokens ?? 0) >= 2, null, { timeout: 120_000 });
+    await press(page, tid("stop"), "Enter");
+    await waitIdle(page, 60_000);
+    assert.equal((await kv(page)).series.at(-1).stopReason, "stopped");
+    assert.equal(await focused(page), "run-nocache", "and back to the button that started it when the run ends");
+
+    // Enter in the URL field while a run goes on: the Load URL button is off, so is Enter.
+    await press(page, tid("run-nocache"), "Enter");
+    assert.equal((await kv(page)).series.length, 2);
+    await press(page, "#model-url", "Enter");
+    let s = await kv(page);
+    assert.equal(s.status, "running", "the run goes on");
+    assert.equal(s.model?.label, label, "the model stays");
+    assert.equal(s.error, null);
+    assert.equal(await prop(page, tid("stop"), "disabled"), false, "Stop is on offer");
+    await page.waitFor(() => (window.__kvcache.series.at(-1)?.tokens ?? 0) >= 2, null, { timeout: 120_000 });
+    await page.click(tid("stop"));
+    await waitIdle(page, 60_000);
+    s = await kv(page);
+    assert.equal(s.series.at(-1).stopReason, "stopped");
+    assert.equal(s.model?.label, label);
+    assert.equal(s.error, null);
+    await t.done(page);
+  },
+};
+
+/**
+ * Measure quality is busy from the click on: while the passage is fetched (held here by the test
+ * server) nothing else can start, and Stop ends the fetch. A double-click measures once.
+ */
+const qualityBusy = {
+  name: "Measure quality: busy from the click on (the passage's fetch included), Stop ends the fetch, a double-click measures once",
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
+    t.stall(new URL("passage.txt", t.base).pathname);
+    const doubleClick = () =>
+      page.eval(() => {
+        const button = document.getElementById("quality-run");
+        button.click();
+        button.click();
+      });
+    await doubleClick();
+    let s = await kv(page);
+    assert.equal(s.status, "running", "busy while the passage is fetched");
+    assert.equal(s.quality.running, true);
+    for (const id of ["quality-run", "run-compare", "model-select", "reset"]) {
+      assert.equal(await prop(page, tid(id), "disabled"), true, `${id} is off meanwhile`);
+    }
+    assert.equal(await prop(page, tid("stop"), "disabled"), false, "Stop is on offer meanwhile");
+    await page.click(tid("stop"));
+    await waitIdle(page, 10_000);
+    s = await kv(page);
+    assert.equal(s.error, null, "stopping is not an error");
+    assert.equal(s.quality.running, false);
+    assert.equal(s.quality.stopped, true);
+    assert.equal(s.quality.tokens, null, "nothing was scored");
+    assert.match(await page.text(tid("quality-status")), /Stopped after 0 of 5 settings/);
+    assert.equal(await prop(page, tid("quality-run"), "disabled"), false);
+
+    // The passage comes this time: the double-click measures once, to the end.
+    await doubleClick();
+    assert.equal((await kv(page)).status, "running");
+    await waitIdle(page);
+    s = await kv(page);
+    assert.equal(s.error, null, "no second measurement reached the busy worker");
+    assert.equal(s.quality.results.filter(Boolean).length, 5);
+    assert.match(await page.text(tid("quality-status")), /5 settings scored/);
+    await t.done(page);
+  },
+};
+
+/** Cache settings the page refused are refused by Measure quality too, before anything is scored. */
+const qualityRefused = {
+  name: "Measure quality refuses cache settings the page refuses, and puts the user's settings back after a measurement",
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
+    await setCache(page, { strategy: "window", window: 8 });
+    await page.waitFor(() => window.__kvcache.cache?.window === 8, null, { timeout: 10_000 });
+    await page.fill(tid("sinks"), 8);
+    await page.eval((sel) => document.querySelector(sel).dispatchEvent(new Event("change")), tid("sinks"));
+    await expectError(page, /Could not change the cache: the sinks must be fewer than the window's W \(8\)/);
+    await page.click("#error-close");
+    await page.click(tid("quality-run"));
+    await expectError(page, /Could not measure the quality: the sinks must be fewer than the window's W \(8\)\./);
+    let s = await kv(page);
+    assert.equal(s.quality.tokens, null, "nothing was scored");
+    assert.ok(s.quality.results.every((r) => r === null));
+    const engine = ({ cache, window, sinks, kvDtype }) => ({ cache, window, sinks, kvDtype });
+    assert.deepEqual(engine(s.cache), { cache: "window", window: 8, sinks: 0, kvDtype: "f32" }, "the engine keeps its settings");
+
+    // With settings the page accepts, the measurement runs and puts them back.
+    await setCache(page, { sinks: 2 });
+    const q = await measureQuality(page);
+    assert.equal(q.results.filter(Boolean).length, 5);
+    s = await kv(page);
+    assert.deepEqual(engine(s.cache), { cache: "window", window: 8, sinks: 2, kvDtype: "f32" }, "the user's settings are put back");
+    await t.done(page);
+  },
+};
+
+/** The speedup pairs runs of the loaded model only: loading a model clears the runs before it. */
+const speedupOneModel = {
+  name: "loading a model clears the runs of the one before: the speedup compares runs of one model",
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
+    await setRun(page, { prompt: "Hello", maxTokens: 12 });
+    let s = await run(page, "run-cache");
+    assert.equal(s.series.length, 1);
+
+    await page.select(tid("model-select"), "custom");
+    await page.fill("#model-url", "/fixtures/tiny-gpt2/");
+    await page.click("#load-url");
+    await waitLoaded(page);
+    s = await kv(page);
+    assert.deepEqual(s.series, [], "no runs of the model before");
+    assert.equal(await page.text(tid("output")), "", "nor their text");
+    assert.match(await page.text(tid("stats")), /No runs yet/);
+
+    s = await run(page, "run-nocache");
+    assert.deepEqual(s.series.map((r) => r.label), ["no cache"]);
+    assert.equal(await page.text(tid("speedup")), "—", "no speedup against a run of another model");
+    s = await run(page, "run-cache");
+    assert.deepEqual(s.series.map((r) => r.label), ["no cache", "cache concat"]);
+    assert.match(await page.text(tid("speedup")), /^\d+(\.\d+)?×$/, "the speedup of two runs of this model");
+    await t.done(page);
+  },
+};
+
 const gpt2Compare = {
   name: "GPT-2 124M random weights: cache on and off",
   timeout: 900_000,
@@ -613,6 +806,9 @@ const modelsBase = {
   },
 };
 
-export const FAST = [threads, tinyLlama, precisionSinks, quality, tinyGpt2, errors, accessibility, storedModels, stop];
+export const FAST = [
+  threads, tinyLlama, precisionSinks, quality, tinyGpt2, errors, accessibility, storedModels, stop,
+  busyLoading, keyboard, qualityBusy, qualityRefused, speedupOneModel,
+];
 export const ALL = [...FAST, silentWorker, gpt2Compare, smollm2, smollm2Threads];
 export const SITE = [...FAST.filter((s) => s !== stop), modelsBase];
