@@ -384,14 +384,16 @@ impl Generator {
         started: Instant,
         computed: usize,
     ) -> Result<Option<TokenEvent>> {
-        let (prefilled, reused) = self.pass_counts(feed.len());
-        (run.prefilled, run.reused) = (computed + prefilled, reused.saturating_sub(computed));
         if run.max_new_tokens == 0 {
+            // Nothing to sample: the tokens wait for the next run, which computes them.
+            (run.prefilled, run.reused) = (computed, 0);
             self.pending = feed;
             run.stop_reason = Some(StopReason::MaxTokens);
             self.run = Some(run);
             return Ok(None);
         }
+        let (prefilled, reused) = self.pass_counts(feed.len());
+        (run.prefilled, run.reused) = (computed + prefilled, reused.saturating_sub(computed));
         let logits = self.run_model(&feed)?;
         let counts = (run.prefilled, run.reused);
         self.run = Some(run);
@@ -616,19 +618,9 @@ impl Run {
 /// Fails, saying how much, when a cache planned so would take memory past the
 /// budget at its fullest ([`budget`]); in 64 bits, since `maxSeqLen` comes from the user.
 fn check_budget(config: &ModelConfig, plans: &[LayerPlan], dtype: KvDtype) -> Result<()> {
-    let entries: u64 = plans
-        .iter()
-        .map(|plan| match plan {
-            LayerPlan::Window { size, sinks } => (size + sinks) as u64,
-            _ => plan.max_len().unwrap_or(0) as u64,
-        })
-        .sum();
+    let entries: u64 = plans.iter().map(|plan| plan.most_held() as u64).sum();
     let entry_bytes = 2 * config.num_kv_heads as u64 * dtype.row_bytes(config.head_dim) as u64;
-    let longest = plans
-        .iter()
-        .filter_map(LayerPlan::max_len)
-        .max()
-        .unwrap_or(0);
+    let longest = plans.iter().map(LayerPlan::most_held).max().unwrap_or(0);
     budget::check(
         &format!("a KV cache of {longest} positions"),
         entry_bytes.checked_mul(entries),

@@ -213,3 +213,20 @@ fn a_snapshot_between_turns_restored_continues_its_conversation() {
         first.prompt_ids.len() + first.ids.len()
     );
 }
+
+#[test]
+fn a_turn_past_max_seq_len_counts_the_conversation_so_far() {
+    let mut g = smollm2();
+    chat(&mut g, FIRST, true);
+    let before = g.snapshot().unwrap();
+    let err = g
+        .chat(&"word ".repeat(240), &turn(true), |_| {})
+        .unwrap_err()
+        .to_string();
+    let says = format!("({} so far + ", before.tokens.len());
+    assert!(
+        err.starts_with("context full: ") && err.contains(&says),
+        "{err}"
+    );
+    assert_eq!(g.snapshot().unwrap(), before, "nothing changed");
+}

@@ -810,3 +810,41 @@ fn the_stream_ends_with_what_only_the_end_of_the_run_decodes() {
         format!("Hi{text}\n")
     );
 }
+
+/// `--prompt` and `--text` take text starting with `-` as it is.
+#[test]
+fn text_may_start_with_a_dash() {
+    let tiny = fixture("tiny-llama.gguf");
+    let tiny = tiny.to_str().unwrap();
+    let joined = json(&kvcache(&[
+        "tokenize",
+        "--model",
+        tiny,
+        "--text=-hi",
+        "--json",
+    ]));
+    let apart = json(&kvcache(&[
+        "tokenize", "--model", tiny, "--text", "-hi", "--json",
+    ]));
+    assert_eq!(ids(&apart["ids"]), ids(&joined["ids"]));
+    let out = json(&kvcache(&[
+        "generate",
+        "--model",
+        tiny,
+        "--prompt",
+        "--max-tokens",
+        "--max-tokens",
+        "2",
+        "--json",
+    ]));
+    let prompt = json(&kvcache(&[
+        "tokenize",
+        "--model",
+        tiny,
+        "--text",
+        "--max-tokens",
+        "--json",
+    ]));
+    assert_eq!(ids(&out["prompt_ids"]), ids(&prompt["ids"]));
+    assert_eq!(ids(&out["generated_ids"]).len(), 2);
+}

@@ -418,3 +418,29 @@ fn the_context_limits_every_model_and_every_strategy() {
         );
     }
 }
+
+/// A window past the memory budget names its own size (its entries and sinks),
+/// not a longest sequence, which a window does not have.
+#[test]
+fn a_window_past_the_memory_budget_names_its_size() {
+    use kvcache_wasm::CacheStrategy;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&read_text("tiny-llama/config.json")).unwrap();
+    config["max_position_embeddings"] = (1u64 << 24).into();
+    let loaded = load::from_hf_files(
+        &config.to_string(),
+        read("tiny-llama/model.safetensors"),
+        &read_text("tiny-llama/tokenizer.json"),
+        &device(),
+    )
+    .unwrap();
+    let size = (1 << 24) - 8;
+    let options = CacheOptions {
+        max_seq_len: Some(1 << 24),
+        strategy: CacheStrategy::Window { size, sinks: 4 },
+        ..CacheOptions::default()
+    };
+    let err = Generator::new(loaded, options).err().unwrap().to_string();
+    let says = format!("a KV cache of {} positions needs", size + 4);
+    assert!(err.contains(&says), "{err}");
+}

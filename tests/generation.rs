@@ -191,6 +191,23 @@ fn a_run_stopped_by_its_first_token_still_times_its_prefill() {
 }
 
 #[test]
+fn a_run_of_no_tokens_computes_nothing_and_the_next_run_computes_its_prompt() {
+    let exp = expected("tiny-llama.gguf");
+    let mut g = generator(
+        "tiny-llama.gguf",
+        BackendKind::default(),
+        CacheOptions::default(),
+    );
+    let none = g.generate(&exp.prompt, &greedy(0), |_| {}).unwrap();
+    assert_eq!((none.prefilled, none.reused, g.position()), (0, 0, 0));
+    let next = g.generate(" and", &greedy(1), |_| {}).unwrap();
+    assert_eq!(
+        (next.prefilled, next.reused),
+        (none.prompt_ids.len() + next.prompt_ids.len(), 0)
+    );
+}
+
+#[test]
 fn step_by_step_equals_generate() {
     let exp = expected("tiny-llama.gguf");
     let mut g = generator(

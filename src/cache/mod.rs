@@ -164,6 +164,15 @@ impl LayerPlan {
             LayerPlan::Window { .. } => None,
         }
     }
+
+    /// Entries the layer holds at its fullest: its longest sequence, or a
+    /// window's entries and sinks.
+    pub fn most_held(&self) -> usize {
+        match self {
+            LayerPlan::Concat { max_len } | LayerPlan::Prealloc { max_len } => *max_len,
+            LayerPlan::Window { size, sinks } => size + sinks,
+        }
+    }
 }
 
 /// One plan per layer, each as [`plan_layer`] decides from the model's own

@@ -138,9 +138,9 @@ impl Generator {
         } else {
             0
         };
-        let total = before + turn.prefix.len() + turn.ids.len();
+        let new = turn.prefix.len() + turn.ids.len();
         self.model
-            .check_room(0, total, cache::max_len(&self.plans))?;
+            .check_room(before, new, cache::max_len(&self.plans))?;
 
         let started = Instant::now();
         let mut prompt_ids = turn.prefix.clone();

@@ -138,7 +138,7 @@ struct GenerateArgs {
     model: ModelArgs,
     #[command(flatten)]
     cache: CacheArgs,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     prompt: String,
     #[arg(long, default_value_t = 64)]
     max_tokens: usize,
@@ -198,7 +198,7 @@ struct TokenizeArgs {
     /// An HF folder, a .gguf file, or `gpt2-124m-random` (only its tokenizer is used).
     #[arg(long)]
     model: String,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     text: String,
     /// Print JSON (the only format): `{"ids": [...]}`.
     #[arg(long)]
@@ -211,7 +211,7 @@ struct ScoreArgs {
     model: ModelArgs,
     #[command(flatten)]
     cache: CacheArgs,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     text: String,
     /// Print JSON (the only format): `{"ids": [...], "nll": [...], "perplexity": x}`.
     #[arg(long)]
@@ -238,7 +238,7 @@ struct InterleaveArgs {
     caches: Vec<String>,
     #[command(flatten)]
     rows: RowArgs,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     prompt: String,
     /// New tokens, the first from the prefill (which is not timed).
     #[arg(long, default_value_t = 64)]
