@@ -99,7 +99,8 @@ async function launchFirefox(profile, viewport) {
 
 /**
  * What both drivers offer, on CSS selectors. `problems` collects uncaught errors and console
- * errors of the page (a 404's "Failed to load resource" excepted: the error tests cause them).
+ * errors of the page (a 404's "Failed to load resource" excepted: the error tests cause them),
+ * and warnings that something is deprecated.
  */
 class Page {
   constructor(raw) {
@@ -109,6 +110,9 @@ class Page {
     raw.on("console", (msg) => {
       if (msg.type() === "error" && !/Failed to load resource/.test(msg.text())) {
         this.problems.push(`console error: ${msg.text()}`);
+      }
+      if (/^warn/.test(msg.type()) && /deprecated/i.test(msg.text())) {
+        this.problems.push(`console warning: ${msg.text()}`);
       }
     });
   }

@@ -96,7 +96,20 @@ const threadFiles = [];
 if (existsSync(join(threads, js))) {
   finishGlue(threads);
   const walk = (d) => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)]));
-  threadFiles.push(...walk(threads).map((f) => relative(pkg, f)).sort());
+  const files = walk(threads);
+  // wasm-bindgen-rayon's worker script starts each thread's instance with the glue's old
+  // positional arguments, which print "using deprecated parameters for the initialization
+  // function" once a thread: it passes the one object the glue asks for instead.
+  const oldStart = "await pkg.default(data.module, data.memory);";
+  const newStart = "await pkg.default({ module_or_path: data.module, memory: data.memory });";
+  const helpers = files.filter((f) => /workerHelpers[^/]*\.js$/.test(f));
+  if (!helpers.length) throw new Error("finish-pkg: threads/ has no wasm-bindgen-rayon worker script");
+  for (const file of helpers) {
+    const text = readFileSync(file, "utf8");
+    if (text.includes(oldStart)) writeFileSync(file, text.replace(oldStart, newStart));
+    else if (!text.includes(newStart)) throw new Error(`finish-pkg: ${file} no longer starts a thread with \`${oldStart}\`: look at how it does now`);
+  }
+  threadFiles.push(...files.map((f) => relative(pkg, f)).sort());
 }
 
 copyFileSync(join(root, "npm", "README.md"), join(pkg, "README.md"));

@@ -710,7 +710,7 @@ function bytesPerToken() {
 
 /** One cached row (a token's key, or value, in one head) as the formula writes it. */
 function rowText(headDim, dtype) {
-  if (dtype === "int8") return `(${headDim} × 1 byte + its scales) = ${rowBytes(headDim, dtype)} bytes`;
+  if (dtype === "int8") return `(${headDim} × 1 byte + its scales = ${rowBytes(headDim, dtype)} bytes)`;
   return `${headDim} dims × ${rowBytes(headDim, dtype) / headDim} bytes`;
 }
 
@@ -742,7 +742,7 @@ function renderCache() {
   const shape = kvShape();
   const dtype = c?.kvDtype ?? "f32";
   $("formula").textContent = shape
-    ? `formula (${dtype}): 2 (K, V) × ${shape.layers} layers × ${shape.kvHeads} KV heads × ${len} tokens × ${rowText(shape.headDim, dtype)} = ${fmtInt(formula)} bytes`
+    ? `formula (${dtype}): 2 (K, V) × ${shape.layers} layers × ${shape.kvHeads} KV head${shape.kvHeads === 1 ? "" : "s"} × ${len} tokens × ${rowText(shape.headDim, dtype)} = ${fmtInt(formula)} bytes`
     : "";
 
   renderLayers(c);
@@ -785,7 +785,8 @@ function renderLayers(c) {
       `${local} of ${lens.length} layers attend over a window of their own (${Math.min(...windows.filter((w) => w != null))} positions) ` +
       `and keep only that; the others follow the strategy. Against every layer holding every token: ${fmtBytes(Math.max(0, saved))} saved.`;
   } else if (lens.length) {
-    note = "Every layer holds every token.";
+    const seen = c?.position ?? 0;
+    note = lens[0] < seen ? `Every layer holds the same ${lens[0]} of the ${seen} tokens seen: the window's.` : "Every layer holds every token.";
   }
   $("layer-note").textContent = note;
 }

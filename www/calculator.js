@@ -62,7 +62,7 @@ function formula(model, input, result) {
   const parts = result.groups.map((g) => {
     const kind = g.window == null ? "full-attention layers" : `layers with a window of ${g.window}`;
     const layers = result.groups.length > 1 ? `${g.layers} ${kind}` : `${g.layers} layers`;
-    return `2 × ${layers} × ${model.kvHeads} KV heads × ${fmtInt(g.tokensKept)} tokens × ${seqs} × ${row}`;
+    return `2 × ${layers} × ${model.kvHeads} KV head${model.kvHeads === 1 ? "" : "s"} × ${fmtInt(g.tokensKept)} tokens × ${seqs} × ${row}`;
   });
   return `${parts.join("  +  ")} = ${fmtInt(result.bytes)} bytes`;
 }

@@ -164,6 +164,7 @@ const tinyLlama = {
     assert.equal(s.series.at(-1).label, "cache window(8)");
     assert.ok(s.cache.position > 8, "the sequence is longer than the window");
     assert.equal(await cacheLen(page), 8, "the window keeps the last 8 entries");
+    assert.equal(await page.text("#layer-note"), `Every layer holds the same 8 of the ${s.cache.position} tokens seen: the window's.`);
 
     // Pre-allocated: the whole buffer is held from the first token.
     await page.select(tid("strategy"), "prealloc");
@@ -194,6 +195,10 @@ const precisionSinks = {
       assert.equal(s.cache.cacheBytes, s.cache.cacheBytesFormula, `${dtype}: the bytes held are the formula's`);
       assert.equal(s.cache.cacheBytes, expectedBytes(config, s.cache.cacheLen, dtype), `${dtype}: bytes of ${s.cache.cacheLen} tokens`);
       assert.match(await page.text("#formula"), new RegExp(`formula \\(${dtype}\\)`));
+      // The whole product reads as one: "... × (64 × 1 byte + its scales = 68 bytes) = 5,440 bytes".
+      const row = expectedBytes(config, 1, dtype) / (2 * config.numLayers * config.numKvHeads);
+      const rowText = dtype === "int8" ? `\\(${config.headDim} × 1 byte \\+ its scales = ${row} bytes\\)` : `${config.headDim} dims × ${row / config.headDim} bytes`;
+      assert.match(await page.text("#formula"), new RegExp(`× ${s.cache.cacheLen} tokens × ${rowText} = [\\d,]+ bytes$`));
     }
 
     // Sinks: the window keeps its newest W entries and the first S tokens.
