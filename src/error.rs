@@ -29,6 +29,9 @@ pub enum Error {
     /// Snapshot bytes that are not a snapshot, of a newer format, truncated or damaged.
     #[error("bad snapshot: {0}")]
     Snapshot(String),
+    /// A download (`Generator.load`) failed: the network, the server, or a URL fetch refuses.
+    #[error("download failed: {0}")]
+    Download(String),
     /// Reading a file from disk failed.
     #[error("{path}: {source}")]
     Io {

@@ -576,7 +576,7 @@ fn a_closed_stdout_stops_the_command_quietly() {
         &["tokenize", "--model", tiny, "--text", "hi", "--json"],
     ] {
         let mut child = spawn(args);
-        drop(child.stdout.take());
+        child.stdout = None; // closes our end of the pipe
         let (status, stderr) = wait_at_most(child, Duration::from_secs(60));
         assert_eq!(
             (status.code(), stderr.as_str()),

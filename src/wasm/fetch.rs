@@ -159,7 +159,16 @@ async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<JsBytes>, JsVa
 
 async fn fetch(url: &str, signal: Option<&AbortSignal>) -> Result<Response, JsValue> {
     let global = js_sys::global();
-    let fail = |why: String| -> JsValue { Error::invalid(format!("fetching {url}: {why}")).into() };
+    let fail = |why: String| -> JsValue {
+        // A path, or a `file:` URL where fetch has none (Node): say what takes a file.
+        let hint = if why.contains("parse URL") || url.starts_with("file:") {
+            " (load() downloads a URL; for a file on disk, read its bytes and use \
+             Generator.fromGguf or Generator.fromHfFiles)"
+        } else {
+            ""
+        };
+        Error::Download(format!("fetching {url}: {why}{hint}")).into()
+    };
     let fetch: Function = Reflect::get(&global, &"fetch".into())
         .ok()
         .and_then(|f| f.dyn_into().ok())
@@ -212,7 +221,7 @@ async fn read_body(
     let fail = |e: JsValue| -> JsValue {
         check_signal(signal, url)
             .err()
-            .unwrap_or_else(|| Error::invalid(format!("reading {url}: {}", message(&e))).into())
+            .unwrap_or_else(|| Error::Download(format!("reading {url}: {}", message(&e))).into())
     };
     let what = format!("downloading {url}");
     // Content-Length comes from the server: checked against the budget before allocating.

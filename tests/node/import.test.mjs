@@ -102,7 +102,11 @@ test("load() streams a folder over HTTP with progress", async () => {
     assert.deepEqual(r.ids, expected.greedy_ids);
     const [loaded, total] = progress.at(-1);
     assert.equal(loaded, total);
-    await assert.rejects(Generator.load(`${base}/nothing-here/`), /fetching http:\/\/127\.0\.0\.1:\d+\/nothing-here\/config\.json: HTTP 404/);
+    await assert.rejects(Generator.load(`${base}/nothing-here/`), /^Error: download failed: fetching http:\/\/127\.0\.0\.1:\d+\/nothing-here\/config\.json: HTTP 404/);
+    // A file on disk is not a URL fetch() takes in Node: the error says what does take it.
+    for (const path of ["tests/fixtures/tiny-llama.gguf", "file:///tmp/model.gguf"]) {
+      await assert.rejects(Generator.load(path), /^Error: download failed: fetching .*\(load\(\) downloads a URL; for a file on disk, read its bytes and use Generator\.fromGguf or Generator\.fromHfFiles\)$/);
+    }
   } finally {
     server.close();
   }
