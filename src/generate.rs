@@ -566,7 +566,9 @@ impl Generator {
         (prefilled, reused): (usize, usize),
     ) -> Result<Option<TokenEvent>> {
         let run = self.run.as_mut().expect("a run is in progress");
-        let id = run.sampler.sample(logits);
+        // Only ids the tokenizer can turn into text: a padded vocabulary's extra rows are never picked.
+        let known = self.tokenizer.id_limit().min(logits.len());
+        let id = run.sampler.sample(&logits[..known]);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         run.prefill_ms.get_or_insert(ms);
         if run.stop_ids.contains(&id) {

@@ -26,8 +26,12 @@ fn cache_cost_times_every_step_and_refuses_what_does_not_fit() {
         assert_eq!(ms.len(), 8, "{strategy}");
         assert!(ms.iter().all(|&t| t.is_finite() && t >= 0.0), "{ms:?}");
         if strategy.window().is_some() {
-            // A window drops old entries, so it runs past maxSeqLen.
+            // A window drops old entries, so it runs past maxSeqLen, not past the context.
             assert_eq!(bench::cache_cost(&g, 12).unwrap().len(), 12);
+            let context = g.model().config().max_position_embeddings;
+            let err = bench::cache_cost(&g, usize::MAX).unwrap_err().to_string();
+            let says = format!("the model's context is {context} positions");
+            assert!(err.contains(&says), "{err}");
         } else {
             let err = bench::cache_cost(&g, 9).unwrap_err().to_string();
             assert!(err.contains("maxSeqLen is 8"), "{err}");
@@ -110,4 +114,18 @@ fn interleaved_refuses_what_it_cannot_measure() {
     assert!(refusal(&both, "", 4).contains("prompt is empty"));
     assert!(refusal(&[], "Once", 4).contains("at least one cache strategy"));
     assert!(refusal(&both, "Once", 0).contains("at least one token"));
+}
+
+#[test]
+fn interleaved_refuses_more_tokens_than_any_context_without_wrapping() {
+    let g = generator(
+        "tiny-llama",
+        BackendKind::default(),
+        CacheOptions::default(),
+    );
+    let caches = [CacheStrategy::Concat, CacheStrategy::Prealloc];
+    let err = bench::interleaved(&g, "Once upon", &caches, usize::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("context full: "), "{err}");
 }

@@ -444,3 +444,52 @@ fn a_window_past_the_memory_budget_names_its_size() {
     let says = format!("a KV cache of {} positions needs", size + 4);
     assert!(err.contains(&says), "{err}");
 }
+
+/// A model whose vocabulary is padded past the tokenizer's ids (as Qwen3's is)
+/// never samples the padding, which has no text: here 3000 padded rows copy the
+/// 300 real ones, so a sampler over all of them would pick one almost every token.
+#[test]
+fn a_vocabulary_padded_past_the_tokenizer_is_never_sampled() {
+    const PADDED: usize = 3300;
+    let weights = edited_llama(|name, view| match name {
+        "lm_head.weight" | "model.embed_tokens.weight" => {
+            let row = view.data().len() / view.shape()[0];
+            let data: Vec<u8> = view
+                .data()
+                .chunks(row)
+                .cycle()
+                .take(PADDED)
+                .flatten()
+                .copied()
+                .collect();
+            Some((view.dtype(), vec![PADDED, view.shape()[1]], data))
+        }
+        _ => keep(view),
+    });
+    let mut config: serde_json::Value =
+        serde_json::from_str(&read_text("tiny-llama/config.json")).unwrap();
+    config["vocab_size"] = PADDED.into();
+    let tokenizer = read_text("tiny-llama/tokenizer.json");
+    let loaded = load::from_hf_files(&config.to_string(), weights, &tokenizer, &device()).unwrap();
+    let mut g = Generator::new(loaded, CacheOptions::default()).unwrap();
+    let limit = g.tokenizer().id_limit();
+    assert!(limit < PADDED);
+    let run = RunOptions {
+        max_new_tokens: 48,
+        sampling: SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 7,
+        },
+        stop_ids: Some(vec![]),
+        ..RunOptions::default()
+    };
+    let out = g.generate("Once upon a time", &run, |_| {}).unwrap();
+    assert_eq!(out.ids.len(), 48);
+    assert!(
+        out.ids.iter().all(|&id| (id as usize) < limit),
+        "{:?}",
+        out.ids
+    );
+}

@@ -638,6 +638,20 @@ fn errors_throw_and_leave_the_generator_usable() {
         ),
         "tensor",
     );
+    // A config integer past 32 bits, which a wasm32 usize would wrap to 1.
+    let huge_vocab = TINY_GPT2
+        .config
+        .replace("\"vocab_size\": 300", "\"vocab_size\": 4294967297");
+    assert_ne!(huge_vocab, TINY_GPT2.config);
+    throws(
+        Generator::from_hf_files(
+            huge_vocab.into(),
+            bytes(TINY_GPT2.weights),
+            TINY_GPT2.tokenizer.into(),
+            JsValue::UNDEFINED,
+        ),
+        "`vocab_size` should be an integer below 2^32, found 4294967297",
+    );
     throws(
         Generator::from_hf_files(
             "{not json".into(),

@@ -25,6 +25,13 @@ pub fn cache_cost(generator: &Generator, tokens: usize) -> Result<Vec<f64>> {
             "{tokens} tokens would not fit: maxSeqLen is {max_len}"
         )));
     }
+    // Windows hold no more than their size, but positions stop at the model's context.
+    let context = generator.model().config().max_position_embeddings;
+    if tokens > context {
+        return Err(Error::ContextFull(format!(
+            "{tokens} tokens would not fit: the model's context is {context} positions"
+        )));
+    }
     let heads = Heads::of(generator.model().config());
     let mut layers = plans
         .iter()

@@ -60,7 +60,7 @@ pub fn interleaved(
         .collect::<Result<Vec<_>>>()?;
     // The last token is picked but never fed.
     for cache in &caches {
-        model.check_room(0, prompt.len() + tokens - 1, cache.max_len())?;
+        model.check_room(0, prompt.len().saturating_add(tokens - 1), cache.max_len())?;
     }
     let run = |index: usize, caches: &mut [KvCache], ids: &[u32]| {
         let started = Instant::now();

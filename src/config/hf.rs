@@ -41,7 +41,9 @@ fn gpt2(cfg: &HfJson) -> Result<ModelConfig> {
         num_heads,
         num_kv_heads: num_heads,
         head_dim: hidden_size / num_heads.max(1),
-        intermediate_size: cfg.opt_usize("n_inner")?.unwrap_or(4 * hidden_size),
+        intermediate_size: cfg
+            .opt_usize("n_inner")?
+            .unwrap_or(hidden_size.saturating_mul(4)),
         max_position_embeddings: cfg.usize("n_positions")?,
         norm_eps: cfg.opt_f64("layer_norm_epsilon")?.unwrap_or(1e-5),
         rope_theta: 0.0,
@@ -238,8 +240,11 @@ impl HfJson<'_> {
         self.get(key)
             .map(|v| {
                 v.as_u64()
-                    .map(|n| n as usize)
                     .ok_or_else(|| Self::wrong(key, "a non-negative integer", v))
+                    .and_then(|n| {
+                        // On wasm32 a usize has 32 bits: a larger number would wrap to a small one.
+                        usize::try_from(n).map_err(|_| Self::wrong(key, "an integer below 2^32", v))
+                    })
             })
             .transpose()
     }

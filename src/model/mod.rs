@@ -158,7 +158,8 @@ impl Model {
     /// after `position` fit both in the model's context and in `max_len`
     /// (what the cache's layers hold, when they are not all windows).
     pub fn check_room(&self, position: usize, n: usize, max_len: Option<usize>) -> Result<()> {
-        let total = position + n;
+        // Saturating: `n` may come from the caller (a u32 in wasm32's 32-bit usize).
+        let total = position.saturating_add(n);
         let full = |why: String, remedy: &str| {
             Err(Error::ContextFull(format!(
                 "{total} tokens ({position} so far + {n} new) would not fit: {why}; {remedy}"

@@ -167,6 +167,12 @@ impl Tokenizer {
         Ok(())
     }
 
+    /// One past the largest id the tokenizer knows: a model whose vocabulary
+    /// is padded past it (Qwen3's 151936 against 151669) must not pick those ids.
+    pub fn id_limit(&self) -> usize {
+        self.id_limit
+    }
+
     /// Fails when the tokenizer can produce ids the model has no embedding for.
     pub fn check_vocab_fits(&self, model_vocab: usize) -> Result<()> {
         if self.id_limit > model_vocab {

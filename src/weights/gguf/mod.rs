@@ -87,15 +87,16 @@ impl GgufFile {
     /// tensor of a known type has its byte range, alignment and block
     /// divisibility checked here, so loading fails early on a truncated file.
     /// The header is read from the first [`HEADER_GUESS`] bytes, twice as
-    /// many while they do not hold it all, up to the whole file; only a parse
-    /// of the whole file reports a header error.
+    /// many while they do not hold it all, up to the whole file. Any other
+    /// error (not a GGUF file, an unknown type) is reported at once, without
+    /// reading more of a file that may be large and is not a model.
     pub fn from_file(bytes: Box<dyn FileBytes>) -> Result<Self> {
         let len = bytes.len();
         let mut prefix = HEADER_GUESS.min(len);
         let header = loop {
             match Header::parse(&bytes.read(0..prefix)?) {
                 Ok(header) => break header,
-                Err(e) if prefix == len => return Err(e),
+                Err((e, ran_out)) if !ran_out || prefix == len => return Err(e),
                 Err(_) => prefix = prefix.saturating_mul(2).min(len),
             }
         };
@@ -333,16 +334,21 @@ struct Header {
 }
 
 impl Header {
-    /// The header at the start of `bytes`.
-    fn parse(bytes: &[u8]) -> Result<Self> {
+    /// The header at the start of `bytes`; on error, also whether it ran
+    /// past their end (a longer prefix of the file may hold the header).
+    fn parse(bytes: &[u8]) -> std::result::Result<Self, (Error, bool)> {
         let mut r = Reader::new(bytes);
-        let version = read_preamble(&mut r)?;
+        Self::read(&mut r).map_err(|e| (e, r.ran_out.get()))
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let version = read_preamble(r)?;
         r.what = "the header".into();
         let n_tensors = r.u64()?;
         let n_kv = r.u64()?;
-        let metadata = read_metadata(&mut r, n_kv)?;
+        let metadata = read_metadata(r, n_kv)?;
         let alignment = alignment(&metadata)?;
-        let (order, tensors) = read_tensor_infos(&mut r, n_tensors)?;
+        let (order, tensors) = read_tensor_infos(r, n_tensors)?;
         let data_start = (r.pos as u64).next_multiple_of(alignment);
         Ok(Header {
             version,

@@ -14,6 +14,8 @@ pub(super) struct Reader<'a> {
     pub(super) pos: usize,
     /// What is being read, for error messages ("metadata value of `general.name`").
     pub(super) what: String,
+    /// Whether a read ran past the end of `bytes`: with more of the file it might not.
+    pub(super) ran_out: std::cell::Cell<bool>,
 }
 
 impl<'a> Reader<'a> {
@@ -22,6 +24,7 @@ impl<'a> Reader<'a> {
             bytes,
             pos: 0,
             what: "the header".into(),
+            ran_out: std::cell::Cell::new(false),
         }
     }
 
@@ -30,6 +33,7 @@ impl<'a> Reader<'a> {
     }
 
     fn truncated(&self, n: u64) -> Error {
+        self.ran_out.set(true);
         if n > self.bytes.len() as u64 {
             return self.corrupt(format_args!(
                 "it declares {n} bytes, more than the whole file ({} bytes)",
@@ -105,6 +109,7 @@ impl<'a> Reader<'a> {
     fn check_count(&self, count: u64, min_size: usize, items: &str) -> Result<usize> {
         let fits = (self.remaining() / min_size.max(1)) as u64;
         if count > fits {
+            self.ran_out.set(true);
             return Err(Error::weights(format!(
                 "GGUF file is truncated or corrupt: {} declares {count} {items}, but only {} bytes remain at byte {}",
                 self.what,

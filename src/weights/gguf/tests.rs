@@ -662,3 +662,20 @@ fn a_truncated_tensor_is_reported_after_reading_the_header_only() {
     assert_eq!(message, weights_err(GgufFile::from_bytes(bytes)));
     assert_eq!(largest.get(), HEADER_GUESS, "only the first read");
 }
+
+#[test]
+fn a_large_file_that_is_no_gguf_is_refused_after_the_first_read() {
+    // The wrong file (here safetensors-like bytes), larger than the first read.
+    let mut bytes = vec![0u8; 3 * HEADER_GUESS];
+    bytes[..8].copy_from_slice(&2u64.to_le_bytes());
+    bytes[8..10].copy_from_slice(b"{}");
+    let largest = std::rc::Rc::new(std::cell::Cell::new(0));
+    let file = GgufFile::from_file(Box::new(Copied {
+        bytes: bytes.clone(),
+        largest: largest.clone(),
+    }));
+    let message = weights_err(file);
+    assert!(message.contains("not a GGUF file"), "{message}");
+    assert_eq!(message, weights_err(GgufFile::from_bytes(bytes)));
+    assert_eq!(largest.get(), HEADER_GUESS, "only the first read");
+}
