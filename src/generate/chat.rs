@@ -227,8 +227,7 @@ impl Generator {
     fn start_from_system_prompt(&mut self, system: Option<&str>, prefix: &[u32]) -> Result<usize> {
         if let Some(kept) = &self.system_prefix {
             if kept.system.as_deref() == system && kept.snapshot.tokens == prefix {
-                let snapshot = kept.snapshot.clone();
-                self.restore(&snapshot)?;
+                self.restore_owned(kept.snapshot.clone())?;
                 return Ok(0);
             }
         }

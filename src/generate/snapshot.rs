@@ -59,6 +59,16 @@ impl Generator {
     /// changing nothing, for a snapshot of another model or taken under other
     /// settings (strategy, window, maxSeqLen, cache on or off).
     pub fn restore(&mut self, snapshot: &CacheSnapshot) -> Result<()> {
+        self.restore_owned(snapshot.clone())
+    }
+
+    /// [`Self::restore`] from [`CacheSnapshot::to_bytes`]'s bytes.
+    pub fn restore_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.restore_owned(CacheSnapshot::from_bytes(bytes)?)
+    }
+
+    /// [`Self::restore`], the entries moved into the cache rather than copied.
+    pub(super) fn restore_owned(&mut self, snapshot: CacheSnapshot) -> Result<()> {
         if snapshot.fingerprint != self.fingerprint {
             return Err(Error::Snapshot(format!(
                 "it was taken from another model (fingerprint {:016x}; this model's is {:016x})",
@@ -98,7 +108,7 @@ impl Generator {
             .map_err(|e| Error::Snapshot(e.to_string()))?;
         match &mut self.cache {
             Some(cache) => cache
-                .restore_rows(position, snapshot.layers.clone())
+                .restore_rows(position, snapshot.layers)
                 .map_err(|e| match e {
                     Error::InvalidArgument(problem) => Error::Snapshot(problem),
                     other => other,
@@ -110,15 +120,11 @@ impl Generator {
             }
             None => {}
         }
-        self.consumed = snapshot.tokens[..position].to_vec();
-        self.pending = snapshot.tokens[position..].to_vec();
+        let mut tokens = snapshot.tokens;
+        self.pending = tokens.split_off(position);
+        self.consumed = tokens;
         self.run = None;
-        self.conversation = snapshot.conversation.clone();
+        self.conversation = snapshot.conversation;
         Ok(())
-    }
-
-    /// [`Self::restore`] from [`CacheSnapshot::to_bytes`]'s bytes.
-    pub fn restore_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        self.restore(&CacheSnapshot::from_bytes(bytes)?)
     }
 }
