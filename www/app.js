@@ -27,8 +27,10 @@ const app = {
   threadsNote: "", // why one thread, where the page chose it
   status: "starting", // starting | idle | loading | running
   activity: null, // while running: "generate" | "quality" | "chat"
-  model: null, // { label, config } once loaded
-  loading: null, // { label, started }
+  model: null, // { label, config, chat, download, choice } once loaded
+  // { label, chatModel, started, download, previous, chatChecked }; while the worker loads the
+  // model before a failed load again, also { restoring: true, failure, cancelled } (startRestore)
+  loading: null,
   cache: null, // the generator's last reported state
   runs: [], // every run drawn on the chart
   current: null, // the run in progress
@@ -156,13 +158,15 @@ function onWorkerMessage(msg) {
 }
 
 function onWorkerError(msg) {
-  if (msg.during === "load" && msg.cancelled) {
+  if (msg.during === "load" && msg.cancelled && !msg.restoring) {
+    // A download cancelled: the model before it is loaded again (`restoring`), if there was one,
+    // and if that is a download cancelled too (restoreFailed), no model is left.
     onLoadCancelled();
     return;
   }
   const where = {
     init: "Could not start",
-    load: `Could not load ${app.loading?.label ?? "the model"}`,
+    load: `Could not load ${app.loading?.label ?? "the model"}${msg.restoreFailed ? " again" : ""}`,
     generate: "Could not generate",
     configure: "Could not change the cache",
     reset: "Could not reset",
@@ -174,16 +178,19 @@ function onWorkerError(msg) {
   if (msg.fatal && msg.during !== "init") {
     text += " — the WebAssembly instance had to be restarted; load a model again (a smaller one, or a smaller maxSeqLen, if memory ran out).";
   }
-  showError(text);
+  // The model before could not be loaded again either: both failures stay in view.
+  if (msg.restoreFailed && app.loading?.failure) text = `${app.loading.failure.replace(/\.?$/, ".")} ${text}`;
+  if (!(msg.restoring && msg.cancelled)) showError(text); // a cancelled download is no error
   if (msg.busy) {
     // Refused because the worker is still busy with earlier work (the page's disabled controls
     // should have kept this message back): that work goes on and will end with its own message,
     // so the page keeps its state (running, loading, the model) and its Stop or Cancel.
     return;
   }
-  if (msg.during === "load") {
+  if (msg.during === "load" && !msg.restoring) {
     showNotice(null);
     app.loading = null;
+    app.model = null;
     $("progress").value = 0;
     $("progress-text").textContent = "no model loaded";
     $("model-info").textContent = "";
@@ -203,6 +210,10 @@ function onWorkerError(msg) {
   if (msg.during === "quality") qualityFailed();
   if (msg.during === "chat") chatFailed();
   if (msg.state !== undefined && msg.state !== null) app.cache = msg.state;
+  if (msg.restoring) {
+    startRestore(msg);
+    return;
+  }
   if (msg.fatal) {
     app.model = null;
     app.cache = null;
@@ -219,6 +230,35 @@ function onWorkerError(msg) {
   setStatus(app.ready || !msg.fatal ? "idle" : "starting");
 }
 
+/**
+ * The worker lost its model (a load that failed or was cancelled freed the one before; or the
+ * engine crashed) and loads the one it had before again: the page shows it loading, then
+ * "loaded" (restored) makes it the page's model again, runs and all (onLoaded).
+ */
+function startRestore(msg) {
+  const previous = app.loading?.previous ?? app.model; // the failed load's previous model, or the one that crashed
+  app.loading = {
+    label: previous?.label ?? "the model loaded before",
+    chatModel: previous?.chat,
+    started: performance.now(),
+    download: previous?.download ?? false,
+    previous,
+    chatChecked: app.loading?.chatChecked,
+    restoring: true,
+    failure: msg.cancelled ? null : app.lastError,
+    cancelled: Boolean(msg.cancelled),
+  };
+  app.model = null;
+  app.cache = null;
+  showNotice(null);
+  $("progress").max = 1;
+  $("progress").removeAttribute("value"); // indeterminate, unless the download reports progress
+  $("progress-text").textContent = `${msg.cancelled ? "download cancelled: " : ""}loading ${app.loading.label} again…`;
+  $("model-info").textContent = "";
+  renderCache();
+  setStatus("loading");
+}
+
 // ---------------------------------------------------------------- status and errors
 
 function setStatus(status, activity = null) {
@@ -231,7 +271,7 @@ function setStatus(status, activity = null) {
   const idle = status === "idle";
   for (const id of ["run-cache", "run-nocache", "run-compare", "reset"]) $(id).disabled = !(idle && loaded);
   $("stop").disabled = status !== "running";
-  $("cancel-load").hidden = !(status === "loading" && app.loading?.download);
+  $("cancel-load").hidden = !(status === "loading" && app.loading?.download && !app.loading.cancelling);
   const settable = idle || status === "starting";
   for (const id of ["model-select", "load-url", "model-files", "strategy", "kv-dtype"]) $(id).disabled = !settable;
   for (const id of ["window", "sinks"]) $(id).disabled = $("strategy").value !== "window" || !settable;
@@ -332,12 +372,19 @@ function loadModel({ source, label, chat, chatModel }) {
     return;
   }
   clearError();
-  // A new model starts a new chart: its times are not comparable with another model's (and the
-  // speedup would pair a cached run of one with an uncached run of the other).
-  clearRuns();
+  // A new model starts a new chart (onLoaded clears the runs once it has loaded): its times are
+  // not comparable with another model's. Should this load fail, the model before is loaded again
+  // (startRestore) and keeps its runs.
+  app.loading = {
+    label,
+    chatModel,
+    started: performance.now(),
+    download: source.kind === "url",
+    previous: app.model,
+    chatChecked: $("chat").checked,
+  };
   app.model = null;
   app.cache = null;
-  app.loading = { label, chatModel, started: performance.now(), download: source.kind === "url" };
   showNotice(null);
   if (chat !== undefined) $("chat").checked = chat;
   $("progress").max = 1;
@@ -380,19 +427,39 @@ function describeConfig(config) {
 
 function onLoaded(msg) {
   const seconds = ((performance.now() - (app.loading?.started ?? performance.now())) / 1000).toFixed(1);
+  const loading = app.loading ?? {};
+  const restored = Boolean(msg.restored);
   app.model = {
-    label: app.loading?.label ?? "model",
-    chat: app.loading?.chatModel,
+    label: loading.label ?? "model",
+    chat: loading.chatModel,
     config: msg.info.config ?? {},
     warmUpTokens: msg.info.warmUpTokens ?? 0,
+    download: loading.download ?? false,
+    choice: restored ? loading.previous?.choice : $("model-select").value,
   };
   app.loading = null;
+  if (restored) {
+    // The model before a failed load, back: the prompt's chat setting and the picker as they were
+    // with it (the picker stays on "Your own model…", whose URL field may need correcting).
+    if (loading.chatChecked !== undefined) $("chat").checked = loading.chatChecked;
+    const choice = app.model.choice;
+    if (choice && $("model-select").value !== "custom" && [...$("model-select").options].some((o) => o.value === choice)) {
+      $("model-select").value = choice;
+      $("custom-model").hidden = choice !== "custom";
+    }
+  } else {
+    // A new model, a new chart: its times are not comparable with another model's (and the
+    // speedup would pair a cached run of one with an uncached run of the other).
+    clearRuns();
+  }
   app.cache = msg.state;
   const bar = $("progress");
   bar.max = 1;
   bar.value = 1;
   const warm = app.model.warmUpTokens ? `, engine warmed up on ${app.model.warmUpTokens} tokens` : "";
-  $("progress-text").textContent = `${app.model.label} ready (${seconds} s${warm})`;
+  $("progress-text").textContent = restored
+    ? `${loading.cancelled ? "download cancelled: " : ""}${app.model.label} loaded again (${seconds} s${warm})`
+    : `${app.model.label} ready (${seconds} s${warm})`;
   const threads = msg.info.threads > 1 ? ` · ${msg.info.threads} threads` : " · one thread";
   $("model-info").textContent = describeConfig(app.model.config) + (msg.info.backend ? ` · burn ${msg.info.backend} backend` : "") + threads;
   $("model-info").title = msg.info.threadsNote || app.threadsNote;
@@ -957,7 +1024,13 @@ function wire() {
     if (app.status !== "running") clearRuns();
   });
   $("error-close").addEventListener("click", clearError);
-  $("cancel-load").addEventListener("click", () => app.worker?.postMessage({ type: "cancel" }));
+  $("cancel-load").addEventListener("click", () => {
+    // Once: a second cancel could reach the worker after it has started to load the model before
+    // again, and cancel that instead (startRestore offers Cancel afresh if that one downloads).
+    if (app.loading) app.loading.cancelling = true;
+    setStatus(app.status);
+    app.worker?.postMessage({ type: "cancel" });
+  });
   $("stored-list").addEventListener("click", onStoredClick);
   $("log-scale").addEventListener("change", () => scheduleRender(true));
   for (const id of ["temperature", "top-k", "top-p", "seed"]) $(id).addEventListener("input", updateSamplingSummary);

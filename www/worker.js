@@ -25,7 +25,9 @@
 //                                            with an error marked `cancelled`)
 // Messages out:
 //   { type: "ready" }  { type: "progress", loaded, total }
-//   { type: "loaded", info: { config, backend, threads, loadMs, warmUpTokens }, state }
+//   { type: "loaded", info: { config, backend, threads, loadMs, warmUpTokens }, state, restored }
+//                                            restored: true when this is the model loaded before,
+//                                            loaded again after a failed load or an engine crash
 //   { type: "token", runId, event, state }   { type: "done", runId, stopReason, state }
 //   { type: "state", state }  { type: "cacheCost", stepMs }  { type: "interleaved", result }
 //   { type: "qualityStart", tokens, truncated }  the passage's tokens (cut to the context if longer)
@@ -36,9 +38,15 @@
 //                                            result: { text, prefilled, reused, ttftMs, tokens, stopReason }
 //   { type: "storeError", url, name, message }  a downloaded file could not be kept in the browser
 //                                            (name "QuotaExceededError" when its storage is full); the load goes on
-//   { type: "error", message, during, fatal, cancelled, busy }   busy: refused because another
-//                                            message is still in progress (the message says which);
-//                                            that one goes on and ends with its own message
+//   { type: "error", message, during, fatal, cancelled, busy, restoring, restoreFailed }
+//                                            busy: refused because another message is still in
+//                                            progress (the message says which); that one goes on
+//                                            and ends with its own message.
+//                                            restoring: the worker now loads the model it had before
+//                                            again (after a load that failed or was cancelled, or an
+//                                            engine crash): "loaded" with restored: true follows, or
+//                                            an error during "load" with restoreFailed: true (then
+//                                            no model is loaded)
 // `state` is the cache panel's figures plus wasmMemoryBytes, the WebAssembly memory's size
 // (it only grows, so after a run it is the instance's peak).
 
@@ -62,7 +70,9 @@ let stopRequested = false;
 // The type of the message in progress ("load" awaits its download), or null: only `stop` and
 // `cancel` are accepted meanwhile.
 let busy = null;
-let lastLoad = null; // the last load message that succeeded, to reload after a crash
+// The last load message that succeeded (the model loaded now, or the one before a load in
+// progress): loaded again after a load fails or is cancelled, and after an engine crash.
+let lastLoad = null;
 let download = null; // the AbortController of the download in progress
 
 const post = (msg) => self.postMessage(msg);
@@ -256,7 +266,9 @@ async function readFiles(files) {
 
 // Models load with the default cache (concat, maxSeqLen = min(context, 1024));
 // the page then sets the strategy it wants, once it knows maxSeqLen.
-async function load({ source, options }) {
+// One model at a time: the one loaded is freed first, so a load that fails leaves none (the
+// handler then loads `lastLoad` again: restore()).
+async function load({ source, options }, { restored = false } = {}) {
   if (gen) {
     gen.free();
     gen = null;
@@ -296,7 +308,52 @@ async function load({ source, options }) {
   const loadMs = performance.now() - started;
   const warmUpTokens = warmUp();
   lastLoad = { source, options };
-  post({ type: "loaded", info: { config: gen.config, backend: gen.backend, threads, threadsNote, loadMs, warmUpTokens }, state: cacheState() });
+  post({
+    type: "loaded",
+    info: { config: gen.config, backend: gen.backend, threads, threadsNote, loadMs, warmUpTokens },
+    state: cacheState(),
+    restored,
+  });
+}
+
+// Loads the model of `lastLoad` again, after `failed` (a load that failed or was cancelled, or
+// a run that crashed the engine) left the worker with none: quick, since a downloaded model comes
+// from the browser's Cache API, random GPT-2 is built again from its seed and local files are
+// still readable. The error posted first says so (`restoring`); then "loaded" (`restored`), or,
+// should this fail too, an error with `restoreFailed`, and no model. Not tried after a fatal
+// error (the page replaces the worker).
+async function restore(failed, err) {
+  const previous = lastLoad;
+  post({
+    type: "error",
+    during: failed.type,
+    runId: failed.runId,
+    message: errorMessage(err),
+    fatal: false,
+    cancelled: err?.name === "AbortError",
+    restoring: true,
+    state: null,
+  });
+  busy = "load";
+  try {
+    await load(previous, { restored: true });
+  } catch (restoreErr) {
+    const fatal = isFatal(restoreErr);
+    if (gen) {
+      if (!fatal) gen.free();
+      gen = null;
+    }
+    lastLoad = null;
+    post({
+      type: "error",
+      during: "load",
+      message: errorMessage(restoreErr),
+      fatal,
+      cancelled: restoreErr?.name === "AbortError",
+      restoreFailed: true,
+      state: null,
+    });
+  }
 }
 
 // Greedy tokens for about WARM_UP.ms, then a reset, before the model is announced as loaded: the
@@ -416,17 +473,20 @@ self.onmessage = async ({ data: msg }) => {
     if (errorMessage(err).startsWith(ENGINE_CRASHED) && lastLoad && msg.type !== "load") {
       // The package replaced the crashed wasm instance with a fresh one: load the model again.
       gen = null;
-      post({ type: "error", during: msg.type, runId: msg.runId, message: `${errorMessage(err)} (reloading the model)`, fatal: false, state: null });
-      busy = "load";
-      try {
-        await load(lastLoad);
-      } catch (reloadErr) {
-        post({ type: "error", during: "load", message: errorMessage(reloadErr), fatal: isFatal(reloadErr), state: null });
-      }
+      await restore(msg, new Error(`${errorMessage(err)} (reloading the model)`));
       return;
     }
     const fatal = isFatal(err);
     if (fatal && gen) gen = null; // unusable: never touch it again
+    if (msg.type === "load" && gen) {
+      gen.free(); // built, but the load failed after (it was not announced): not the page's model
+      gen = null;
+    }
+    if (msg.type === "load" && !fatal && lastLoad) {
+      // A load that failed (a 404, not a model, cancelled) freed the model before it: put that back.
+      await restore(msg, err);
+      return;
+    }
     post({
       type: "error",
       during: msg.type,

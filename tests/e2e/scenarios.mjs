@@ -389,9 +389,9 @@ const storedModels = {
     await page.click(tid("cancel-load"));
     await waitIdle(page, 20_000);
     let s = await kv(page);
-    assert.equal(s.model, null, "no model after a cancelled download");
+    assert.equal(s.model?.label, "/fixtures/tiny-gpt2/", "the model before the cancelled download is loaded again");
     assert.equal(s.error, null, "cancelling is not an error");
-    assert.match(await page.text("#progress-text"), /cancelled/i);
+    assert.match(await page.text("#progress-text"), /^download cancelled: \/fixtures\/tiny-gpt2\/ loaded again/);
     assert.equal(await prop(page, tid("cancel-load"), "hidden"), true);
     assert.ok(!(await listed()).some((m) => m.url.endsWith("/slow/tiny-llama.gguf")), "a cancelled download is not kept");
     // ...and the page works afterwards.
@@ -628,6 +628,82 @@ const qualityRefused = {
   },
 };
 
+/**
+ * A load that fails (a URL that is not there, a local file that is not a model) or is cancelled
+ * has freed the model before it: that one is loaded again, the error stays in view, and the runs
+ * made with it stay. Also when it was loaded from local files.
+ */
+const restorePrevious = {
+  name: "a failed or cancelled load loads the model before it again: a 404, a file that is not a model, a cancelled download",
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/");
+    await setRun(page, { prompt: "Once upon a time", maxTokens: 8 });
+    const first = (await run(page, "run-cache")).series[0];
+    /** The page after a failed load: `label` loaded again, usable, its `runs` still there. */
+    const restored = async (why, { label, architecture, runs, cancelled = false }) => {
+      const s = await kv(page);
+      assert.equal(s.status, "idle", why);
+      assert.equal(s.model?.label, label, `${why}: the model before is loaded again`);
+      assert.equal(s.model.config.architecture, architecture);
+      assert.equal(s.cache.position, 0, `${why}: its sequence starts afresh`);
+      const progress = await page.text("#progress-text");
+      assert.ok(progress.startsWith(`${cancelled ? "download cancelled: " : ""}${label} loaded again (`), `${why}: the page says so (${progress})`);
+      assert.notEqual(await page.text(tid("model-info")), "", `${why}: the model's description is back`);
+      for (const id of ["run-cache", "run-nocache", "run-compare", "reset", "model-select", "load-url"]) {
+        assert.equal(await prop(page, `#${id}`, "disabled"), false, `${why}: ${id} is on`);
+      }
+      assert.equal(await prop(page, tid("cancel-load"), "hidden"), true, `${why}: no Cancel`);
+      assert.equal(s.series.length, runs, `${why}: the runs made with it stay`);
+      return s;
+    };
+    const llama = { label: "/fixtures/tiny-llama/", architecture: "llama" };
+
+    // A URL with a typo: the error says what failed, the model before is back and runs.
+    await page.select(tid("model-select"), "custom");
+    await page.fill("#model-url", "/fixtures/tiny-lama/");
+    await page.click("#load-url");
+    await expectError(page, /Could not load \/fixtures\/tiny-lama\/: .*404/);
+    await restored("after a 404", { ...llama, runs: 1 });
+    assert.equal(await prop(page, tid("model-select"), "value"), "custom", "the URL field stays for a correction");
+    await t.shot(page, "restored-after-404");
+    let s = await run(page, "run-cache");
+    assert.equal(s.series.length, 2);
+    assert.equal(s.series[1].text, first.text, "the same model: the same greedy text");
+
+    // A local file that is not a model.
+    await page.setFiles("#model-files", [t.tempFile("notes.gguf", "these are not the weights you are looking for")]);
+    await expectError(page, /Could not load notes\.gguf: .*GGUF/);
+    await restored("after a file that is not a model", { ...llama, runs: 2 });
+
+    // A download cancelled (the test server holds it open): not an error, the model before is back.
+    const stalled = "/stalled/restore.gguf";
+    t.stall(stalled);
+    await page.fill("#model-url", stalled);
+    await page.click("#load-url");
+    await page.waitFor(() => window.__kvcache.status === "loading" && !document.querySelector("[data-testid=cancel-load]").hidden, null, { timeout: 10_000 });
+    assert.equal((await kv(page)).model, null, "no model while the other loads");
+    await page.click(tid("cancel-load"));
+    await waitIdle(page, 20_000);
+    s = await restored("after a cancelled download", { ...llama, runs: 2, cancelled: true });
+    assert.equal(s.error, null, "cancelling is not an error");
+    s = await run(page, "run-cache");
+    assert.equal(s.series.at(-1).text, first.text);
+
+    // A model from local files is read again from them; a new model has cleared the runs before it.
+    const tinyGpt2 = join(REPO, "tests/fixtures/tiny-gpt2");
+    await page.setFiles("#model-files", ["config.json", "model.safetensors", "tokenizer.json"].map((f) => join(tinyGpt2, f)));
+    await waitLoaded(page);
+    assert.deepEqual((await kv(page)).series, [], "a model that loads clears the runs of the one before");
+    await page.fill("#model-url", "/fixtures/no-such-model.gguf");
+    await page.click("#load-url");
+    await expectError(page, /Could not load \/fixtures\/no-such-model\.gguf: .*404/);
+    await restored("from local files", { label: "config.json + model.safetensors + tokenizer.json", architecture: "gpt2", runs: 0 });
+    s = await run(page, "run-cache");
+    assert.ok(s.series.at(-1).tokens > 0, "it runs");
+    await t.done(page, "restored-from-files");
+  },
+};
+
 /** The speedup pairs runs of the loaded model only: loading a model clears the runs before it. */
 const speedupOneModel = {
   name: "loading a model clears the runs of the one before: the speedup compares runs of one model",
@@ -813,7 +889,7 @@ const modelsBase = {
 
 export const FAST = [
   threads, tinyLlama, precisionSinks, quality, tinyGpt2, errors, accessibility, storedModels, stop,
-  busyLoading, keyboard, qualityBusy, qualityRefused, speedupOneModel,
+  busyLoading, keyboard, qualityBusy, qualityRefused, speedupOneModel, restorePrevious,
 ];
 export const ALL = [...FAST, silentWorker, gpt2Compare, smollm2, smollm2Threads];
 export const SITE = [...FAST.filter((s) => s !== stop), modelsBase];
