@@ -464,8 +464,10 @@ impl Generator {
         self.run_to_end(first, on_token)
     }
 
-    /// Steps the run begun with `first` until it stops, then [`Self::finish`].
-    fn run_to_end<E: From<Error>>(
+    /// Steps the run begun with `first` (what [`Self::prefill`] returned) until
+    /// it stops, calling `on_token` for each token as [`Self::try_generate`]
+    /// does, then [`Self::finish`].
+    pub fn run_to_end<E: From<Error>>(
         &mut self,
         first: Option<TokenEvent>,
         mut on_token: impl FnMut(&TokenEvent) -> std::result::Result<(), E>,

@@ -535,6 +535,24 @@ fn wait_at_most(mut child: std::process::Child, limit: Duration) -> (ExitStatus,
     (status, stderr)
 }
 
+/// A command of each kind that writes to stdout, on `tiny`: a stream, and each JSON output.
+fn writing_commands(tiny: &str) -> [Vec<&str>; 4] {
+    [
+        vec![
+            "generate",
+            "--model",
+            tiny,
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "3",
+        ],
+        vec!["generate", "--model", tiny, "--prompt", "hi", "--json"],
+        vec!["logits", "--model", tiny, "--ids", "1,2", "--json"],
+        vec!["tokenize", "--model", tiny, "--text", "hi", "--json"],
+    ]
+}
+
 /// A reader that goes away (`| head`) stops the command, and its run, with
 /// status 141 and nothing on stderr; whatever was streamed until then is the
 /// stream's start. The run asked for takes minutes (500 tokens of GPT-2 124M,
@@ -561,21 +579,8 @@ fn a_closed_stdout_stops_the_command_quietly() {
     // Closed before anything is written: the prompt, and each JSON output.
     let tiny = fixture("tiny-gpt2");
     let tiny = tiny.to_str().unwrap();
-    for args in [
-        &[
-            "generate",
-            "--model",
-            tiny,
-            "--prompt",
-            "hi",
-            "--max-tokens",
-            "3",
-        ][..],
-        &["generate", "--model", tiny, "--prompt", "hi", "--json"],
-        &["logits", "--model", tiny, "--ids", "1,2", "--json"],
-        &["tokenize", "--model", tiny, "--text", "hi", "--json"],
-    ] {
-        let mut child = spawn(args);
+    for args in writing_commands(tiny) {
+        let mut child = spawn(&args);
         child.stdout = None; // closes our end of the pipe
         let (status, stderr) = wait_at_most(child, Duration::from_secs(60));
         assert_eq!(
@@ -592,25 +597,13 @@ fn a_closed_stdout_stops_the_command_quietly() {
 fn a_full_stdout_fails_in_one_line() {
     let tiny = fixture("tiny-gpt2");
     let tiny = tiny.to_str().unwrap();
-    for args in [
-        &[
-            "generate",
-            "--model",
-            tiny,
-            "--prompt",
-            "hi",
-            "--max-tokens",
-            "3",
-        ][..],
-        &["generate", "--model", tiny, "--prompt", "hi", "--json"],
-        &["logits", "--model", tiny, "--ids", "1,2", "--json"],
-    ] {
+    for args in writing_commands(tiny) {
         let full = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
             .unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_kvcache"))
-            .args(args)
+            .args(&args)
             .stdout(full)
             .output()
             .unwrap();

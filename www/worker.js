@@ -324,36 +324,36 @@ async function load({ source, options }, { restored = false } = {}) {
 // error (the page replaces the worker).
 async function restore(failed, err) {
   const previous = lastLoad;
-  post({
-    type: "error",
-    during: failed.type,
-    runId: failed.runId,
-    message: errorMessage(err),
-    fatal: false,
-    cancelled: err?.name === "AbortError",
-    restoring: true,
-    state: null,
-  });
+  postError(failed, err, { fatal: false, restoring: true });
   busy = "load";
   try {
     await load(previous, { restored: true });
   } catch (restoreErr) {
     const fatal = isFatal(restoreErr);
-    if (gen) {
-      if (!fatal) gen.free();
-      gen = null;
-    }
+    dropModel({ free: !fatal });
     lastLoad = null;
-    post({
-      type: "error",
-      during: "load",
-      message: errorMessage(restoreErr),
-      fatal,
-      cancelled: restoreErr?.name === "AbortError",
-      restoreFailed: true,
-      state: null,
-    });
+    postError({ type: "load" }, restoreErr, { fatal, restoreFailed: true });
   }
+}
+
+// Tells the page that `failed` (a message whose handling threw `err`) failed; `flags` (fatal,
+// restoring, restoreFailed) say what follows. The cache's state goes with it while a model is left.
+function postError(failed, err, flags) {
+  post({
+    type: "error",
+    during: failed.type,
+    runId: failed.runId,
+    message: errorMessage(err),
+    cancelled: err?.name === "AbortError",
+    state: cacheState(),
+    ...flags,
+  });
+}
+
+// Forgets the model, freeing it first unless the instance that holds it crashed or is unusable.
+function dropModel({ free }) {
+  if (gen && free) gen.free();
+  gen = null;
 }
 
 // Greedy tokens for about WARM_UP.ms, then a reset, before the model is announced as loaded: the
@@ -472,30 +472,19 @@ self.onmessage = async ({ data: msg }) => {
   } catch (err) {
     if (errorMessage(err).startsWith(ENGINE_CRASHED) && lastLoad && msg.type !== "load") {
       // The package replaced the crashed wasm instance with a fresh one: load the model again.
-      gen = null;
+      dropModel({ free: false });
       await restore(msg, new Error(`${errorMessage(err)} (reloading the model)`));
       return;
     }
     const fatal = isFatal(err);
-    if (fatal && gen) gen = null; // unusable: never touch it again
-    if (msg.type === "load" && gen) {
-      gen.free(); // built, but the load failed after (it was not announced): not the page's model
-      gen = null;
-    }
+    // Unusable: never touch it again. Or built by a load that failed after (it was not announced).
+    if (fatal || msg.type === "load") dropModel({ free: !fatal });
     if (msg.type === "load" && !fatal && lastLoad) {
       // A load that failed (a 404, not a model, cancelled) freed the model before it: put that back.
       await restore(msg, err);
       return;
     }
-    post({
-      type: "error",
-      during: msg.type,
-      runId: msg.runId,
-      message: errorMessage(err),
-      fatal,
-      cancelled: err?.name === "AbortError",
-      state: fatal ? null : cacheState(),
-    });
+    postError(msg, err, { fatal });
   } finally {
     busy = null;
   }

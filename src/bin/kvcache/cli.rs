@@ -397,15 +397,14 @@ fn generate(args: &GenerateArgs) -> Outcome {
     // The prompt once the prefill has taken it, then each token as it comes;
     // a write that fails stops the run there.
     let mut out = io::stdout().lock();
-    let mut next = generator.prefill(&args.prompt, &options)?;
+    let first = generator.prefill(&args.prompt, &options)?;
     write_now(&mut out, &args.prompt)?;
     let mut streamed = 0;
-    while let Some(event) = next {
+    let result = generator.run_to_end(first, |event| {
         write_now(&mut out, &event.text)?;
         streamed += event.text.len();
-        next = generator.step()?;
-    }
-    let result = generator.finish()?;
+        Ok::<(), Failure>(())
+    })?;
     // What only the end of the run decodes (a character whose bytes it left incomplete).
     let tail = result.text.get(streamed..).unwrap_or_default();
     write_now(&mut out, &format!("{tail}\n"))?;
