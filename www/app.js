@@ -66,6 +66,9 @@ function startWorker({ threads = threadCount(), tries = 1, outbox = [], threadsN
   app.threadsNote = threadsNote;
   const url = new URL("./worker.js", import.meta.url);
   url.searchParams.set("threads", String(threads));
+  // Test only: an engine crash on purpose, for the end-to-end test of the reload (worker.js).
+  const crashTest = new URLSearchParams(location.search).get("test-crash-after-tokens");
+  if (crashTest) url.searchParams.set("test-crash-after-tokens", crashTest);
   app.worker = new Worker(url, { type: "module" });
   app.worker.onmessage = ({ data }) => {
     clearTimeout(app.readyTimer); // its first message ends its start ("ready", or an error)
@@ -174,9 +177,10 @@ function onWorkerError(msg) {
     chat: "Could not chat",
     chatReset: "Could not reset the conversation",
   }[msg.during] ?? "Error";
-  let text = `${where}: ${msg.message}`;
+  let text = `${where}: ${pageAdvice(msg.message, msg.during)}`;
   if (msg.fatal && msg.during !== "init") {
-    text += " — the WebAssembly instance had to be restarted; load a model again (a smaller one, or a smaller maxSeqLen, if memory ran out).";
+    text +=
+      " — the WebAssembly instance had to be restarted; load a model again (if memory ran out: a smaller model, or the same with an int8 cache or a sliding window, which hold less).";
   }
   // The model before could not be loaded again either: both failures stay in view.
   if (msg.restoreFailed && app.loading?.failure) text = `${app.loading.failure.replace(/\.?$/, ".")} ${text}`;
@@ -230,6 +234,26 @@ function onWorkerError(msg) {
   setStatus(app.ready || !msg.fatal ? "idle" : "starting");
 }
 
+// The engine's advice when a sequence would not fit names the package's options (maxSeqLen, which
+// the page does not let the user change; "reset"): the page names its own controls instead.
+const WOULD_NOT_FIT =
+  /(\d+ tokens \((\d+) so far \+ \d+ new\) would not fit): (?:maxSeqLen is (\d+); reset, raise maxSeqLen, or use the window strategy|(the model's context is \d+ positions); reset, or send fewer tokens)/;
+
+function pageAdvice(message, during) {
+  return message
+    .replace(WOULD_NOT_FIT, (_, fit, soFar, maxSeq, context) => {
+      const chat = during === "chat";
+      const advice = [];
+      if (Number(soFar) > 0) advice.push(chat ? "press New conversation" : "press Reset the cache");
+      advice.push(chat ? "send a shorter message" : "shorten the prompt");
+      if (maxSeq) advice.push("choose the sliding window cache, which keeps only the last W tokens");
+      const limit = maxSeq ? `this model's max sequence on the page is ${maxSeq} tokens` : context;
+      const last = advice.pop();
+      return `${fit}: ${limit}; ${advice.length ? `${advice.join(", ")}, or ${last}` : last}`;
+    })
+    .replace("lower maxSeqLen or the window size", "choose the sliding window cache with a smaller W, or an int8 cache");
+}
+
 /**
  * The worker lost its model (a load that failed or was cancelled freed the one before; or the
  * engine crashed) and loads the one it had before again: the page shows it loading, then
@@ -270,6 +294,7 @@ function setStatus(status, activity = null) {
   const loaded = Boolean(app.model);
   const idle = status === "idle";
   for (const id of ["run-cache", "run-nocache", "run-compare", "reset"]) $(id).disabled = !(idle && loaded);
+  $("clear-runs").disabled = status === "running"; // the run in progress is one of them
   $("stop").disabled = status !== "running";
   $("cancel-load").hidden = !(status === "loading" && app.loading?.download && !app.loading.cancelling);
   const settable = idle || status === "starting";
@@ -359,7 +384,7 @@ function cacheSettings() {
 function checkCacheSettings({ cache, window, sinks }) {
   const limit = maxSeqLen();
   if (cache !== "window") return null;
-  if (limit && window > limit) return `the window W must be between 1 and maxSeqLen (${limit})`;
+  if (limit && window > limit) return `the window W must be between 1 and the model's max sequence (${limit})`;
   if (sinks >= window) return `the sinks must be fewer than the window's W (${window})`;
   return null;
 }
@@ -1020,9 +1045,7 @@ function wire() {
     send({ type: "reset" });
   });
   for (const id of ["strategy", "window", "sinks", "kv-dtype"]) $(id).addEventListener("change", onStrategy);
-  $("clear-runs").addEventListener("click", () => {
-    if (app.status !== "running") clearRuns();
-  });
+  $("clear-runs").addEventListener("click", clearRuns); // disabled during a run (setStatus)
   $("error-close").addEventListener("click", clearError);
   $("cancel-load").addEventListener("click", () => {
     // Once: a second cancel could reach the worker after it has started to load the model before

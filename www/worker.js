@@ -74,6 +74,10 @@ let busy = null;
 // progress): loaded again after a load fails or is cancelled, and after an engine crash.
 let lastLoad = null;
 let download = null; // the AbortController of the download in progress
+// For the end-to-end test of an engine crash only: with `test-crash-after-tokens=N` in the page's
+// address (which app.js passes on to this worker's), the engine crashes once, as a bug would,
+// right after the Nth token a run or a chat reply streams (docs/web-page.md, "A load that fails").
+let crashAfterTokens = Number(new URL(self.location.href).searchParams.get("test-crash-after-tokens")) || null;
 
 const post = (msg) => self.postMessage(msg);
 
@@ -407,11 +411,20 @@ async function stepThrough(start, onToken) {
   let event = start();
   while (event) {
     onToken(event);
+    crashIfTestAsks();
     await yieldToEventLoop();
     if (stopRequested) return true;
     event = gen.step();
   }
   return false;
+}
+
+// The package's hidden test hook, called once when the test's address asks for it (above): it
+// panics inside the engine, and throws the package's crash error, as a crash during step() would.
+function crashIfTestAsks() {
+  if (crashAfterTokens == null || --crashAfterTokens > 0) return;
+  crashAfterTokens = null;
+  Generator._crashForTests("panic");
 }
 
 // What the worker is busy with, as its refusal of another message says it (the page's own

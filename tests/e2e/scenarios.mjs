@@ -226,8 +226,13 @@ const tinyGpt2 = {
     const page = await t.openLoaded("?model=/fixtures/tiny-gpt2/");
     await setRun(page, { prompt: "the cat sat on the mat. ".repeat(20), maxTokens: 8 });
     await page.click(tid("run-cache"));
-    await expectError(page, /Could not generate: .*(context|positions|too long)/);
+    await expectError(page, /Could not generate: .*(context|positions|too long|tokens can hold)/);
     await t.shot(page, "error-prompt-too-long");
+    // A shorter one, still past the context (the one above is refused on its bytes alone): the
+    // advice names what the page offers, not the package's maxSeqLen or reset.
+    await setRun(page, { prompt: "the cat sat on the mat. ".repeat(10) });
+    await page.click(tid("run-cache"));
+    await expectError(page, /Could not generate: .* \(0 so far .* would not fit: the model's context is 32 positions; shorten the prompt\s*dismiss\s*$/s);
     await setRun(page, { prompt: "Hello", maxTokens: 12 });
     await compare(t, page, "tiny-gpt2-compare");
 
@@ -432,6 +437,8 @@ const stop = {
     await page.waitFor(() => (window.__kvcache.series.at(-1)?.tokens ?? 0) >= 3, null, { timeout: 120_000 });
     assert.equal(await prop(page, tid("chat-send"), "disabled"), true, "no chat for a model without a template");
     assert.match(await page.text(tid("chat-unavailable")), /no chat template/);
+    // Clear runs is off during a run (the run in progress is one of them), on again after it.
+    assert.equal(await prop(page, tid("clear-runs"), "disabled"), true, "Clear runs is off during a run");
     const stepMs = Math.max(...(await kv(page)).series.at(-1).points.map((p) => p[1]));
     const clicked = Date.now();
     await page.click(tid("stop"));
@@ -443,6 +450,10 @@ const stop = {
     assert.ok(waited < 3 * stepMs + 2000, `Stop took ${waited} ms with steps of ${stepMs.toFixed(0)} ms`);
     assert.equal(await prop(page, tid("stop"), "disabled"), true);
     assert.equal(await prop(page, tid("run-cache"), "disabled"), false, "the page is usable after Stop");
+    assert.equal(await prop(page, tid("clear-runs"), "disabled"), false, "Clear runs is on after the run");
+    await page.click(tid("clear-runs"));
+    assert.deepEqual((await kv(page)).series, [], "and clears the runs");
+    await page.waitFor(() => /No runs yet/.test(document.querySelector("[data-testid=stats]").textContent), null, { timeout: 10_000 });
 
     // Stop during the quality measure's first setting: it ends within a step of eight predictions.
     await page.click(tid("quality-run"));
@@ -704,6 +715,50 @@ const restorePrevious = {
   },
 };
 
+/**
+ * The engine crashes during a run (on purpose: `test-crash-after-tokens`, a test-only parameter
+ * of the page's address, makes the worker call the package's hidden crash hook once, after that
+ * many tokens): the page says so, the model is loaded again as after a failed load, the runs stay
+ * (the crashed one as far as it got), and the model runs as before.
+ */
+const engineCrash = {
+  name: "an engine crash during a run: the model is loaded again, its runs stay, and it gives the same greedy text",
+  async run(t) {
+    const page = await t.openLoaded("?model=/fixtures/tiny-llama/&test-crash-after-tokens=12");
+    await setRun(page, { prompt: "Once upon a time", maxTokens: 8 });
+    const first = (await run(page, "run-cache")).series[0];
+    assert.equal(first.tokens, 8, "no crash before the 12th token");
+    await page.click(tid("reset"));
+    await page.waitFor(() => window.__kvcache.cache?.position === 0, null, { timeout: 10_000 });
+
+    // The second run crashes after its 4th token.
+    await page.click(tid("run-cache"));
+    await expectError(page, /^\s*Could not generate: the engine crashed: create a new one .*\(reloading the model\)\s*dismiss\s*$/s);
+    let s = await kv(page);
+    assert.equal(s.model?.label, "/fixtures/tiny-llama/", "the model is loaded again");
+    assert.equal(s.cache.position, 0, "its sequence starts afresh");
+    assert.match(await page.text("#progress-text"), /^\/fixtures\/tiny-llama\/ loaded again \(/);
+    for (const id of ["run-cache", "run-compare", "reset", "model-select", "quality-run"]) {
+      assert.equal(await prop(page, `#${id}`, "disabled"), false, `${id} is on`);
+    }
+    assert.equal(s.series.length, 2, "the runs stay, the crashed one too");
+    const crashed = s.series[1];
+    assert.equal(crashed.stopReason, "error");
+    assert.equal(crashed.tokens, 4, "the crashed run as far as it got");
+    assert.ok(first.text.startsWith(crashed.text), "greedy: its text so far is the first run's start");
+    await t.shot(page, "engine-crash-restored");
+
+    // The model loaded again runs as before the crash (the engine crashes only once).
+    s = await run(page, "run-cache");
+    assert.equal(s.series.length, 3);
+    assert.equal(s.series[2].tokens, 8);
+    assert.equal(s.series[2].text, first.text, "the same greedy text as before the crash");
+    // The package's panic hook logs the crash on purpose.
+    page.problems = page.problems.filter((p) => !/a panic on purpose/.test(p));
+    await t.done(page);
+  },
+};
+
 /** The speedup pairs runs of the loaded model only: loading a model clears the runs before it. */
 const speedupOneModel = {
   name: "loading a model clears the runs of the one before: the speedup compares runs of one model",
@@ -827,6 +882,47 @@ const smollm2 = {
 };
 
 /**
+ * A prompt or a chat message past SmolLM2's max sequence on the page (1024 tokens, of its 8192):
+ * the error's advice names what the page offers (New conversation or Reset the cache, a shorter
+ * message, the sliding window), never the package's maxSeqLen; and the advice works.
+ */
+const smollm2PastMaxSequence = {
+  name: "SmolLM2-135M-Instruct: a prompt or chat message past the max sequence is refused with advice the page can follow",
+  timeout: 900_000,
+  skip: noSmollm2,
+  async run(t) {
+    const page = await t.open("");
+    await waitLoaded(page, 600_000);
+    const long = `the${" the".repeat(1099)}`;
+    const noMaxSeqLen = async () => assert.doesNotMatch(await page.text(tid("error")), /maxSeqLen/);
+
+    await setRun(page, { prompt: long, maxTokens: 4, chat: false });
+    await page.click(tid("run-cache"));
+    await expectError(page, /^\s*Could not generate: .* would not fit: this model's max sequence on the page is 1024 tokens; shorten the prompt, or choose the sliding window cache, which keeps only the last W tokens\s*dismiss\s*$/s);
+    await noMaxSeqLen();
+
+    // A chat message: first in a new conversation, then after a turn (New conversation would help).
+    await page.fill(tid("chat-message"), long);
+    await page.click(tid("chat-send"));
+    await expectError(page, /^\s*Could not chat: .*\(0 so far .* max sequence on the page is 1024 tokens; send a shorter message, or choose the sliding window cache, which keeps only the last W tokens\s*dismiss\s*$/s);
+    await noMaxSeqLen();
+    const turn = await chatTurn(page, "Hello!", { maxTokens: 4 });
+    assert.ok(turn.tokens > 0);
+    await page.fill(tid("chat-message"), `the${" the".repeat(1000)}`);
+    await page.click(tid("chat-send"));
+    await expectError(page, /^\s*Could not chat: .*\([1-9]\d* so far .* max sequence on the page is 1024 tokens; press New conversation, send a shorter message, or choose the sliding window cache, which keeps only the last W tokens\s*dismiss\s*$/s);
+    await noMaxSeqLen();
+    await t.shot(page, "smollm2-past-max-sequence");
+
+    // Following the advice: with the sliding window, the long message goes through.
+    await setCache(page, { strategy: "window", window: 512 });
+    const windowed = await chatTurn(page, long, { maxTokens: 2 });
+    assert.ok(windowed.prefilled > 1024, `the whole message was prefilled (${windowed.prefilled} tokens)`);
+    await t.done(page);
+  },
+};
+
+/**
  * SmolLM2 on the page's threads (where the page is isolated) gives the greedy text it gives on one:
  * every matmul of its forward passes is split over the pool (the tiny fixtures' are too small).
  */
@@ -889,7 +985,7 @@ const modelsBase = {
 
 export const FAST = [
   threads, tinyLlama, precisionSinks, quality, tinyGpt2, errors, accessibility, storedModels, stop,
-  busyLoading, keyboard, qualityBusy, qualityRefused, speedupOneModel, restorePrevious,
+  busyLoading, keyboard, qualityBusy, qualityRefused, speedupOneModel, restorePrevious, engineCrash,
 ];
-export const ALL = [...FAST, silentWorker, gpt2Compare, smollm2, smollm2Threads];
+export const ALL = [...FAST, silentWorker, gpt2Compare, smollm2, smollm2PastMaxSequence, smollm2Threads];
 export const SITE = [...FAST.filter((s) => s !== stop), modelsBase];
