@@ -15,8 +15,7 @@ const SEED: u64 = 0x6b76_6361_6368_6521; // "kvcache!"
 pub fn hash(parts: &[&[u8]]) -> u64 {
     let mut hasher = Hasher::new();
     for part in parts {
-        hasher.part_len(part.len());
-        hasher.update(part);
+        hasher.part(part);
     }
     hasher.digest()
 }
@@ -29,7 +28,13 @@ impl Hasher {
         Hasher(Xxh3::with_seed(SEED))
     }
 
-    /// Starts a part of `len` bytes.
+    /// A whole part: its length, then its bytes.
+    pub fn part(&mut self, bytes: &[u8]) {
+        self.part_len(bytes.len());
+        self.update(bytes);
+    }
+
+    /// Starts a part of `len` bytes, whose bytes [`Self::update`] then gives.
     pub fn part_len(&mut self, len: usize) {
         self.0.update(&(len as u64).to_le_bytes());
     }

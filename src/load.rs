@@ -7,6 +7,7 @@ use burn::tensor::Device;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::fingerprint::Hasher;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::weights::bytes::FileBytes;
@@ -29,16 +30,33 @@ pub struct Loaded {
     pub fingerprint: u64,
 }
 
-/// [`Loaded::fingerprint`] of a model with this config and these weights' bytes.
-fn fingerprint(config: &ModelConfig, weights: &[u8]) -> u64 {
-    let config = serde_json::to_vec(config).expect("a config serializes");
-    crate::fingerprint::hash(&[&config, weights])
+/// [`Loaded::fingerprint`] of a model with this config and the weights that
+/// `weights` gives the hasher as one part.
+fn fingerprint(
+    config: &ModelConfig,
+    weights: impl FnOnce(&mut Hasher) -> Result<()>,
+) -> Result<u64> {
+    let mut hasher = Hasher::new();
+    hasher.part(&serde_json::to_vec(config).expect("a config serializes"));
+    weights(&mut hasher)?;
+    Ok(hasher.digest())
 }
 
 /// From HF `config.json`, `model.safetensors` bytes and `tokenizer.json`.
 pub fn from_hf_files(
     config_json: &str,
     weights: Vec<u8>,
+    tokenizer_json: &str,
+    device: &Device,
+) -> Result<Loaded> {
+    from_hf_file(config_json, Box::new(weights), tokenizer_json, device)
+}
+
+/// As [`from_hf_files`], with `model.safetensors` wherever its bytes are
+/// ([`FileBytes`]), read a tensor at a time.
+pub fn from_hf_file(
+    config_json: &str,
+    weights: Box<dyn FileBytes>,
     tokenizer_json: &str,
     device: &Device,
 ) -> Result<Loaded> {
@@ -52,15 +70,21 @@ pub fn from_hf_files(
 
 fn from_hf_parts(
     config_json: &str,
-    weights: Vec<u8>,
+    weights: Box<dyn FileBytes>,
     tokenizer: Tokenizer,
     device: &Device,
 ) -> Result<Loaded> {
     let config = ModelConfig::from_hf_json(config_json)?;
     tokenizer.check_vocab_fits(config.vocab_size)?;
-    let fingerprint = fingerprint(&config, &weights);
-    let weights = SafetensorsFile::from_bytes(weights)?;
-    let model = Model::from_safetensors(config, &weights, device)?;
+    let weights = SafetensorsFile::from_file(weights)?;
+    let fingerprint = fingerprint(&config, |hasher| weights.hash_into(hasher))?;
+    let model = Model::from_safetensors(config, &weights, device).map_err(|e| {
+        too_large(
+            e,
+            "safetensors weights are held as f32, 4 bytes a weight; \
+             a GGUF of the model in Q8_0 or Q4_K_M takes about a quarter or an eighth of that",
+        )
+    })?;
     Ok(Loaded {
         model,
         tokenizer,
@@ -80,9 +104,17 @@ pub fn from_gguf_file(bytes: Box<dyn FileBytes>, device: &Device) -> Result<Load
     let config = ModelConfig::from_gguf(&gguf)?;
     let tokenizer = Tokenizer::from_gguf(&gguf)?;
     tokenizer.check_vocab_fits(config.vocab_size)?;
-    let model = Model::from_gguf(&gguf, device)?;
+    let model = Model::from_gguf(&gguf, device).map_err(|e| {
+        too_large(
+            e,
+            "a smaller quantization of the model (Q4_K_M, or Q8_0 for a float file) takes less",
+        )
+    })?;
     Ok(Loaded {
-        fingerprint: fingerprint(&config, &file_hash.to_le_bytes()),
+        fingerprint: fingerprint(&config, |hasher| {
+            hasher.part(&file_hash.to_le_bytes());
+            Ok(())
+        })?,
         model,
         tokenizer,
     })
@@ -91,9 +123,13 @@ pub fn from_gguf_file(bytes: Box<dyn FileBytes>, device: &Device) -> Result<Load
 /// The article's GPT-2 124M with seeded random weights and GPT-2's real tokenizer.
 pub fn random_gpt2(seed: u64, device: &Device) -> Result<Loaded> {
     let tokenizer = Tokenizer::gpt2_from_merges(GPT2_MERGES)?;
-    let model = Model::random_gpt2(seed, device)?;
+    let model = Model::random_gpt2(seed, device)
+        .map_err(|e| too_large(e, "freeing other generators makes room"))?;
     Ok(Loaded {
-        fingerprint: fingerprint(model.config(), &seed.to_le_bytes()),
+        fingerprint: fingerprint(model.config(), |hasher| {
+            hasher.part(&seed.to_le_bytes());
+            Ok(())
+        })?,
         model,
         tokenizer,
     })
@@ -111,7 +147,7 @@ pub fn from_path(path: &str, seed: u64, device: &Device) -> Result<Loaded> {
     if p.is_dir() {
         let config = read_text(&p.join("config.json"))?;
         let weights = read(&p.join("model.safetensors"))?;
-        return from_hf_parts(&config, weights, hf_tokenizer(p)?, device);
+        return from_hf_parts(&config, Box::new(weights), hf_tokenizer(p)?, device);
     }
     if p.is_file() {
         return from_gguf_bytes(read(p)?, device);
@@ -154,6 +190,17 @@ fn read(p: &Path) -> Result<Vec<u8>> {
 fn read_text(p: &Path) -> Result<String> {
     String::from_utf8(read(p)?)
         .map_err(|_| Error::invalid(format!("{} is not UTF-8 text", p.display())))
+}
+
+/// A load that ran out of memory says so for the model as a whole, with
+/// `advice` on a form of it that takes less; other errors pass unchanged.
+fn too_large(e: Error, advice: &str) -> Error {
+    match e {
+        Error::OutOfMemory(message) => Error::OutOfMemory(format!(
+            "the model's weights do not fit: {message}; {advice}"
+        )),
+        other => other,
+    }
 }
 
 fn not_a_model(path: &str) -> Error {

@@ -213,3 +213,42 @@ fn unknown_pre_tokenizers_and_sentencepiece_without_scores_are_refused() {
     let err = Tokenizer::from_gguf_vocab(&vocab).unwrap_err().to_string();
     assert!(err.contains("no scores"), "{err}");
 }
+
+/// Deriving a SentencePiece vocabulary's merges looks up both halves of every
+/// split of every piece, which took time growing with the square of a piece's
+/// length: a crafted piece a megabyte long took minutes. Pieces up to 1024
+/// bytes (ten times the longest real one) are accepted; a longer one is
+/// refused at once, by its index and length.
+#[test]
+fn sentencepiece_pieces_past_1024_bytes_are_refused() {
+    // "a", "b", then "ab" doubled nine times: 2, 4, ..., 1024 bytes, each the
+    // merge of two of the one before.
+    let doubled: Vec<String> = (0..10).map(|k| "ab".repeat(1 << k)).collect();
+    let mut tokens = vec!["<unk>", "a", "b"];
+    tokens.extend(doubled.iter().map(String::as_str));
+    let scores: Vec<f32> = (0..tokens.len()).map(|i| -(i as f32)).collect();
+    let vocab = GgufVocab {
+        model: "llama",
+        tokens: tokens.clone(),
+        scores: Some(scores.clone()),
+        unk: Some(0),
+        add_space_prefix: Some(false),
+        ..GgufVocab::default()
+    };
+    let t = Tokenizer::from_gguf_vocab(&vocab).unwrap();
+    assert_eq!(doubled[9].len(), 1024);
+    assert_eq!(t.encode(&doubled[9]).unwrap(), [12]);
+    assert_eq!(t.encode(&"ab".repeat(3)).unwrap(), [4, 3]);
+
+    let long = "a".repeat(1 << 20);
+    tokens[11] = &long;
+    let err = Tokenizer::from_gguf_vocab(&GgufVocab { tokens, ..vocab })
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "tokenizer: token 11 of this GGUF's SentencePiece vocabulary is 1048576 bytes long; \
+         pieces longer than 1024 bytes are refused (real ones stay under 100 bytes), as \
+         deriving the merges from them would take time growing with the square of their length"
+    );
+}

@@ -612,6 +612,38 @@ fn random_gpt2_runs_without_files() {
     assert!(out.ids.iter().all(|&id| id < 50257));
 }
 
+/// A model too large for what is left of the memory budget is an `Error`
+/// naming the tensor that did not fit, not an abort of the module; what the
+/// failed load took is free again, so the same load fits once memory is.
+#[wasm_bindgen_test]
+fn a_model_past_the_memory_budget_is_an_error_and_frees_what_it_took() {
+    use kvcache_wasm::budget::{in_use, MEMORY_BUDGET_BYTES};
+    let options = js(r#"{"seed": 3, "maxSeqLen": 64}"#);
+    // All but 100 MiB of the budget held, in pieces of at most 1 GiB (a wasm32
+    // allocation is at most 2 GiB): GPT-2's weights take about 500 MiB as f32.
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut room = MEMORY_BUDGET_BYTES - in_use();
+    while room > 100 << 20 {
+        let piece = (room - (100 << 20)).min(1 << 30);
+        held.push(Vec::with_capacity(piece as usize));
+        room = MEMORY_BUDGET_BYTES - in_use();
+    }
+    let before = in_use();
+    throws(
+        Generator::random_gpt2(options.clone()),
+        "out of memory: the model's weights do not fit: tensor `",
+    );
+    // Lazily built tables a first load keeps may stay; the weights may not.
+    assert!(
+        in_use() < before + (1 << 20),
+        "the failed load still holds {} bytes",
+        in_use() - before
+    );
+    drop(held);
+    let mut g = Generator::random_gpt2(options).unwrap();
+    assert_eq!(generate(&mut g, "Hello", greedy(2)).ids.len(), 2);
+}
+
 /// Every error path throws an `Error` whose message says what is wrong, and
 /// leaves the generator as it was.
 #[wasm_bindgen_test]

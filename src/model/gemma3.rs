@@ -159,7 +159,7 @@ impl Gemma3 {
         };
         Ok(Gemma3 {
             embed_scale: (d as f32).sqrt(),
-            lm_head: embed.tied_head(device),
+            lm_head: embed.tied_head(device)?,
             embed,
             layers,
             norm: norm("norm.weight", d)?,

@@ -5,6 +5,7 @@ use burn::tensor::{activation::gelu_approximate, s, Device, Tensor, TensorData};
 
 use super::layers::{load, Embedding, LayerNorm, Linear};
 use super::Past;
+use crate::budget;
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::{HostTensor, TensorSource};
@@ -82,7 +83,7 @@ impl Gpt2 {
         let embedding =
             |name: &str, rows: usize| Embedding::load(src, &resolve(src, name), [rows, d]);
         let wte = embedding("wte.weight", vocab)?;
-        let lm_head = wte.tied_head(device);
+        let lm_head = wte.tied_head(device)?;
         Ok(Gpt2 {
             device: device.clone(),
             wpe: embedding("wpe.weight", config.max_position_embeddings)?,
@@ -171,15 +172,16 @@ impl TensorSource for RandomGpt2Weights {
             .shape(name)
             .ok_or_else(|| crate::error::Error::tensor(name, "not part of GPT-2"))?;
         let len = shape.iter().product();
+        let what = || crate::weights::tensor_as_f32(name);
         let data = if name.ends_with("ln_1.weight")
             || name.ends_with("ln_2.weight")
             || name == "ln_f.weight"
         {
-            vec![1.0; len]
+            budget::vec_filled(what, len, 1.0)?
         } else if name.ends_with(".bias") {
-            vec![0.0; len]
+            budget::vec_filled(what, len, 0.0)?
         } else {
-            super::random::uniform(self.seed, name, len, 0.02)
+            super::random::uniform(self.seed, name, len, 0.02)?
         };
         Ok(HostTensor::new(shape, data))
     }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::budget;
 use crate::elementwise::{self, Gate};
 use crate::error::Result;
 use crate::quant::QuantMatrix;
-use crate::weights::{check_shape, HostTensor, TensorSource};
+use crate::weights::{check_shape, tensor_as_f32, HostTensor, TensorSource};
 
 pub(crate) fn upload2(t: HostTensor, device: &Device) -> Tensor<2> {
     let [rows, cols] = [t.shape[0], t.shape[1]];
@@ -20,16 +21,20 @@ pub(crate) fn upload1(t: HostTensor, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(t.data, [len]), device)
 }
 
-/// Row-major `[rows, cols]` to `[cols, rows]`.
-pub(crate) fn transpose(t: &HostTensor) -> HostTensor {
-    let (rows, cols) = (t.shape[0], t.shape[1]);
-    let mut out = vec![0.0f32; rows * cols];
-    for (r, row) in t.data.chunks_exact(cols).enumerate() {
+/// Row-major `[rows, cols]` `data` to `[cols, rows]`, within the memory
+/// budget; `what` names the tensor if memory runs out.
+fn transpose(
+    data: &[f32],
+    [rows, cols]: [usize; 2],
+    what: impl Fn() -> String,
+) -> Result<HostTensor> {
+    let mut out = budget::vec_filled(what, rows * cols, 0.0f32)?;
+    for (r, row) in data.chunks_exact(cols).enumerate() {
         for (c, &x) in row.iter().enumerate() {
             out[c * rows + r] = x;
         }
     }
-    HostTensor::new(vec![cols, rows], out)
+    Ok(HostTensor::new(vec![cols, rows], out))
 }
 
 /// Reads a tensor and checks its shape against the config in one step.
@@ -65,9 +70,16 @@ const DENSE_FROM_ROWS: Option<usize> = if cfg!(target_arch = "wasm32") {
 };
 
 impl Linear {
-    /// From a PyTorch `nn.Linear` weight, stored `[out, in]`.
-    pub fn from_out_in(weight: HostTensor, bias: Option<HostTensor>, device: &Device) -> Self {
-        Self::from_in_out(transpose(&weight), bias, device)
+    /// From a PyTorch `nn.Linear` weight `name`, stored `[out, in]`.
+    pub fn from_out_in(
+        name: &str,
+        weight: HostTensor,
+        bias: Option<HostTensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let shape = [weight.shape[0], weight.shape[1]];
+        let weight = transpose(&weight.data, shape, || tensor_as_f32(name))?;
+        Ok(Self::from_in_out(weight, bias, device))
     }
 
     /// From a weight already stored `[in, out]` (GPT-2's Conv1D).
@@ -90,17 +102,17 @@ impl Linear {
         if let Some(m) = src.quantized(name)? {
             check_shape(name, &m.shape(), &shape)?;
             let m = match rows {
-                Some(order) => m.select_rows(order),
+                Some(order) => m.select_rows(order, || format!("tensor `{name}`"))?,
                 None => m,
             };
             return Ok(Linear::quantized(Arc::new(m)));
         }
         let w = load(src, name, &shape)?;
         let w = match rows {
-            Some(order) => w.select_rows(order),
+            Some(order) => w.select_rows(name, order)?,
             None => w,
         };
-        Ok(Linear::from_out_in(w, None, device))
+        Linear::from_out_in(name, w, None, device)
     }
 
     fn quantized(m: Arc<QuantMatrix>) -> Self {
@@ -250,18 +262,20 @@ impl Embedding {
         out
     }
 
-    /// The LM head that tied embeddings imply (sharing a quantized table, not copying it).
-    pub fn tied_head(&self, device: &Device) -> Linear {
+    /// The LM head that tied embeddings imply (sharing a quantized table, not
+    /// copying it; a dense one is transposed for the matmul).
+    pub fn tied_head(&self, device: &Device) -> Result<Linear> {
         match &self.table {
             Table::Dense(t) => {
-                let vocab = t.len() / self.dim;
-                Linear::from_out_in(
-                    HostTensor::new(vec![vocab, self.dim], t.clone()),
+                let shape = [t.len() / self.dim, self.dim];
+                let what = || "the LM head (the token embeddings, tied) as f32".to_string();
+                Ok(Linear::from_in_out(
+                    transpose(t, shape, what)?,
                     None,
                     device,
-                )
+                ))
             }
-            Table::Quant(m) => Linear::quantized(m.clone()),
+            Table::Quant(m) => Ok(Linear::quantized(m.clone())),
         }
     }
 }

@@ -163,7 +163,7 @@ impl Llama {
             [c.vocab_size, d],
         )?;
         let lm_head = if c.tie_word_embeddings {
-            embed.tied_head(device)
+            embed.tied_head(device)?
         } else {
             linear("lm_head.weight", c.vocab_size, d)?
         };

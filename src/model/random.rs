@@ -5,16 +5,20 @@
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// `len` values uniform in `[-a, a]` with standard deviation `std` (a = std·√3).
-pub fn uniform(seed: u64, name: &str, len: usize, std: f32) -> Vec<f32> {
+use crate::budget;
+use crate::error::Result;
+
+/// `len` values for tensor `name`, uniform in `[-a, a]` with standard
+/// deviation `std` (a = std·√3), within the memory budget.
+pub fn uniform(seed: u64, name: &str, len: usize, std: f32) -> Result<Vec<f32>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(name));
     let a = std * 3f32.sqrt();
-    (0..len)
-        .map(|_| {
-            let unit = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32; // [0, 1)
-            (2.0 * unit - 1.0) * a
-        })
-        .collect()
+    let mut values = budget::vec_with_capacity(|| crate::weights::tensor_as_f32(name), len)?;
+    values.extend((0..len).map(|_| {
+        let unit = (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32; // [0, 1)
+        (2.0 * unit - 1.0) * a
+    }));
+    Ok(values)
 }
 
 fn fnv1a(s: &str) -> u64 {

@@ -32,6 +32,9 @@ mod tiled;
 
 use blocks::GroupBlock;
 
+use crate::budget;
+use crate::error::Result;
+
 /// A `[rows, cols]` matrix (PyTorch's `[out, in]`) of small integers `q`,
 /// each row cut into groups of `width` weights with one scale (and offset) each.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,24 +115,28 @@ impl QuantMatrix {
 
     /// A zeroed `[rows, cols]` matrix in the groups of `B` (two weights to a
     /// byte when `B` has [`GroupBlock::NIBBLES`]), for [`Self::unpack_blocks`]
-    /// to fill; `cols` is a multiple of the block's length. `None` when memory
-    /// runs out.
-    pub fn for_blocks<B: GroupBlock>(rows: usize, cols: usize) -> Option<Self> {
+    /// to fill; `cols` is a multiple of the block's length. Allocated within
+    /// the memory budget; `what` names the matrix if memory runs out.
+    pub fn for_blocks<B: GroupBlock>(
+        rows: usize,
+        cols: usize,
+        what: impl Fn() -> String,
+    ) -> Result<Self> {
         let n = rows * cols;
         let groups = n / B::WIDTH;
         let q = match B::NIBBLES {
             Some(zero) => Ints::Nibbles {
-                packed: zeroed::<u8>(n / 2)?,
+                packed: budget::vec_filled(&what, n / 2, 0u8)?,
                 zero,
             },
-            None => Ints::Bytes(zeroed::<i8>(n)?),
+            None => Ints::Bytes(budget::vec_filled(&what, n, 0i8)?),
         };
-        let scales = zeroed::<f32>(groups)?;
+        let scales = budget::vec_filled(&what, groups, 0.0)?;
         let offsets = match B::OFFSETS {
-            true => Some(zeroed::<f32>(groups)?),
+            true => Some(budget::vec_filled(&what, groups, 0.0)?),
             false => None,
         };
-        Some(Self::with_ints([rows, cols], B::WIDTH, q, scales, offsets))
+        Ok(Self::with_ints([rows, cols], B::WIDTH, q, scales, offsets))
     }
 
     /// Unpacks the whole blocks of `B` in `raw` into blocks `first..` of the
@@ -225,31 +232,43 @@ impl QuantMatrix {
         out
     }
 
-    /// A matrix whose row `i` is this one's row `order[i]`.
-    pub fn select_rows(&self, order: &[usize]) -> Self {
-        fn pick<T: Copy>(v: &[T], per_row: usize, order: &[usize]) -> Vec<T> {
-            order
-                .iter()
-                .flat_map(|&r| v[r * per_row..(r + 1) * per_row].iter().copied())
-                .collect()
-        }
+    /// A matrix whose row `i` is this one's row `order[i]`, allocated within
+    /// the memory budget; `what` names it if memory runs out.
+    pub fn select_rows(&self, order: &[usize], what: impl Fn() -> String) -> Result<Self> {
+        let what: &dyn Fn() -> String = &what;
         let groups = self.cols / self.width;
         let q = match &self.q {
-            Ints::Bytes(q) => Ints::Bytes(pick(q, self.cols, order)),
+            Ints::Bytes(q) => Ints::Bytes(pick_rows(q, self.cols, order, what)?),
             Ints::Nibbles { packed, zero } => Ints::Nibbles {
-                packed: pick(packed, self.cols / 2, order),
+                packed: pick_rows(packed, self.cols / 2, order, what)?,
                 zero: *zero,
             },
         };
-        QuantMatrix {
+        Ok(QuantMatrix {
             rows: order.len(),
             cols: self.cols,
             width: self.width,
             q,
-            scales: pick(&self.scales, groups, order),
-            offsets: self.offsets.as_deref().map(|o| pick(o, groups, order)),
-        }
+            scales: pick_rows(&self.scales, groups, order, what)?,
+            offsets: (self.offsets.as_deref())
+                .map(|o| pick_rows(o, groups, order, what))
+                .transpose()?,
+        })
     }
+}
+
+/// Rows `order` of the row-major `v`, `per_row` values each, within the memory budget.
+fn pick_rows<T: Copy>(
+    v: &[T],
+    per_row: usize,
+    order: &[usize],
+    what: &dyn Fn() -> String,
+) -> Result<Vec<T>> {
+    let mut out = budget::vec_with_capacity(what, order.len() * per_row)?;
+    for &r in order {
+        out.extend_from_slice(&v[r * per_row..(r + 1) * per_row]);
+    }
+    Ok(out)
 }
 
 /// Groups of 32 integers `q` into 16 bytes each, as [`Ints::Nibbles`] holds them.
@@ -264,14 +283,6 @@ fn pack_nibbles(q: &[i8], zero: i8, packed: &mut [u8]) {
             *b = (l + zero) as u8 | ((h + zero) as u8) << 4;
         }
     }
-}
-
-/// `n` zeros, allocated fallibly so that running out of memory in the browser is an error, not an abort.
-fn zeroed<T: Clone + Default>(n: usize) -> Option<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).ok()?;
-    v.resize(n, T::default());
-    Some(v)
 }
 
 /// [`dequant`] over groups of `width`: `dst[i] = q(src[i]) · scale + offset`,
@@ -444,7 +455,7 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn select_rows_and_row_into_agree_with_dequantize() {
         let m = random_matrix([4, 64], 16, true, 3);
-        let picked = m.select_rows(&[2, 0]);
+        let picked = m.select_rows(&[2, 0], String::new).unwrap();
         let (all, mut row) = (m.dequantize(), Vec::new());
         picked.row_into(1, &mut row);
         assert_eq!(row, all[..64]);
@@ -503,7 +514,7 @@ mod tests {
             for b in raw.iter_mut().skip(1).step_by(2) {
                 *b &= 0b1011_1111;
             }
-            let mut m = QuantMatrix::for_blocks::<B>(rows, cols).unwrap();
+            let mut m = QuantMatrix::for_blocks::<B>(rows, cols, String::new).unwrap();
             m.unpack_blocks::<B>(0, &raw);
             assert!(m.is_4_bit());
             assert_eq!(
@@ -518,7 +529,9 @@ mod tests {
                 .zip(&want)
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
             let mut row = Vec::new();
-            m.select_rows(&[2]).row_into(0, &mut row);
+            m.select_rows(&[2], String::new)
+                .unwrap()
+                .row_into(0, &mut row);
             assert_eq!(row, want[2 * cols..]);
         }
         check::<blocks::BlockQ4_0>(1);

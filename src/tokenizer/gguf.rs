@@ -40,6 +40,13 @@ const USER_DEFINED: i32 = 4;
 /// SentencePiece's word-boundary mark, standing for a space.
 const METASPACE: &str = "\u{2581}";
 
+/// The longest SentencePiece piece accepted, in bytes. Deriving the merges
+/// looks up both halves of every split of every piece, so a piece of `n` bytes
+/// costs about `n²`: a crafted piece of 1 MB took 90 s, one of 10 MB would take
+/// hours. Real pieces are far shorter: Gemma 3's longest is 93 bytes (31 `▁`),
+/// Llama 2's 48.
+const MAX_PIECE_BYTES: usize = 1024;
+
 /// llama.cpp's `llama-bpe` (Llama 3) split regex; `(?i:…)` spelled out as llama.cpp has it.
 const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// llama.cpp's `qwen2` split regex: Llama 3's with single digits.
@@ -225,6 +232,18 @@ fn sentencepiece_bpe(
     unk: Option<u32>,
     add_space_prefix: bool,
 ) -> Result<tokenizers::Tokenizer> {
+    if let Some((i, t)) = tokens
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.len() > MAX_PIECE_BYTES)
+    {
+        return Err(err(format!(
+            "token {i} of this GGUF's SentencePiece vocabulary is {} bytes long; pieces longer than \
+             {MAX_PIECE_BYTES} bytes are refused (real ones stay under 100 bytes), as deriving \
+             the merges from them would take time growing with the square of their length",
+            t.len()
+        )));
+    }
     // llama.cpp's converter writes user-defined pieces with real spaces; the
     // SentencePiece model and tokenizer.json keep them with `▁`.
     let pieces: Vec<String> = tokens
@@ -301,15 +320,19 @@ fn sentencepiece_merges(
             score
         };
         let start = merges.len();
-        for (cut, _) in piece.char_indices().skip(1) {
+        let chars = piece.chars().count();
+        // Every split into two non-empty parts: the first `left_len`
+        // characters, ending at byte `cut`, then the rest.
+        for (left_len, (cut, _)) in piece.char_indices().enumerate().skip(1) {
             let (l, r) = piece.split_at(cut);
-            if let (Some(&left), Some(&right)) = (ids.get(l), ids.get(r)) {
+            let Some(&left) = ids.get(l) else { continue };
+            if let Some(&right) = ids.get(r) {
                 merges.push(Merge {
                     score,
                     left,
                     right,
-                    left_len: l.chars().count(),
-                    right_len: r.chars().count(),
+                    left_len,
+                    right_len: chars - left_len,
                 });
             }
         }

@@ -22,14 +22,15 @@ use crate::weights::bytes::FileBytes;
 /// Name of the browser Cache API store that `Generator.load` keeps downloads in.
 pub const BROWSER_CACHE_NAME: &str = "kvcache-wasm-models-v1";
 
-/// A model's files, downloaded. A GGUF file stays in JS memory, read a
-/// tensor at a time; the files of a folder are copied into wasm memory.
+/// A model's files, downloaded. The weights (a GGUF file, or a folder's
+/// `model.safetensors`) stay in JS memory, read a tensor at a time; a
+/// folder's `config.json` and `tokenizer.json` are copied into wasm memory.
 pub(super) enum ModelFiles {
     Gguf(JsBytes),
     HfFolder {
         config_json: String,
         tokenizer_json: String,
-        weights: Vec<u8>,
+        weights: JsBytes,
     },
 }
 
@@ -57,7 +58,6 @@ pub(super) async fn download(source: &RemoteModel, how: &Download) -> Result<Mod
             weights,
             tokenizer,
         } => {
-            let weights_url = weights;
             let urls = [config.clone(), tokenizer.clone(), weights.clone()];
             let [config_json, tokenizer_json, weights]: [JsBytes; 3] = fetch_all(&urls, how)
                 .await?
@@ -66,7 +66,7 @@ pub(super) async fn download(source: &RemoteModel, how: &Download) -> Result<Mod
             Ok(ModelFiles::HfFolder {
                 config_json: utf8(config_json.copied(config)?, config)?,
                 tokenizer_json: utf8(tokenizer_json.copied(tokenizer)?, tokenizer)?,
-                weights: weights.copied(weights_url)?,
+                weights,
             })
         }
     }

@@ -53,9 +53,9 @@ impl Generator {
             "fromHfFiles: tokenizerJson (the text of tokenizer.json)",
         )?;
         let options = model_options("model", &options, &[])?;
-        let weights = bytes(&weights, "fromHfFiles: weights (model.safetensors)")?;
+        let weights = js_bytes(&weights, "fromHfFiles: weights (model.safetensors)")?;
         Self::build(&options, |device| {
-            load::from_hf_files(&config_json, weights, &tokenizer_json, device)
+            load::from_hf_file(&config_json, Box::new(weights), &tokenizer_json, device)
         })
     }
 
@@ -116,7 +116,7 @@ impl Generator {
                 tokenizer_json,
                 weights,
             } => Self::build(&model, |device| {
-                load::from_hf_files(&config_json, weights, &tokenizer_json, device)
+                load::from_hf_file(&config_json, Box::new(weights), &tokenizer_json, device)
             }),
         }
     }

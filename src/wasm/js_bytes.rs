@@ -53,19 +53,8 @@ impl JsBytes {
     /// All the bytes copied into wasm memory (for the formats read whole),
     /// within the memory budget and without aborting when memory runs out.
     pub fn copied(&self, what: &str) -> Result<Vec<u8>> {
-        let len = self.len();
-        budget::check(
-            &format!("copying {what} into wasm memory"),
-            Some(len as u64),
-        )?;
-        let mut bytes = Vec::new();
-        bytes.try_reserve_exact(len).map_err(|_| {
-            Error::OutOfMemory(format!(
-                "copying {what} into wasm memory needs {}, which the memory cannot hold",
-                budget::human(len as u64)
-            ))
-        })?;
-        bytes.resize(len, 0);
+        let mut bytes =
+            budget::vec_filled(|| format!("copying {what} into wasm memory"), self.len(), 0)?;
         self.0.copy_to(&mut bytes);
         Ok(bytes)
     }

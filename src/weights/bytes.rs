@@ -8,7 +8,10 @@ use std::borrow::Cow;
 use std::fmt::Debug;
 use std::ops::Range;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+/// The most bytes of a tensor copied in at once when the file is not in this memory.
+pub const PIECE: usize = 1 << 20;
 
 /// A file's bytes, read a range at a time.
 pub trait FileBytes: Debug {
@@ -34,17 +37,9 @@ impl FileBytes for Vec<u8> {
     }
 }
 
-/// `n` zeroed bytes to copy a piece of a file into, allocated fallibly.
+/// `n` zeroed bytes to copy a piece of a file into, within the memory budget.
 pub fn buffer(n: usize) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    bytes.try_reserve_exact(n).map_err(|_| {
-        Error::OutOfMemory(format!(
-            "reading {} of the weights file needs more memory than there is",
-            crate::budget::human(n as u64)
-        ))
-    })?;
-    bytes.resize(n, 0);
-    Ok(bytes)
+    crate::budget::vec_filled(|| "a piece of the weights file".to_string(), n, 0)
 }
 
 /// `range` cut into consecutive pieces of at most `most` bytes, each a
@@ -55,6 +50,27 @@ pub fn pieces(range: Range<usize>, unit: usize, most: usize) -> impl Iterator<It
         .clone()
         .step_by(step)
         .map(move |start| start..(start + step).min(range.end))
+}
+
+/// A file whose every read is a copy, as from a JS buffer, recording the
+/// largest read: for the readers' tests.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Copied {
+    pub bytes: Vec<u8>,
+    pub largest: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+#[cfg(test)]
+impl FileBytes for Copied {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn read(&self, range: Range<usize>) -> Result<Cow<'_, [u8]>> {
+        self.largest.set(self.largest.get().max(range.len()));
+        Ok(Cow::Owned(self.bytes[range].to_vec()))
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod bytes;
 pub mod gguf;
 pub mod safetensors;
 
+use crate::budget;
 use crate::error::{Error, Result};
 use crate::quant::QuantMatrix;
 
@@ -33,15 +34,21 @@ impl HostTensor {
         Ok(self)
     }
 
-    /// A `[rows, cols]` tensor whose row `i` is this one's row `order[i]`.
-    pub fn select_rows(&self, order: &[usize]) -> Self {
+    /// A `[rows, cols]` tensor whose row `i` is this one's row `order[i]`;
+    /// `name` names it if memory runs out.
+    pub fn select_rows(&self, name: &str, order: &[usize]) -> Result<Self> {
         let cols = self.shape[1];
-        let data = order
-            .iter()
-            .flat_map(|&r| self.data[r * cols..(r + 1) * cols].iter().copied())
-            .collect();
-        HostTensor::new(vec![order.len(), cols], data)
+        let mut data = budget::vec_with_capacity(|| tensor_as_f32(name), order.len() * cols)?;
+        for &r in order {
+            data.extend_from_slice(&self.data[r * cols..(r + 1) * cols]);
+        }
+        Ok(HostTensor::new(vec![order.len(), cols], data))
     }
+}
+
+/// How a tensor's values in `f32` are named when memory runs out.
+pub(crate) fn tensor_as_f32(name: &str) -> String {
+    format!("tensor `{name}` as f32")
 }
 
 /// Fails with the tensor's name and both shapes when they differ.

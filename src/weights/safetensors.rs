@@ -6,17 +6,20 @@
 //! but validate the header ourselves: the crate's `read_metadata` adds
 //! header-controlled offsets without overflow checks (a crafted file can make
 //! it panic), and its errors do not say which tensor is wrong or by how much.
-//! Everything is checked once in [`SafetensorsFile::from_bytes`], so a later
+//! Everything is checked once in [`SafetensorsFile::from_file`], so a later
 //! [`SafetensorsFile::tensor`] can only fail for reasons the caller can act on
 //! (missing name, unsupported dtype).
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use half::{bf16, f16};
 use safetensors::tensor::TensorInfo;
 use safetensors::Dtype;
 
-use super::HostTensor;
+use super::bytes::{pieces, FileBytes, PIECE};
+use super::{tensor_as_f32, HostTensor};
+use crate::budget;
 use crate::error::{Error, Result};
 
 /// Size of the little-endian `u64` header length that starts every file.
@@ -27,14 +30,12 @@ const MAX_HEADER: usize = 100_000_000;
 const METADATA_KEY: &str = "__metadata__";
 const SUPPORTED: &str = "F32, F16 and BF16";
 
-/// A whole safetensors file held in memory, with its header already validated.
-///
-/// It owns the bytes because in the browser they arrive as one downloaded
-/// buffer; tensors are decoded from it on demand so peak memory is the file
-/// plus one tensor, not the file plus the whole model in `f32`.
+/// A safetensors file with its header validated; a tensor's bytes are read
+/// from its [`FileBytes`] (in the browser, a JS buffer outside the wasm
+/// memory) a piece at a time as the tensor is decoded.
 #[derive(Debug)]
 pub struct SafetensorsFile {
-    bytes: Vec<u8>,
+    bytes: Box<dyn FileBytes>,
     /// Offset of the first data byte; `data_offsets` in the header count from here.
     data_start: usize,
     /// Tensor names in the order their data appears in the file.
@@ -43,11 +44,20 @@ pub struct SafetensorsFile {
 }
 
 impl SafetensorsFile {
+    /// A file held in memory: see [`Self::from_file`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Self::from_file(Box::new(bytes))
+    }
+
     /// Parses the header and checks every tensor's byte range, so a truncated
     /// or corrupt file is rejected here rather than halfway through loading a model.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
-        let header = header_text(&bytes)?;
-        let data_start = LEN_PREFIX + header.len();
+    pub fn from_file(bytes: Box<dyn FileBytes>) -> Result<Self> {
+        let header_len = header_len(bytes.as_ref())?;
+        let header = bytes.read(LEN_PREFIX..LEN_PREFIX + header_len)?;
+        let header = std::str::from_utf8(&header).map_err(|e| {
+            Error::weights(format!("safetensors header is not UTF-8 text ({e}); this is not a safetensors file or it is corrupt"))
+        })?;
+        let data_start = LEN_PREFIX + header_len;
         let data_len = bytes.len() - data_start;
         let mut entries = parse_header(header)?;
         // File order, so a truncated file reports the first tensor it cuts into.
@@ -78,17 +88,17 @@ impl SafetensorsFile {
     pub fn tensor(&self, name: &str) -> Result<HostTensor> {
         let info = self.infos.get(name).ok_or_else(|| self.missing(name))?;
         let (start, end) = info.data_offsets;
-        // Ranges were validated in `from_bytes`; `get` keeps this panic-free regardless.
-        let raw = self
-            .bytes
-            .get(self.data_start + start..self.data_start + end)
-            .ok_or_else(|| {
-                Error::weights(format!("tensor `{name}` lies outside the safetensors file"))
-            })?;
+        let range = self.data_start + start..self.data_start + end;
+        // Ranges were validated in `from_file`; checked again to stay panic-free regardless.
+        if range.end > self.bytes.len() {
+            return Err(Error::weights(format!(
+                "tensor `{name}` lies outside the safetensors file"
+            )));
+        }
         let data = match info.dtype {
-            Dtype::F32 => decode(name, raw, f32::from_le_bytes)?,
-            Dtype::F16 => decode(name, raw, |b| f16::from_le_bytes(b).to_f32())?,
-            Dtype::BF16 => decode(name, raw, |b| bf16::from_le_bytes(b).to_f32())?,
+            Dtype::F32 => self.decode(name, range, f32::from_le_bytes)?,
+            Dtype::F16 => self.decode(name, range, |b| f16::from_le_bytes(b).to_f32())?,
+            Dtype::BF16 => self.decode(name, range, |b| bf16::from_le_bytes(b).to_f32())?,
             other => {
                 return Err(Error::weights(format!(
                     "tensor `{name}` has dtype {other}, which cannot be loaded as weights; \
@@ -99,23 +109,51 @@ impl SafetensorsFile {
         Ok(HostTensor::new(info.shape.clone(), data))
     }
 
+    /// The file's little-endian `N`-byte elements in `range` as `f32`, read
+    /// [`PIECE`] bytes at a time, within the memory budget.
+    fn decode<const N: usize>(
+        &self,
+        name: &str,
+        range: Range<usize>,
+        convert: impl Fn([u8; N]) -> f32,
+    ) -> Result<Vec<f32>> {
+        let mut out = budget::vec_with_capacity(|| tensor_as_f32(name), range.len() / N)?;
+        for piece in pieces(range, N, PIECE) {
+            let raw = self.bytes.read(piece)?;
+            let (elements, _) = raw.as_chunks::<N>();
+            out.extend(elements.iter().map(|&b| convert(b)));
+        }
+        Ok(out)
+    }
+
+    /// The [fingerprint](crate::fingerprint) hasher's part for the whole file,
+    /// read [`PIECE`] bytes at a time.
+    pub fn hash_into(&self, hasher: &mut crate::fingerprint::Hasher) -> Result<()> {
+        hasher.part_len(self.bytes.len());
+        for piece in pieces(0..self.bytes.len(), 1, PIECE) {
+            hasher.update(&self.bytes.read(piece)?);
+        }
+        Ok(())
+    }
+
     /// A few real names help the user tell a typo from a different model family.
     fn missing(&self, name: &str) -> Error {
         super::missing_tensor(name, "safetensors", &self.order)
     }
 }
 
-/// Returns the JSON header text after checking the length prefix against the file.
-fn header_text(bytes: &[u8]) -> Result<&str> {
-    let Some(prefix) = bytes.first_chunk::<LEN_PREFIX>() else {
+/// The JSON header's length, after checking the length prefix against the file.
+fn header_len(bytes: &dyn FileBytes) -> Result<usize> {
+    if bytes.len() < LEN_PREFIX {
         return Err(Error::weights(format!(
             "safetensors file is only {} bytes; it must start with an 8-byte header length",
             bytes.len()
         )));
-    };
-    let declared = u64::from_le_bytes(*prefix);
+    }
+    let prefix = bytes.read(0..LEN_PREFIX)?;
+    let declared = u64::from_le_bytes(prefix[..].try_into().expect("8 bytes read"));
     let available = bytes.len() - LEN_PREFIX;
-    if bytes.starts_with(b"GGUF") {
+    if prefix.starts_with(b"GGUF") {
         return Err(Error::weights(
             "this is a GGUF file, not safetensors; load it as GGUF",
         ));
@@ -127,14 +165,12 @@ fn header_text(bytes: &[u8]) -> Result<&str> {
         )));
     }
     let len = declared as usize;
-    let header = bytes.get(LEN_PREFIX..LEN_PREFIX + len).ok_or_else(|| {
-        Error::weights(format!(
+    if len > available {
+        return Err(Error::weights(format!(
             "safetensors file is truncated: its header needs {len} bytes but only {available} follow the length prefix"
-        ))
-    })?;
-    std::str::from_utf8(header).map_err(|e| {
-        Error::weights(format!("safetensors header is not UTF-8 text ({e}); this is not a safetensors file or it is corrupt"))
-    })
+        )));
+    }
+    Ok(len)
 }
 
 /// Parses the JSON header into (name, info) pairs, skipping `__metadata__`.
@@ -201,28 +237,10 @@ fn byte_size(name: &str, info: &TensorInfo) -> Result<usize> {
     Ok(bits / 8)
 }
 
-/// Converts little-endian `N`-byte elements to `f32`, reserving fallibly so an
-/// out-of-memory in the browser becomes an error instead of an abort.
-fn decode<const N: usize>(
-    name: &str,
-    raw: &[u8],
-    convert: impl Fn([u8; N]) -> f32,
-) -> Result<Vec<f32>> {
-    let (elements, _) = raw.as_chunks::<N>();
-    let mut out = Vec::new();
-    out.try_reserve_exact(elements.len()).map_err(|_| {
-        Error::weights(format!(
-            "not enough memory to load tensor `{name}` ({} values as f32)",
-            elements.len()
-        ))
-    })?;
-    out.extend(elements.iter().map(|&b| convert(b)));
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::bytes::Copied;
     use safetensors::tensor::TensorView;
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -294,6 +312,53 @@ mod tests {
         let b = f.tensor("model.b").unwrap();
         assert_eq!(b.shape, vec![3, 1]);
         assert_eq!(b.data, vec![1.0, -3.0, bf16::from_f32(1e30).to_f32()]);
+    }
+
+    #[test]
+    fn a_file_read_in_pieces_decodes_as_one_held_whole() {
+        // A bf16 tensor of three pieces and a bit.
+        let n = 3 * PIECE / 2 + 5;
+        let big: Vec<u8> = (0..n)
+            .flat_map(|i| bf16::from_f32(i as f32 * 0.25 - 3.0).to_le_bytes())
+            .collect();
+        let view = TensorView::new(Dtype::BF16, vec![n], &big).unwrap();
+        let bytes = safetensors::serialize([("model.big", view)], None).unwrap();
+        let largest = std::rc::Rc::new(std::cell::Cell::new(0));
+        let file = SafetensorsFile::from_file(Box::new(Copied {
+            bytes: bytes.clone(),
+            largest: largest.clone(),
+        }))
+        .unwrap();
+        largest.set(0);
+        let t = file.tensor("model.big").unwrap();
+        assert_eq!(largest.get(), PIECE, "a tensor is read a piece at a time");
+        assert_eq!(t.shape, vec![n]);
+        assert_eq!(t.data[0], -3.0);
+        assert_eq!(
+            t.data[n - 1],
+            bf16::from_f32((n - 1) as f32 * 0.25 - 3.0).to_f32()
+        );
+        assert_eq!(
+            SafetensorsFile::from_bytes(bytes)
+                .unwrap()
+                .tensor("model.big")
+                .unwrap(),
+            t
+        );
+        // The sample read from copies gives what it gives held whole.
+        let sample = sample_file();
+        let whole = SafetensorsFile::from_bytes(sample.clone()).unwrap();
+        let copied = SafetensorsFile::from_file(Box::new(Copied {
+            bytes: sample.clone(),
+            largest,
+        }))
+        .unwrap();
+        for name in ["model.a", "model.h", "model.b"] {
+            assert_eq!(copied.tensor(name).unwrap(), whole.tensor(name).unwrap());
+        }
+        let mut hasher = crate::fingerprint::Hasher::new();
+        copied.hash_into(&mut hasher).unwrap();
+        assert_eq!(hasher.digest(), crate::fingerprint::hash(&[&sample]));
     }
 
     #[test]

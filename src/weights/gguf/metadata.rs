@@ -15,6 +15,9 @@ pub enum MetaValue {
     U64(u64),
     I64(i64),
     F64(f64),
+    /// Each element a whole `MetaValue` (16 bytes in wasm, 32 natively), however
+    /// few bytes the file stores it in: the reader charges that against the
+    /// memory budget before allocating.
     Array(Vec<MetaValue>),
 }
 

@@ -32,8 +32,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::bytes::{pieces, FileBytes};
+use super::bytes::{pieces, FileBytes, PIECE};
 use super::HostTensor;
+use crate::budget;
 use crate::error::{Error, Result};
 use crate::quant::blocks::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
@@ -55,8 +56,6 @@ const ALIGNMENT_KEY: &str = "general.alignment";
 /// The bytes first read for the header, metadata and tensor infos (doubled
 /// until they hold them all): enough for the vocabularies of today's models.
 const HEADER_GUESS: usize = 8 << 20;
-/// The most bytes of a tensor copied in at once when the file is not in this memory.
-const PIECE: usize = 1 << 20;
 
 /// Where one tensor lives, as declared by its info record.
 #[derive(Debug, Clone)]
@@ -206,7 +205,7 @@ impl GgufFile {
             ))
         })?;
         let raw = self.raw(name, info, ty)?;
-        let mut data = alloc_f32(name, info.n_elements)?;
+        let mut data = budget::vec_filled(|| super::tensor_as_f32(name), info.n_elements, 0.0)?;
         dequant(&raw, &mut data);
         Ok(HostTensor::new(
             info.dims.iter().rev().copied().collect(),
@@ -250,11 +249,8 @@ impl GgufFile {
         cols: usize,
     ) -> Result<QuantMatrix> {
         let range = byte_range(name, info, ty, self.header.data_start, self.bytes.len())?;
-        let mut m = QuantMatrix::for_blocks::<B>(rows, cols).ok_or_else(|| {
-            Error::weights(format!(
-                "not enough memory to load tensor `{name}` ({} weights)",
-                info.n_elements
-            ))
+        let mut m = QuantMatrix::for_blocks::<B>(rows, cols, || {
+            format!("tensor `{name}` in {ty}'s integer groups")
         })?;
         let start = range.start;
         for piece in pieces(range, size_of::<B>(), PIECE) {
@@ -434,16 +430,4 @@ fn byte_range(
         )));
     }
     Ok(start as usize..end as usize)
-}
-
-/// Allocates fallibly so an out-of-memory in the browser becomes an error instead of an abort.
-fn alloc_f32(name: &str, n: usize) -> Result<Vec<f32>> {
-    let mut data = Vec::new();
-    data.try_reserve_exact(n).map_err(|_| {
-        Error::weights(format!(
-            "not enough memory to dequantize tensor `{name}` ({n} values as f32)"
-        ))
-    })?;
-    data.resize(n, 0.0);
-    Ok(data)
 }

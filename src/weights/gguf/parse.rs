@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 
 use super::metadata::MetaValue;
 use super::{TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS};
+use crate::budget;
 use crate::error::{Error, Result};
 
 /// A cursor over the file that reports truncation with the part being read.
@@ -120,6 +122,41 @@ impl<'a> Reader<'a> {
         Ok(count as usize)
     }
 
+    /// An empty vector with room for `count` items, charged against the memory
+    /// budget first: [`Self::check_count`] bounds a count by the file's bytes,
+    /// but an item can take many times its encoded size in memory (a 1-byte
+    /// `u8` array element is a 32-byte [`MetaValue`] natively, 16 in wasm).
+    fn vec_for<T>(&self, count: usize, items: &str) -> Result<Vec<T>> {
+        budget::vec_with_capacity(|| format!("{} ({count} {items})", self.what), count)
+    }
+
+    /// A map with room for `count` entries, charged against the budget as
+    /// [`Self::vec_for`] does. Its table has a power of two of buckets, at most
+    /// 7/8 of them full, each an entry and a control byte.
+    fn map_for<K: Eq + Hash, V>(&self, count: usize, items: &str) -> Result<HashMap<K, V>> {
+        let buckets = (count as u64).saturating_mul(8) / 7;
+        let bytes = buckets
+            .checked_next_power_of_two()
+            .and_then(|b| b.checked_mul(size_of::<(K, V)>() as u64 + 1));
+        self.charge(bytes, count, items)?;
+        let mut map = HashMap::new();
+        map.try_reserve(count)
+            .map_err(|_| self.no_memory(bytes, count, items))?;
+        Ok(map)
+    }
+
+    fn charge(&self, bytes: Option<u64>, count: usize, items: &str) -> Result<()> {
+        budget::check(&format!("{} ({count} {items})", self.what), bytes)
+    }
+
+    fn no_memory(&self, bytes: Option<u64>, count: usize, items: &str) -> Error {
+        Error::OutOfMemory(format!(
+            "{} ({count} {items}) needs {}, which the memory cannot hold",
+            self.what,
+            budget::human(bytes.unwrap_or(u64::MAX))
+        ))
+    }
+
     fn value(&mut self, ty: u32, depth: usize) -> Result<MetaValue> {
         Ok(match ty {
             0 => MetaValue::U8(self.u8()?),
@@ -150,7 +187,7 @@ impl<'a> Reader<'a> {
         let min_size = min_value_size(elem_ty)
             .ok_or_else(|| self.corrupt(format_args!("unknown array element type {elem_ty}")))?;
         let count = self.check_count(count, min_size, "array elements")?;
-        let mut items = Vec::with_capacity(count);
+        let mut items = self.vec_for(count, "array elements")?;
         for _ in 0..count {
             items.push(self.value(elem_ty, depth + 1)?);
         }
@@ -213,7 +250,7 @@ fn bad_magic(bytes: &[u8]) -> Error {
 pub(super) fn read_metadata(r: &mut Reader, n_kv: u64) -> Result<HashMap<String, MetaValue>> {
     // Smallest entry: 8-byte key length, empty key, 4-byte type, 1-byte value.
     let n_kv = r.check_count(n_kv, 13, "metadata entries")?;
-    let mut metadata = HashMap::with_capacity(n_kv);
+    let mut metadata = r.map_for(n_kv, "metadata entries")?;
     for i in 0..n_kv {
         r.what = format!("metadata entry #{i}");
         let key = printable(r.string()?);
@@ -259,8 +296,8 @@ pub(super) fn read_tensor_infos(
     r.what = "the tensor count".into();
     // Smallest record: 8-byte name length, empty name, n_dims, type, offset.
     let n_tensors = r.check_count(n_tensors, 24, "tensors")?;
-    let mut order = Vec::with_capacity(n_tensors);
-    let mut tensors = HashMap::with_capacity(n_tensors);
+    let mut order = r.vec_for(n_tensors, "tensors")?;
+    let mut tensors = r.map_for(n_tensors, "tensors")?;
     for i in 0..n_tensors {
         r.what = format!("tensor info #{i}");
         let name = printable(r.string()?);

@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::test_writer::{array_bytes, str_bytes, Builder};
 use super::*;
+use crate::weights::bytes::Copied;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -464,6 +465,70 @@ fn absurd_counts_are_rejected_before_allocating() {
     .contains("declares"));
 }
 
+/// A u8 array fits in its file, one byte per element, but each element is a
+/// whole `MetaValue` in memory: an array whose values would take memory past
+/// the budget is refused before they are allocated (in wasm, memory past
+/// 4 GiB aborts the engine).
+#[test]
+fn a_metadata_array_is_charged_its_size_in_memory() {
+    let elem = size_of::<MetaValue>() as u64;
+    let count = crate::budget::MEMORY_BUDGET_BYTES / elem + 1;
+    let bytes = Builder::new()
+        .kv("big", 9, &array_bytes(0, count, &vec![7; count as usize]))
+        .build();
+    assert!(
+        (bytes.len() as u64) < crate::budget::MEMORY_BUDGET_BYTES / 8,
+        "the file itself is small"
+    );
+    // Not `unwrap_err`: it would print the file's metadata, all of it.
+    let Err(err) = GgufFile::from_bytes(bytes) else {
+        panic!(
+            "an array of {count} u8 values was read into {} bytes of memory",
+            count * elem
+        );
+    };
+    assert!(matches!(err, Error::OutOfMemory(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "out of memory: metadata value of `big` ({count} array elements) needs {} ({} bytes): \
+             more than the memory budget allows (3.5 GiB)",
+            crate::budget::human(count * elem),
+            count * elem
+        )
+    );
+    // Under the budget, the same array is read.
+    let small = Builder::new()
+        .kv("small", 9, &array_bytes(0, 3, &[1, 2, 3]))
+        .build();
+    let f = GgufFile::from_bytes(small).unwrap();
+    assert_eq!(f.get_i32_array("small").unwrap(), [1, 2, 3]);
+}
+
+/// The metadata table is charged too: 2^25 entries of 13 bytes fit in a file
+/// of 436 MB, but their hash table would take 3.6 GiB, refused before the
+/// first entry is read.
+#[test]
+fn a_metadata_table_is_charged_its_size_in_memory() {
+    let count = 1u64 << 25;
+    // Zeros allocated lazily: only the header's page is written.
+    let mut bytes = vec![0u8; 24 + 13 * count as usize];
+    bytes[..4].copy_from_slice(b"GGUF");
+    bytes[4..8].copy_from_slice(&3u32.to_le_bytes());
+    bytes[16..24].copy_from_slice(&count.to_le_bytes());
+    let Err(err) = GgufFile::from_bytes(bytes) else {
+        panic!("{count} empty metadata entries were read");
+    };
+    let message = err.to_string();
+    assert!(matches!(err, Error::OutOfMemory(_)), "{err:?}");
+    assert!(
+        message.starts_with(&format!(
+            "out of memory: the header ({count} metadata entries) needs 3.6 GiB"
+        )),
+        "{message}"
+    );
+}
+
 #[test]
 fn bad_metadata() {
     let m = weights_err(GgufFile::from_bytes(
@@ -582,24 +647,6 @@ fn corrupted_bytes_never_panic() {
                 }
             }
         }
-    }
-}
-
-/// A file whose every read is a copy, as from a JS buffer, recording the largest.
-#[derive(Debug)]
-struct Copied {
-    bytes: Vec<u8>,
-    largest: std::rc::Rc<std::cell::Cell<usize>>,
-}
-
-impl FileBytes for Copied {
-    fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    fn read(&self, range: Range<usize>) -> Result<Cow<'_, [u8]>> {
-        self.largest.set(self.largest.get().max(range.len()));
-        Ok(Cow::Owned(self.bytes[range].to_vec()))
     }
 }
 
