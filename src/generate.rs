@@ -345,6 +345,10 @@ impl Generator {
 
     /// Runs the prompt (after anything already in the sequence) and samples the
     /// first new token. `None` when that token is a stop id or `max_new_tokens` is 0.
+    /// An empty prompt continues the sequence: the token sampled last (or the
+    /// tokens a run with `max_new_tokens` 0 or a scoring left waiting) runs, and
+    /// the next is sampled, as `step` would. It is refused for a fresh sequence
+    /// and after a stop id, which leave no token waiting.
     pub fn prefill(&mut self, prompt: &str, options: &RunOptions) -> Result<Option<TokenEvent>> {
         let sampler = Sampler::new(options.sampling.clone())?;
         let text = if options.chat {
@@ -357,10 +361,17 @@ impl Generator {
         let prompt_ids = self
             .tokenizer
             .encode_prompt(&text, self.position() == 0 && self.pending.is_empty())?;
-        if prompt_ids.is_empty() {
-            return Err(Error::invalid(
-                "the prompt is empty: give at least one token of text",
-            ));
+        if prompt_ids.is_empty() && self.pending.is_empty() {
+            return Err(Error::invalid(match (self.position(), &self.scoring) {
+                (0, _) => "the prompt is empty: give at least one token of text".into(),
+                (_, scoring) => format!(
+                    "the prompt is empty, and the sequence has no sampled token to continue from ({}): give at least one token of text",
+                    match scoring {
+                        Some(_) => "a scoring is in progress",
+                        None => "its last run ended on a stop id",
+                    }
+                ),
+            }));
         }
         let stop_ids = options
             .stop_ids

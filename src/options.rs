@@ -9,7 +9,7 @@
 //! generator keeps its cache), [`PrefillOptions`] (what `prefill` and
 //! `generate` take) into [`RunOptions`] (one run's limits and sampling).
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::backend::BackendKind;
 use crate::cache::{CacheStrategy, KvDtype};
@@ -121,16 +121,26 @@ impl ModelOptions {
 pub struct PrefillOptions {
     /// New tokens at most (default 64).
     pub max_tokens: Option<usize>,
-    /// 0 (the default) is greedy.
+    /// 0 (the default) is greedy. Checked as given, then used as the nearest 32-bit float on
+    /// its side of 0: past 3.4e38 it is 3.4e38 (sampling is uniform, as from about 1e30 on), and
+    /// below 1.4e-45 (but above 0) it is 1.4e-45 (nearly greedy).
+    #[serde(deserialize_with = "temperature_option")]
     pub temperature: Option<f32>,
     /// 0 (the default) keeps every token.
     pub top_k: Option<usize>,
-    /// In (0, 1]; 1 (the default) keeps every token.
+    /// In (0, 1]; 1 (the default) keeps every token. Checked as given, then used as the nearest
+    /// 32-bit float on its side of 0: below 1.4e-45 it is 1.4e-45, which keeps the likeliest
+    /// token alone.
+    #[serde(deserialize_with = "top_p_option")]
     pub top_p: Option<f32>,
     /// Sampling seed (default 0).
     pub seed: Option<u64>,
-    /// Ids that stop the run; absent or `null` means the model's EOS ids, `[]` none.
-    #[cfg_attr(target_arch = "wasm32", tsify(type = "number[] | Uint32Array | null"))]
+    /// Ids that stop the run (an array, a typed array or a `Set`); absent or `null` means the
+    /// model's EOS ids, `[]` none.
+    #[cfg_attr(
+        target_arch = "wasm32",
+        tsify(type = "number[] | Uint32Array | Set<number> | null")
+    )]
     pub stop_ids: Option<Vec<u32>>,
     /// Wrap the prompt in the ChatML template.
     pub chat: Option<bool>,
@@ -202,6 +212,80 @@ impl PrefillOptions {
             run: run.run_options()?,
             reuse: reuse.unwrap_or(true),
         })
+    }
+}
+
+/// The smallest positive 32-bit float (about 1.4e-45).
+const F32_TINIEST: f32 = f32::from_bits(1);
+
+/// `temperature` as given (a JS number is an f64), checked, then as the 32-bit float sampling
+/// uses: past `f32::MAX` it is `f32::MAX` (uniform sampling either way), and a positive number
+/// too small for an f32 is the smallest positive one (so it still samples, nearly greedily).
+pub fn temperature(value: f64) -> std::result::Result<f32, String> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!(
+            "temperature must be a finite number >= 0 (0 = greedy), got {}",
+            js_number(value)
+        ));
+    }
+    Ok(nearest_f32(value))
+}
+
+/// `topP` as given, checked, then as a 32-bit float: a number too small for an f32 is the
+/// smallest positive one, which keeps the likeliest token alone (as `topP` 1e-300 would).
+pub fn top_p(value: f64) -> std::result::Result<f32, String> {
+    if !(value > 0.0 && value <= 1.0) {
+        return Err(format!("topP must be in (0, 1], got {}", js_number(value)));
+    }
+    Ok(nearest_f32(value))
+}
+
+/// The f32 nearest `value` (finite, >= 0) that keeps its side of 0: at most `f32::MAX`, and
+/// not 0 for a positive number.
+fn nearest_f32(value: f64) -> f32 {
+    match value as f32 {
+        rounded if rounded.is_infinite() => f32::MAX,
+        rounded if rounded == 0.0 && value > 0.0 => F32_TINIEST,
+        rounded => rounded,
+    }
+}
+
+/// An optional `temperature`, read as an f64 and checked by [`temperature`].
+fn temperature_option<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f32>, D::Error> {
+    Option::<f64>::deserialize(d)?
+        .map(temperature)
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+/// An optional `topP`, read as an f64 and checked by [`top_p`].
+fn top_p_option<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f32>, D::Error> {
+    Option::<f64>::deserialize(d)?
+        .map(top_p)
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+/// A number as JS writes it (`String(n)`): `5`, `-0.5`, `1e+308`, `1e-7`, `NaN`, `Infinity`,
+/// so that a message shows the number the caller wrote.
+pub fn js_number(n: f64) -> String {
+    let magnitude = n.abs();
+    if n.is_nan() {
+        "NaN".into()
+    } else if n.is_infinite() {
+        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else if n == 0.0 {
+        "0".into() // -0 too, as JS writes it
+    } else if !(1e-6..1e21).contains(&magnitude) {
+        let text = format!("{n:e}");
+        match text.contains("e-") {
+            true => text,
+            false => text.replacen('e', "e+", 1),
+        }
+    } else {
+        format!("{n}")
     }
 }
 
@@ -370,6 +454,67 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("temperature"));
+    }
+
+    #[test]
+    fn sampling_numbers_are_checked_as_given() {
+        // JSON numbers are f64s, as JS numbers are: the check and the message see the number
+        // given, not its 32-bit rounding (-1e308 was "got -inf", 1.0000000001 passed as 1).
+        for (json, says) in [
+            (
+                r#"{"temperature":-1e308}"#,
+                "temperature must be a finite number >= 0 (0 = greedy), got -1e+308",
+            ),
+            (r#"{"temperature":-1e-300}"#, "(0 = greedy), got -1e-300"),
+            (
+                r#"{"topP":1.0000000001}"#,
+                "topP must be in (0, 1], got 1.0000000001",
+            ),
+            (r#"{"topP":-1e-300}"#, "topP must be in (0, 1], got -1e-300"),
+            (r#"{"topP":2e300}"#, "topP must be in (0, 1], got 2e+300"),
+        ] {
+            let err = run(json).unwrap_err().to_string();
+            assert!(err.contains(says), "{json}: {err}");
+        }
+        // In range, but past what an f32 holds: the nearest f32 on the same side of 0.
+        let sampling = |json: &str| run(json).unwrap().sampling;
+        assert_eq!(sampling(r#"{"temperature":1e308}"#).temperature, f32::MAX);
+        assert_eq!(
+            sampling(r#"{"temperature":1e-300}"#).temperature,
+            F32_TINIEST
+        );
+        assert_eq!(sampling(r#"{"topP":1e-300}"#).top_p, F32_TINIEST);
+        assert_eq!(
+            sampling(r#"{"temperature":0.7,"topP":0.9}"#).temperature,
+            0.7
+        );
+        assert_eq!(sampling(r#"{"topP":0.9}"#).top_p, 0.9);
+        assert_eq!(sampling(r#"{"temperature":0}"#).temperature, 0.0);
+        assert_eq!(
+            run(r#"{"temperature":null,"topP":null}"#).unwrap(),
+            RunOptions::default()
+        );
+    }
+
+    #[test]
+    fn numbers_are_written_as_js_writes_them() {
+        for (n, js) in [
+            (5.0, "5"),
+            (-0.5, "-0.5"),
+            (-0.0, "0"),
+            (1.0000000001, "1.0000000001"),
+            (1e308, "1e+308"),
+            (-1e308, "-1e+308"),
+            (1e21, "1e+21"),
+            (123456789012345680000.0, "123456789012345680000"),
+            (0.000001, "0.000001"),
+            (1.5e-7, "1.5e-7"),
+            (1e-300, "1e-300"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ] {
+            assert_eq!(js_number(n), js, "{n:e}");
+        }
     }
 
     #[test]

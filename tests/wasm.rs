@@ -763,7 +763,7 @@ fn errors_throw_and_leave_the_generator_usable() {
             "temperature must be a finite number >= 0",
         ),
         (js(r#"{"topP": 0}"#), "topP must be in (0, 1]"),
-        (js(r#"{"topP": 1.01}"#), "topP must be in (0, 1]"),
+        (js(r#"{"topP": 1.01}"#), "topP must be in (0, 1], got 1.01"),
         (js(r#"{"maxTokens": -1}"#), "generate option `maxTokens`"),
         (js(r#"{"maxTokens": 2.5}"#), "generate option `maxTokens`"),
         (js(r#"{"stopIds": "2"}"#), "generate option `stopIds`"),
@@ -789,7 +789,6 @@ fn errors_throw_and_leave_the_generator_usable() {
         g.prefill((&exp.prompt).into(), js(r#"{"onToken": null}"#)),
         "unknown prefill option `onToken`",
     );
-    throws(g.generate("".into(), greedy(3)), "the prompt is empty");
     let long = "Once upon a time ".repeat(10);
     throws(g.generate((&long).into(), greedy(3)), "context full");
     throws(g.prefill((&long).into(), greedy(3)), "context full");
@@ -837,6 +836,196 @@ fn errors_throw_and_leave_the_generator_usable() {
     g.set_cache_strategy("window".into()).unwrap();
     g.reset();
     generate(&mut g, &exp.prompt, greedy(3));
+}
+
+/// A JS value written in JS (`new Map()`, ...), for the values JSON cannot write.
+fn eval(expression: &str) -> JsValue {
+    Function::new_no_args(&format!("return {expression};"))
+        .call0(&JsValue::NULL)
+        .unwrap()
+}
+
+/// `temperature` and `topP` are checked as the JS numbers given (f64s), and messages show them
+/// as JS writes them; a number in range but beyond an f32 is the nearest f32 on its side of 0.
+#[wasm_bindgen_test]
+fn sampling_numbers_are_checked_as_given() {
+    let exp = expected(TINY_GPT2.expected);
+    let mut g = hf(&TINY_GPT2, "{}").unwrap();
+    for (options, says) in [
+        (
+            r#"{"temperature": -1e308}"#,
+            "temperature must be a finite number >= 0 (0 = greedy), got -1e+308",
+        ),
+        (
+            r#"{"temperature": -1e-300}"#,
+            "temperature must be a finite number >= 0 (0 = greedy), got -1e-300",
+        ),
+        (
+            r#"{"topP": 1.0000000001}"#,
+            "topP must be in (0, 1], got 1.0000000001",
+        ),
+        (r#"{"topP": 5e300}"#, "topP must be in (0, 1], got 5e+300"),
+    ] {
+        throws(g.generate((&exp.prompt).into(), js(options)), says);
+        assert_eq!(g.position(), 0, "{options} changed the generator");
+    }
+    throws(
+        g.decode(js("[1e-300]")),
+        "decode: ids[0] must be a whole number, got number 1e-300",
+    );
+
+    // topP 1e-300 is in (0, 1]: the smallest f32, it keeps the likeliest token alone.
+    let n = exp.greedy_ids.len();
+    let sampled = |g: &mut Generator, temperature: &str, top_p: &str| {
+        g.reset();
+        let options = format!(
+            r#"{{"maxTokens": {n}, "temperature": {temperature}, "topP": {top_p}, "seed": 5, "stopIds": []}}"#
+        );
+        generate(g, &exp.prompt, js(&options)).ids
+    };
+    assert_eq!(sampled(&mut g, "1.5", "1e-300"), exp.greedy_ids);
+    // temperature 1e308 is the largest f32, and samples as that does.
+    let largest = format!("{:e}", f32::MAX as f64);
+    assert_eq!(
+        sampled(&mut g, "1e308", "1"),
+        sampled(&mut g, &largest, "1")
+    );
+    assert_eq!(sampled(&mut g, "1e308", "1").len(), n);
+}
+
+/// A `Set` of stop ids works as an array of them; other objects are named in messages, and
+/// options objects must be plain ones (a `Map` was read as no options at all).
+#[wasm_bindgen_test]
+fn stop_ids_take_a_set_and_objects_are_named() {
+    let exp = expected(TINY_GPT2.expected);
+    let mut g = hf(&TINY_GPT2, "{}").unwrap();
+    let stop = exp.greedy_ids[3];
+    let first = exp.greedy_ids.iter().position(|&id| id == stop).unwrap();
+    let set = eval(&format!("new Set([{stop}, {stop}, 299])"));
+    let out = generate(
+        &mut g,
+        &exp.prompt,
+        with(js(r#"{"maxTokens": 16}"#), "stopIds", &set),
+    );
+    assert_eq!(out.ids, exp.greedy_ids[..first]);
+    assert_eq!(out.stop_reason.as_deref(), Some("stopToken"));
+    g.reset();
+
+    let option = |key: &str, value: &str| with(greedy(3), key, &eval(value));
+    for (options, says) in [
+        (
+            option("stopIds", "new Map([[1, 2]])"),
+            "generate option `stopIds` must be a plain value (a number, string, boolean, array or object), got a Map",
+        ),
+        (
+            option("stopIds", "new DataView(new ArrayBuffer(8))"),
+            "generate option `stopIds` must be a plain value (a number, string, boolean, array or object), got a DataView",
+        ),
+        (
+            option("stopIds", "new Set(['2'])"),
+            "generate option `stopIds[0]`: invalid type: string \"2\", expected u32",
+        ),
+        (option("seed", "new Date(0)"), "got a Date"),
+        (option("seed", "new ArrayBuffer(2)"), "got an ArrayBuffer"),
+        (option("seed", "Promise.resolve(1)"), "got a Promise"),
+        (option("seed", "Symbol('s')"), "got a symbol"),
+        (option("seed", "2n"), "got bigint 2n"),
+        (
+            eval("new Map([['maxTokens', 3]])"),
+            "generate options must be a plain object, got a Map",
+        ),
+        (
+            eval("new Uint8Array(2)"),
+            "generate options must be a plain object, got a Uint8Array",
+        ),
+    ] {
+        throws(g.generate((&exp.prompt).into(), options), says);
+        assert_eq!(g.position(), 0);
+    }
+    for (ids, says) in [
+        ("new Set([1, 2])", "got a Set"),
+        ("new Map()", "got a Map"),
+        ("new DataView(new ArrayBuffer(8))", "got a DataView"),
+        ("new Error('x')", "got an Error"),
+        (
+            "[1n]",
+            "decode: ids[0] must be a whole number, got bigint 1n",
+        ),
+    ] {
+        throws(g.decode(eval(ids)), says);
+    }
+    assert!(message(&g.decode(eval("new Set([1])")).unwrap_err())
+        .contains("decode: ids must be an array of token ids (or a Uint32Array), got a Set"));
+    // Options objects that are not literals still work: no prototype, or a class's instance.
+    for options in [
+        "Object.assign(Object.create(null), { maxTokens: 2, stopIds: [] })",
+        "new (class { constructor() { this.maxTokens = 2; this.stopIds = new Uint32Array(0); } })()",
+    ] {
+        g.reset();
+        let out = generate(&mut g, &exp.prompt, eval(options));
+        assert_eq!(out.ids, exp.greedy_ids[..2], "{options}");
+    }
+}
+
+/// An empty prompt continues the sequence from the token sampled last, as `step` would; it is
+/// refused, saying why, where no token waits (a fresh sequence, after a stop id).
+#[wasm_bindgen_test]
+fn an_empty_prompt_continues_the_sequence() {
+    let exp = expected(TINY_GPT2.expected);
+    let n = exp.greedy_ids.len();
+    for options in ["{}", r#"{"useCache": false}"#] {
+        let mut g = hf(&TINY_GPT2, options).unwrap();
+        throws(
+            g.generate("".into(), greedy(3)),
+            "the prompt is empty: give at least one token of text",
+        );
+        assert_eq!(g.position(), 0);
+
+        let head = generate(&mut g, &exp.prompt, greedy(3));
+        let rest = generate(&mut g, "", greedy(n - 3));
+        assert_eq!(rest.prompt_ids, Vec::<u32>::new(), "{options}");
+        assert_eq!([head.ids, rest.ids].concat(), exp.greedy_ids, "{options}");
+        assert_eq!(g.position(), exp.prompt_ids.len() + n - 1, "{options}");
+
+        // prefill("") and step(): the same, a token at a time.
+        g.reset();
+        generate(&mut g, &exp.prompt, greedy(3));
+        let mut ids = Vec::new();
+        let mut next = event(g.prefill("".into(), greedy(n - 3)).unwrap());
+        while let Some(t) = next {
+            assert_eq!(
+                t.position,
+                exp.prompt_ids.len() + 3 + ids.len(),
+                "{options}"
+            );
+            ids.push(t.id);
+            next = event(g.step().unwrap());
+        }
+        assert_eq!(ids, exp.greedy_ids[3..], "{options}");
+
+        // After score(text), the text's last token waits: generate("") continues the text.
+        g.score((&exp.prompt).into()).unwrap();
+        assert_eq!(
+            generate(&mut g, "", greedy(n)).ids,
+            exp.greedy_ids,
+            "{options}"
+        );
+
+        // A run that ended on a stop id leaves no token waiting.
+        g.reset();
+        let stop = exp.greedy_ids[3];
+        let stops = js(&format!(r#"{{"maxTokens": 16, "stopIds": [{stop}]}}"#));
+        assert_eq!(
+            generate(&mut g, &exp.prompt, stops).stop_reason.as_deref(),
+            Some("stopToken")
+        );
+        let position = g.position();
+        throws(
+            g.generate("".into(), greedy(3)),
+            "the prompt is empty, and the sequence has no sampled token to continue from (its last run ended on a stop id)",
+        );
+        assert_eq!(g.position(), position, "{options}");
+    }
 }
 
 /// 100 generate+reset cycles: the wasm memory does not keep growing.

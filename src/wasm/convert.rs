@@ -9,7 +9,8 @@
 //! Results go back as plain JS objects.
 
 use js_sys::{
-    Array, ArrayBuffer, Float64Array, Function, Object, Reflect, Uint32Array, Uint8Array,
+    Array, ArrayBuffer, BigInt, DataView, Float64Array, Function, Object, Reflect, Set,
+    Uint32Array, Uint8Array,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,7 +22,7 @@ use web_sys::AbortSignal;
 use super::js_bytes::JsBytes;
 use crate::error::Error;
 use crate::generate::{ChatOptions, RunOptions, Score, TokenEvent};
-use crate::options::{check_keys, ModelOptions, PrefillOptions};
+use crate::options::{check_keys, js_number, ModelOptions, PrefillOptions};
 
 /// How deep an options object may nest (they are flat today; this only stops
 /// a cyclic object from recursing forever).
@@ -30,7 +31,8 @@ const MAX_DEPTH: usize = 8;
 /// 2^53: every whole number up to this is exact in a JS number.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
 
-/// What a JS value is, for messages: `number 5`, `string "2"`, `an array`, ...
+/// What a JS value is, for messages: `number 5`, `string "2"`, `an array`,
+/// `a Set`, `a Uint8Array`, `an object`, ...
 fn describe(value: &JsValue) -> String {
     if value.is_undefined() {
         "undefined".into()
@@ -39,30 +41,64 @@ fn describe(value: &JsValue) -> String {
     } else if let Some(b) = value.as_bool() {
         format!("boolean {b}")
     } else if let Some(n) = value.as_f64() {
-        format!("number {}", number_text(n))
+        format!("number {}", js_number(n))
     } else if let Some(s) = value.as_string() {
-        let shown: String = s.chars().take(40).collect();
-        let more = if shown.len() < s.len() { "..." } else { "" };
-        format!("string {:?}{more}", shown)
+        format!("string {}", shortened(&s))
+    } else if let Some(n) = value.dyn_ref::<BigInt>() {
+        let digits = n.to_string(10).map(String::from).unwrap_or_default();
+        format!("bigint {digits}n")
+    } else if value.is_symbol() {
+        "a symbol".into()
     } else if Array::is_array(value) {
         "an array".into()
     } else if value.is_function() {
         "a function".into()
-    } else if value.is_object() {
-        "an object".into()
+    } else if let Some(kind) = built_in(value) {
+        let kind: String = kind.chars().take(40).collect();
+        let article = match kind.starts_with(['A', 'E', 'I', 'O']) {
+            true => "an",
+            false => "a",
+        };
+        format!("{article} {kind}")
     } else {
-        value.js_typeof().as_string().unwrap_or_default()
+        "an object".into()
     }
 }
 
-/// A JS number as JS prints it (`NaN`, `Infinity`, `5`, `1.5`).
-fn number_text(n: f64) -> String {
-    if n.is_nan() {
-        "NaN".into()
-    } else if n.is_infinite() {
-        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
+/// `s` quoted, cut after 40 characters.
+fn shortened(s: &str) -> String {
+    let shown: String = s.chars().take(40).collect();
+    let more = if shown.len() < s.len() { "..." } else { "" };
+    format!("{shown:?}{more}")
+}
+
+/// The kind of a JS object that is not a plain one, as `Object.prototype.toString` names it
+/// (`Set`, `Map`, `Uint8Array`, `Date`, `Promise`, ...); `None` for a plain object (or an
+/// instance of a class of the caller's), which is read key by key.
+fn built_in(value: &JsValue) -> Option<String> {
+    if !value.is_object() {
+        return None;
+    }
+    // `Object.prototype.toString.call(value)` is "[object Set]", "[object Object]", ...
+    let prototype = Object::get_prototype_of(&Object::new().into());
+    let to_string: Function = Reflect::get(&prototype, &"toString".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let tag = to_string.call0(value).ok()?.as_string()?;
+    let kind = tag.strip_prefix("[object ")?.strip_suffix(']')?;
+    (kind != "Object").then(|| kind.to_string())
+}
+
+/// The items of a JS value that an options array accepts: an `Array`, a typed array (not a
+/// `DataView`, whose bytes are not items) or a `Set` (its items in insertion order).
+fn items(value: &JsValue) -> Option<Array> {
+    if Array::is_array(value) {
+        Some(value.clone().unchecked_into())
+    } else if ArrayBuffer::is_view(value) && !value.is_instance_of::<DataView>() {
+        Some(Array::from(value))
     } else {
-        format!("{n}")
+        value.dyn_ref::<Set>().map(|set| Array::from(set))
     }
 }
 
@@ -131,15 +167,17 @@ pub(super) fn bytes(value: &JsValue, what: &str) -> Result<Vec<u8>, Error> {
     js_bytes(value, what)?.copied(what)
 }
 
-/// Token ids: an array (or typed array) of whole numbers in `0..2^32`.
+/// Token ids: an array (or typed array) of whole numbers in `0..2^32`. Not a `Set`: the order
+/// and repeats of a sequence's ids matter.
 pub(super) fn token_ids(value: &JsValue, what: &str) -> Result<Vec<u32>, Error> {
-    let items = if Array::is_array(value) || ArrayBuffer::is_view(value) {
-        Array::from(value)
-    } else {
-        return Err(Error::invalid(format!(
-            "{what} must be an array of token ids (or a Uint32Array), got {}",
-            describe(value)
-        )));
+    let items = match items(value) {
+        Some(items) if !value.is_instance_of::<Set>() => items,
+        _ => {
+            return Err(Error::invalid(format!(
+                "{what} must be an array of token ids (or a Uint32Array), got {}",
+                describe(value)
+            )))
+        }
     };
     (0..items.length())
         .map(|i| {
@@ -174,14 +212,13 @@ fn json(value: &JsValue, what: &str, path: &str, depth: usize) -> Result<Value, 
             "{what} option `{path}` is nested too deeply"
         )));
     }
-    if Array::is_array(value) || ArrayBuffer::is_view(value) {
-        let items = Array::from(value);
+    if let Some(items) = items(value) {
         return (0..items.length())
             .map(|i| json(&items.get(i), what, &format!("{path}[{i}]"), depth + 1))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array);
     }
-    if value.is_object() && !value.is_function() {
+    if value.is_object() && !value.is_function() && built_in(value).is_none() {
         let mut map = Map::new();
         for key in Object::keys(value.unchecked_ref::<Object>()).iter() {
             let key = key.as_string().unwrap_or_default();
@@ -224,6 +261,12 @@ fn read_options<T: DeserializeOwned + Default>(
     if !value.is_object() || value.is_function() || Array::is_array(value) {
         return Err(Error::invalid(format!(
             "{what} options must be an object, got {}",
+            describe(value)
+        )));
+    }
+    if built_in(value).is_some() {
+        return Err(Error::invalid(format!(
+            "{what} options must be a plain object, got {}",
             describe(value)
         )));
     }

@@ -122,7 +122,10 @@ impl Generator {
     }
 
     /// Runs `prompt` (after whatever the sequence already holds) and then one
-    /// token at a time until a stop id, `maxTokens`, or a full context.
+    /// token at a time until a stop id, `maxTokens`, or a full context. An
+    /// empty prompt continues the sequence from the token sampled last (its
+    /// `promptIds` are then empty); it throws for a fresh sequence and after a
+    /// run that ended on a stop id, which leave nothing to continue from.
     #[wasm_bindgen(unchecked_return_type = "Generation")]
     pub fn generate(
         &mut self,
@@ -172,7 +175,8 @@ impl Generator {
     }
 
     /// Runs the prompt and returns the first new token, or null (a stop id, or maxTokens 0).
-    /// Then call `step()` once per token, so a worker can yield between tokens.
+    /// Then call `step()` once per token, so a worker can yield between tokens. An empty
+    /// prompt continues the sequence, as in `generate`.
     #[wasm_bindgen(unchecked_return_type = "TokenEvent | null")]
     pub fn prefill(
         &mut self,

@@ -183,3 +183,63 @@ test("prompts far past the context are refused before being tokenized in full", 
   assert.throws(() => g.generate(huge), /context full: the prompt is 41943040 bytes, more than \d+ tokens can hold/);
   assertWorks(g, "a 40 MB prompt");
 });
+
+test("temperature and topP are checked as the numbers given; messages write them as JS does", () => {
+  const g = tinyGpt2();
+  for (const [options, message] of [
+    [{ temperature: -1e308 }, /temperature must be a finite number >= 0 \(0 = greedy\), got -1e\+308$/],
+    [{ temperature: -1e-300 }, /temperature must be a finite number >= 0 \(0 = greedy\), got -1e-300$/],
+    [{ topP: 1.0000000001 }, /topP must be in \(0, 1\], got 1\.0000000001$/],
+  ]) {
+    assert.throws(() => g.generate(expected.prompt, options), (e) => message.test(e.message), JSON.stringify(options));
+  }
+  assert.throws(() => g.decode([1e-300]), /decode: ids\[0\] must be a whole number, got number 1e-300$/);
+  assert.equal(g.position, 0);
+  // In range, beyond an f32: topP 1e-300 keeps the likeliest token alone; temperature 1e308 is the largest f32.
+  const n = expected.greedy_ids.length;
+  const sampled = (temperature, topP) => {
+    g.reset();
+    return g.generate(expected.prompt, { maxTokens: n, temperature, topP, seed: 5, stopIds: [] }).ids;
+  };
+  assert.deepEqual(sampled(1.5, 1e-300), expected.greedy_ids);
+  assert.deepEqual(sampled(1e308, 1), sampled(3.4028234663852886e38, 1));
+});
+
+test("a Set of stop ids works; other objects are named, and options must be plain objects", () => {
+  const g = tinyGpt2();
+  const stop = expected.greedy_ids[3];
+  const first = expected.greedy_ids.indexOf(stop);
+  const out = g.generate(expected.prompt, { maxTokens: 16, stopIds: new Set([stop, 299]) });
+  assert.deepEqual(out.ids, expected.greedy_ids.slice(0, first));
+  assert.equal(out.stopReason, "stopToken");
+  g.reset();
+  for (const [call, message] of [
+    [() => g.generate("hi", { stopIds: new Map([[1, 2]]) }), /generate option `stopIds` must be a plain value \(a number, string, boolean, array or object\), got a Map$/],
+    [() => g.generate("hi", { stopIds: new DataView(new ArrayBuffer(8)) }), /got a DataView$/],
+    [() => g.generate("hi", { seed: new Date(0) }), /generate option `seed` must be a plain value .*got a Date$/],
+    [() => g.generate("hi", { seed: 2n }), /got bigint 2n$/],
+    [() => g.generate("hi", new Map([["maxTokens", 3]])), /generate options must be a plain object, got a Map$/],
+    [() => g.decode(new Set([1, 2])), /decode: ids must be an array of token ids \(or a Uint32Array\), got a Set$/],
+    [() => g.decode(new ArrayBuffer(4)), /got an ArrayBuffer$/],
+  ]) {
+    assert.throws(call, (e) => e instanceof Error && message.test(e.message), String(call));
+  }
+  assert.equal(g.position, 0);
+  assertWorks(g, "objects of the wrong kind");
+});
+
+test("an empty prompt continues the sequence; it is refused where no token waits", () => {
+  const g = tinyGpt2();
+  const n = expected.greedy_ids.length;
+  assert.throws(() => g.generate(""), /the prompt is empty: give at least one token of text$/);
+  const head = g.generate(expected.prompt, { maxTokens: 3, stopIds: [] });
+  const rest = g.generate("", { maxTokens: n - 3, stopIds: [] });
+  assert.deepEqual(rest.promptIds, []);
+  assert.deepEqual([...head.ids, ...rest.ids], expected.greedy_ids);
+  g.reset();
+  g.generate(expected.prompt, { maxTokens: 16, stopIds: [expected.greedy_ids[3]] });
+  const position = g.position;
+  assert.throws(() => g.generate(""), /the sequence has no sampled token to continue from \(its last run ended on a stop id\)/);
+  assert.equal(g.position, position);
+  assertWorks(g, "empty prompts");
+});
