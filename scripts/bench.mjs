@@ -405,7 +405,8 @@ async function runNative(r) {
     promptIds: j.prompt_ids,
     ids: j.generated_ids,
     text: j.text,
-    stopReason: j.stop_reason,
+    // The CLI's snake_case ("max_tokens") as the JS API spells it, as the wasm runs record it.
+    stopReason: j.stop_reason?.replace(/_(.)/g, (_, c) => c.toUpperCase()) ?? null,
     cacheLen: j.cache_len,
     cacheBytes: j.cache_bytes,
     cacheBytesFormula: j.cache_bytes_formula,

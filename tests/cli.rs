@@ -841,3 +841,164 @@ fn text_may_start_with_a_dash() {
     assert_eq!(ids(&out["prompt_ids"]), ids(&prompt["ids"]));
     assert_eq!(ids(&out["generated_ids"]).len(), 2);
 }
+
+/// `--no-cache` refuses, as clap refuses a conflict (status 2, nothing on
+/// stdout), the flags it would ignore: a strategy other than `window`, and
+/// `--kv-dtype`. A window still masks the recomputation, so `--no-cache
+/// --cache window` is accepted and decodes the window's tokens (240 first, as
+/// with the window cache, where the whole sequence gives 92); without a window
+/// the JSON's `strategy` is null.
+#[test]
+fn no_cache_refuses_the_cache_flags_it_would_ignore() {
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    for command in ["generate", "logits", "score"] {
+        let base = match command {
+            "generate" => vec![command, "--model", tiny, "--prompt", "hi"],
+            "logits" => vec![command, "--model", tiny, "--ids", "1,2"],
+            _ => vec![command, "--model", tiny, "--text", "hi there"],
+        };
+        for (flags, says) in [
+            (
+                &["--no-cache", "--cache", "concat"][..],
+                "the argument '--no-cache' cannot be used with '--cache concat': \
+                 without a cache only '--cache window' has an effect",
+            ),
+            (
+                &["--cache", "prealloc", "--no-cache"],
+                "the argument '--no-cache' cannot be used with '--cache prealloc': \
+                 without a cache only '--cache window' has an effect",
+            ),
+            (
+                &["--no-cache", "--kv-dtype", "int8"],
+                "the argument '--no-cache' cannot be used with '--kv-dtype <KV_DTYPE>'",
+            ),
+        ] {
+            let out = kvcache(&[&base[..], flags].concat());
+            assert_eq!(out.status.code(), Some(2), "{command} {flags:?}");
+            assert_eq!(out.stdout, b"", "{command} {flags:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                format!("kvcache: {says} (see kvcache --help)\n"),
+                "{command} {flags:?}"
+            );
+        }
+    }
+
+    let run = |flags: &[&str]| {
+        let base = ["generate", "--model", tiny, "--prompt", "hello world foo"];
+        json(&kvcache(
+            &[&base[..], &["--max-tokens", "4", "--json"], flags].concat(),
+        ))
+    };
+    let masked = run(&["--no-cache", "--cache", "window", "--window", "1"]);
+    let cached = run(&["--cache", "window", "--window", "1"]);
+    assert_eq!(ids(&masked["generated_ids"])[0], 240);
+    assert_eq!(masked["generated_ids"], cached["generated_ids"]);
+    assert_eq!(masked["use_cache"], false);
+    assert_eq!(masked["strategy"], "window(1)");
+    let whole = run(&["--no-cache"]);
+    assert_eq!(ids(&whole["generated_ids"])[0], 92);
+    assert_eq!(whole["strategy"], Value::Null);
+    assert_eq!(run(&[])["strategy"], "concat");
+}
+
+/// `--weights-seed` seeds the random weights of `gpt2-124m-random`, and is
+/// refused (status 2) with any other model, which brings its own weights.
+#[test]
+fn weights_seed_applies_to_the_random_gpt2_only() {
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    let says = format!(
+        "kvcache: the argument '--weights-seed' only applies with '--model gpt2-124m-random': \
+         `{tiny}` brings its own weights (see kvcache --help)\n"
+    );
+    for args in [
+        &["generate", "--model", tiny, "--prompt", "hi"][..],
+        &["logits", "--model", tiny, "--ids", "1,2"],
+        &["score", "--model", tiny, "--text", "hi there"],
+        &["cache-cost", "--model", tiny, "--tokens", "2"],
+        &[
+            "interleave",
+            "--model",
+            tiny,
+            "--caches",
+            "concat",
+            "--prompt",
+            "hi",
+        ],
+    ] {
+        let out = kvcache(&[args, &["--weights-seed", "3"]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(out.stdout, b"", "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), says, "{args:?}");
+    }
+
+    let logits = |seed: &[&str]| {
+        let base = ["logits", "--model", "gpt2-124m-random", "--ids", "1,2"];
+        json(&kvcache(&[&base[..], seed].concat()))["logits"].clone()
+    };
+    let default = logits(&[]);
+    assert_eq!(logits(&["--weights-seed", "0"]), default);
+    assert_ne!(logits(&["--weights-seed", "1"]), default);
+}
+
+/// `stop_reason` is snake_case like every other key and value of the JSON.
+#[test]
+fn stop_reason_is_snake_case() {
+    let tiny = fixture("tiny-gpt2");
+    let tiny = tiny.to_str().unwrap();
+    let llama = fixture("tiny-llama.gguf");
+    let llama = llama.to_str().unwrap();
+    let run = |model: &str, flags: &[&str]| {
+        let base = ["generate", "--model", model, "--prompt", "Hi", "--json"];
+        json(&kvcache(&[&base[..], flags].concat()))
+    };
+    let max = run(tiny, &["--max-tokens", "3"]);
+    assert_eq!(max["stop_reason"], "max_tokens");
+    // tiny-gpt2's 32 positions: 2 prompt tokens and 30 fed of 31.
+    let full = run(tiny, &["--max-tokens", "40"]);
+    assert_eq!(ids(&full["generated_ids"]).len(), 31);
+    assert_eq!(full["stop_reason"], "context_full");
+    // Seed 10 at temperature 2 samples tiny-llama's EOS after 8 tokens.
+    let sampled = ["--max-tokens", "25", "--temperature", "2", "--seed", "10"];
+    let stopped = run(llama, &sampled);
+    assert_eq!(ids(&stopped["generated_ids"]).len(), 8);
+    assert_eq!(stopped["stop_reason"], "stop_token");
+}
+
+/// `--temperature` and `--top-p` are checked as the numbers written, as JS's options are: a
+/// number past an f32's range is not called `inf` or `0`, and one rounding into range is refused.
+#[test]
+fn sampling_flags_are_checked_as_written() {
+    let exp = expected("tiny-llama");
+    let model = fixture("tiny-llama");
+    let model = model.to_str().unwrap();
+    let base = ["generate", "--model", model, "--prompt", &exp.prompt];
+    for (flags, says) in [
+        (
+            ["--temperature", "-1e308"],
+            "invalid value '-1e308' for '--temperature <TEMPERATURE>': temperature must be a \
+             finite number >= 0 (0 = greedy), got -1e+308",
+        ),
+        (
+            ["--top-p", "1.0000000001"],
+            "invalid value '1.0000000001' for '--top-p <TOP_P>': topP must be in (0, 1], got \
+             1.0000000001",
+        ),
+    ] {
+        let out = kvcache(&[&base[..], &flags].concat());
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("kvcache: {says} (see kvcache --help)\n")
+        );
+    }
+    // A topP too small for an f32 keeps the likeliest token alone: the reference's greedy ids,
+    // up to its 9th, 2, the model's EOS, which stops the run.
+    assert_eq!(exp.greedy_ids[8], 2);
+    let tiny_p = ["--temperature", "1", "--top-p", "1e-300", "--json"];
+    let out = json(&kvcache(&[&base[..], &tiny_p].concat()));
+    assert_eq!(ids(&out["generated_ids"]), exp.greedy_ids[..8]);
+    assert_eq!(out["stop_reason"], "stop_token");
+}

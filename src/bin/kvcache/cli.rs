@@ -15,7 +15,7 @@ use serde::Serialize;
 use web_time::Instant;
 
 use kvcache_wasm::bench::{self, Interleaved};
-use kvcache_wasm::load;
+use kvcache_wasm::{load, options};
 use kvcache_wasm::{
     BackendKind, Error, Generation, Generator, KvDtype, ModelOptions, PrefillOptions, Result,
     StopReason,
@@ -61,16 +61,19 @@ struct ModelArgs {
     /// burn backend: flex or ndarray.
     #[arg(long, default_value = BackendKind::default().name())]
     backend: String,
-    /// Seed of the random weights of `gpt2-124m-random`.
-    #[arg(long, default_value_t = 0)]
-    weights_seed: u64,
+    /// Seed of the random weights of `gpt2-124m-random` (default 0); only with that model.
+    #[arg(long)]
+    weights_seed: Option<u64>,
 }
 
 /// The KV cache flags; checked by [`ModelOptions`], exactly as JS's options are.
+/// Without a cache only a window has an effect (it masks the recomputation),
+/// so `--no-cache` refuses the other strategies and `--kv-dtype` ([`CacheArgs::check`]).
 #[derive(Args)]
 struct CacheArgs {
-    /// Recompute the whole sequence for every token (the baseline).
-    #[arg(long)]
+    /// Recompute the whole sequence for every token (the baseline); with
+    /// `--cache window`, each token attends only to the window (and sinks).
+    #[arg(long, conflicts_with = "kv_dtype")]
     no_cache: bool,
     #[command(flatten)]
     strategy: StrategyArgs,
@@ -79,9 +82,9 @@ struct CacheArgs {
 /// The strategy flags alone, for `cache-cost`, which times a cache and so has no `--no-cache`.
 #[derive(Args)]
 struct StrategyArgs {
-    /// How the KV cache stores keys and values: concat, prealloc or window.
-    #[arg(long, default_value = "concat")]
-    cache: String,
+    /// How the KV cache stores keys and values: concat (the default), prealloc or window.
+    #[arg(long)]
+    cache: Option<String>,
     #[command(flatten)]
     rows: RowArgs,
 }
@@ -104,18 +107,18 @@ impl ModelArgs {
     /// The flags as the JS options object that says the same.
     fn options(
         &self,
-        cache: &str,
+        cache: Option<&str>,
         (window, sinks): (Option<usize>, Option<usize>),
         kv_dtype: &str,
         use_cache: bool,
     ) -> ModelOptions {
         ModelOptions {
-            cache: Some(cache.to_string()),
+            cache: cache.map(str::to_string),
             window,
             sinks,
             kv_dtype: Some(kv_dtype.to_string()),
             max_seq_len: self.max_seq_len,
-            seed: Some(self.weights_seed),
+            seed: self.weights_seed,
             backend: Some(self.backend.clone()),
             use_cache: Some(use_cache),
         }
@@ -128,8 +131,51 @@ impl ModelArgs {
     fn with_strategy(&self, strategy: &StrategyArgs, use_cache: bool) -> ModelOptions {
         let rows = &strategy.rows;
         let window = (rows.window, rows.sinks);
-        self.options(&strategy.cache, window, &rows.kv_dtype, use_cache)
+        self.options(strategy.cache.as_deref(), window, &rows.kv_dtype, use_cache)
     }
+
+    /// Refuses `--weights-seed` with a model that brings its own weights.
+    fn check(&self) -> std::result::Result<(), clap::Error> {
+        if self.weights_seed.is_some() && self.model != load::RANDOM_GPT2 {
+            return Err(usage_error(format!(
+                "the argument '--weights-seed' only applies with '--model {}': \
+                 `{}` brings its own weights",
+                load::RANDOM_GPT2,
+                self.model
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl CacheArgs {
+    /// Refuses a strategy that `--no-cache` would ignore: only a window changes
+    /// what the recomputation attends to. (`--kv-dtype` is refused by clap.)
+    fn check(&self) -> std::result::Result<(), clap::Error> {
+        match self.strategy.cache.as_deref() {
+            Some(name) if self.no_cache && name != "window" => Err(usage_error(format!(
+                "the argument '--no-cache' cannot be used with '--cache {name}': \
+                 without a cache only '--cache window' has an effect"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `--temperature`, checked as the number written (not after rounding it to 32 bits), as JS's
+/// `temperature` is.
+fn temperature(flag: &str) -> std::result::Result<f32, String> {
+    options::temperature(flag.parse::<f64>().map_err(|e| e.to_string())?)
+}
+
+/// `--top-p`, checked as `--temperature` is.
+fn top_p(flag: &str) -> std::result::Result<f32, String> {
+    options::top_p(flag.parse::<f64>().map_err(|e| e.to_string())?)
+}
+
+/// A bad combination of flags, reported as clap reports its own (status 2).
+fn usage_error(message: String) -> clap::Error {
+    Cli::command().error(ErrorKind::ArgumentConflict, message)
 }
 
 #[derive(Args)]
@@ -143,12 +189,13 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 64)]
     max_tokens: usize,
     /// 0 is greedy.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value = "0", value_parser = temperature, allow_negative_numbers = true)]
     temperature: f32,
     /// 0 keeps every token.
     #[arg(long, default_value_t = 0)]
     top_k: usize,
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    /// In (0, 1]; 1 keeps every token.
+    #[arg(long, default_value = "1", value_parser = top_p, allow_negative_numbers = true)]
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -245,7 +292,8 @@ struct InterleaveArgs {
     tokens: usize,
 }
 
-/// `generate --json`: the run's [`Generation`] and the generator's settings, in snake_case.
+/// `generate --json`: the run's [`Generation`] and the generator's settings,
+/// keys and values in snake_case.
 #[derive(Serialize)]
 struct GenerateJson<'a> {
     prompt_ids: &'a [u32],
@@ -260,15 +308,17 @@ struct GenerateJson<'a> {
     cache_bytes: usize,
     cache_bytes_formula: usize,
     use_cache: bool,
-    strategy: String,
+    /// `None` with the cache off, unless a window masks the recomputation.
+    strategy: Option<String>,
     kv_dtype: KvDtype,
     backend: &'static str,
-    stop_reason: Option<StopReason>,
+    stop_reason: Option<&'static str>,
 }
 
 impl<'a> GenerateJson<'a> {
     fn new(result: &'a Generation, opened: &Opened) -> Self {
         let generator = &opened.generator;
+        let options = generator.options();
         GenerateJson {
             prompt_ids: &result.prompt_ids,
             generated_ids: &result.ids,
@@ -281,12 +331,23 @@ impl<'a> GenerateJson<'a> {
             cache_layer_lens: &result.cache_layer_lens,
             cache_bytes: result.cache_bytes,
             cache_bytes_formula: generator.cache_bytes_formula(),
-            use_cache: generator.options().use_cache,
-            strategy: generator.options().strategy.to_string(),
+            use_cache: options.use_cache,
+            strategy: (options.use_cache || options.strategy.window().is_some())
+                .then(|| options.strategy.to_string()),
             kv_dtype: result.kv_dtype,
             backend: opened.backend.name(),
-            stop_reason: result.stop_reason,
+            stop_reason: result.stop_reason.map(stop_reason_name),
         }
+    }
+}
+
+/// [`StopReason`] in snake_case, as the CLI's JSON spells values (the JS API
+/// keeps its camelCase).
+fn stop_reason_name(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::StopToken => "stop_token",
+        StopReason::ContextFull => "context_full",
     }
 }
 
@@ -408,9 +469,11 @@ fn generate(args: &GenerateArgs) -> Outcome {
     // What only the end of the run decodes (a character whose bytes it left incomplete).
     let tail = result.text.get(streamed..).unwrap_or_default();
     write_now(&mut out, &format!("{tail}\n"))?;
-    let mode = if generator.options().use_cache {
-        let options = generator.options();
-        format!("cache {} {}", options.strategy, options.kv_dtype)
+    let settings = generator.options();
+    let mode = if settings.use_cache {
+        format!("cache {} {}", settings.strategy, settings.kv_dtype)
+    } else if settings.strategy.window().is_some() {
+        format!("no cache, {}", settings.strategy)
     } else {
         "no cache".into()
     };
@@ -479,7 +542,9 @@ fn interleave(args: &InterleaveArgs) -> Outcome {
             } else {
                 (None, None)
             };
-            let options = args.model.options(name, window, &args.rows.kv_dtype, true);
+            let options = args
+                .model
+                .options(Some(name), window, &args.rows.kv_dtype, true);
             Ok(options.cache_options()?.strategy)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -498,7 +563,7 @@ fn interleave(args: &InterleaveArgs) -> Outcome {
     }
     let model = args
         .model
-        .options("concat", (None, None), &args.rows.kv_dtype, true);
+        .options(None, (None, None), &args.rows.kv_dtype, true);
     let opened = open(&args.model.model, &model)?;
     let generator = &opened.generator;
     let out = bench::interleaved(generator, &args.prompt, &strategies, args.tokens)?;
@@ -527,15 +592,11 @@ pub fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
-            let _ = writeln!(
-                io::stderr(),
-                "kvcache: {} (see kvcache --help)",
-                clap_cause(&e)
-            );
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_failure(&e),
     };
+    if let Err(e) = check_flags(&cli.command) {
+        return usage_failure(&e);
+    }
     let outcome = match &cli.command {
         Command::Generate(args) => generate(args),
         Command::Logits(args) => logits(args),
@@ -554,6 +615,30 @@ pub fn main() -> ExitCode {
     };
     let _ = writeln!(io::stderr(), "kvcache: {message}");
     ExitCode::FAILURE
+}
+
+/// The combinations of flags that clap's rules cannot express.
+fn check_flags(command: &Command) -> std::result::Result<(), clap::Error> {
+    let (model, cache) = match command {
+        Command::Generate(args) => (&args.model, Some(&args.cache)),
+        Command::Logits(args) => (&args.model, Some(&args.cache)),
+        Command::Score(args) => (&args.model, Some(&args.cache)),
+        Command::CacheCost(args) => (&args.model, None),
+        Command::Interleave(args) => (&args.model, None),
+        Command::Tokenize(_) => return Ok(()),
+    };
+    model.check()?;
+    cache.map_or(Ok(()), CacheArgs::check)
+}
+
+/// A bad command line: one line on stderr, status 2.
+fn usage_failure(e: &clap::Error) -> ExitCode {
+    let _ = writeln!(
+        io::stderr(),
+        "kvcache: {} (see kvcache --help)",
+        clap_cause(e)
+    );
+    ExitCode::from(2)
 }
 
 /// clap's explanation of a bad command line on one line, without its usage
@@ -579,4 +664,56 @@ fn clap_cause(e: &clap::Error) -> String {
         })
         .collect();
     cause.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(args: &[&str]) -> std::result::Result<(), clap::Error> {
+        let cli = Cli::try_parse_from([&["kvcache"], args].concat())?;
+        check_flags(&cli.command)
+    }
+
+    #[test]
+    fn stop_reasons_are_snake_case() {
+        assert_eq!(stop_reason_name(StopReason::MaxTokens), "max_tokens");
+        assert_eq!(stop_reason_name(StopReason::StopToken), "stop_token");
+        assert_eq!(stop_reason_name(StopReason::ContextFull), "context_full");
+    }
+
+    #[test]
+    fn no_cache_takes_a_window_only() {
+        let base = ["generate", "--model", "m", "--prompt", "hi", "--no-cache"];
+        let with = |flags: &[&str]| checked(&[&base[..], flags].concat());
+        assert!(with(&[]).is_ok());
+        assert!(with(&["--cache", "window", "--window", "4", "--sinks", "1"]).is_ok());
+        assert!(with(&["--max-seq-len", "8"]).is_ok());
+        for flags in [
+            &["--cache", "concat"][..],
+            &["--cache", "prealloc"],
+            &["--kv-dtype", "f32"],
+        ] {
+            let e = with(flags).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{flags:?}");
+        }
+        // Without --no-cache every strategy and dtype goes on to the options' checks.
+        let cached = ["logits", "--model", "m", "--ids", "1"];
+        assert!(
+            checked(&[&cached[..], &["--cache", "prealloc", "--kv-dtype", "int8"]].concat())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn weights_seed_needs_the_random_gpt2() {
+        let seeded = ["--weights-seed", "1"];
+        let random = ["cache-cost", "--model", load::RANDOM_GPT2];
+        assert!(checked(&[&random[..], &seeded].concat()).is_ok());
+        let file = ["cache-cost", "--model", "model.gguf"];
+        assert!(checked(&file).is_ok());
+        let e = checked(&[&file[..], &seeded].concat()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        assert!(clap_cause(&e).contains("`model.gguf` brings its own weights"));
+    }
 }
