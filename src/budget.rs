@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 /// How much the live allocations may take: 3.5 GiB.
 pub const MEMORY_BUDGET_BYTES: u64 = 7 << 29;
 
-/// Bytes the module's live allocations hold in wasm (counted by the global
-/// allocator, [`live`]); 0 natively. Not the memory's size: wasm memory
+/// Bytes the module's live allocations hold in wasm (counted by its global
+/// allocator, below); 0 natively. Not the memory's size: wasm memory
 /// never shrinks, and what a dropped model held is free for the next one.
 pub fn in_use() -> u64 {
     #[cfg(target_arch = "wasm32")]
