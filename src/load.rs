@@ -49,26 +49,14 @@ pub fn from_hf_files(
     tokenizer_json: &str,
     device: &Device,
 ) -> Result<Loaded> {
-    from_hf_file(config_json, Box::new(weights), tokenizer_json, device)
+    let tokenizer = Tokenizer::from_json(tokenizer_json)?;
+    from_hf_file(config_json, Box::new(weights), tokenizer, device)
 }
 
-/// As [`from_hf_files`], with `model.safetensors` wherever its bytes are
-/// ([`FileBytes`]), read a tensor at a time.
+/// From HF `config.json`, `model.safetensors` wherever its bytes are
+/// ([`FileBytes`]), read a tensor at a time, and the tokenizer
+/// ([`Tokenizer::from_hf`], which takes the chat template too).
 pub fn from_hf_file(
-    config_json: &str,
-    weights: Box<dyn FileBytes>,
-    tokenizer_json: &str,
-    device: &Device,
-) -> Result<Loaded> {
-    from_hf_parts(
-        config_json,
-        weights,
-        Tokenizer::from_json(tokenizer_json)?,
-        device,
-    )
-}
-
-fn from_hf_parts(
     config_json: &str,
     weights: Box<dyn FileBytes>,
     tokenizer: Tokenizer,
@@ -147,7 +135,7 @@ pub fn from_path(path: &str, seed: u64, device: &Device) -> Result<Loaded> {
     if p.is_dir() {
         let config = read_text(&p.join("config.json"))?;
         let weights = read(&p.join("model.safetensors"))?;
-        return from_hf_parts(&config, Box::new(weights), hf_tokenizer(p)?, device);
+        return from_hf_file(&config, Box::new(weights), hf_tokenizer(p)?, device);
     }
     if p.is_file() {
         return from_gguf_bytes(read(p)?, device);
@@ -172,12 +160,12 @@ pub fn tokenizer_from_path(path: &str) -> Result<Tokenizer> {
 
 /// `tokenizer.json`, with the chat template of `tokenizer_config.json` if there is one.
 fn hf_tokenizer(dir: &Path) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::from_json(&read_text(&dir.join("tokenizer.json"))?)?;
     let config = dir.join("tokenizer_config.json");
-    if config.is_file() {
-        tokenizer.set_chat_template_from_config(&read_text(&config)?)?;
-    }
-    Ok(tokenizer)
+    let config = match config.is_file() {
+        true => Some(read_text(&config)?),
+        false => None,
+    };
+    Tokenizer::from_hf(&read_text(&dir.join("tokenizer.json"))?, config.as_deref())
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {

@@ -205,6 +205,36 @@ fn greedy_ids_match_the_reference_for_hf_fixtures() {
     }
 }
 
+/// `fromHfFiles` takes the chat template from the text of `tokenizer_config.json` (option
+/// `tokenizerConfig`), as the CLI does from a folder; `hasChatTemplate` says whether there is one.
+#[wasm_bindgen_test]
+fn hf_files_take_their_chat_template_from_tokenizer_config() {
+    let plain = hf(&TINY_LLAMA, "{}").unwrap();
+    assert!(!plain.has_chat_template());
+    let template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + \
+                    message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if \
+                    add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    let config = serde_json::json!({ "chat_template": template }).to_string();
+    let load = |config: &JsValue| {
+        Generator::from_hf_files(
+            TINY_LLAMA.config.into(),
+            bytes(TINY_LLAMA.weights),
+            TINY_LLAMA.tokenizer.into(),
+            with(js(r#"{"maxSeqLen": 32}"#), "tokenizerConfig", config),
+        )
+    };
+    let mut g = load(&config.as_str().into()).unwrap();
+    assert!(g.has_chat_template());
+    let wrapped = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    let want = g
+        .encode(wrapped.into(), js(r#"{"special": true}"#))
+        .unwrap();
+    let out = generate(&mut g, "Hi", js(r#"{"chat": true, "maxTokens": 1}"#));
+    assert_eq!(out.prompt_ids, want);
+    throws(load(&3.into()), "option `tokenizerConfig`");
+    throws(load(&"{".into()), "tokenizer_config.json is not valid JSON");
+}
+
 /// `encode(text, { special: true })` gives the ids a prompt starts with (no
 /// BOS for this model, which asks for none); bad options throw.
 #[wasm_bindgen_test]

@@ -390,7 +390,8 @@ function checkCacheSettings({ cache, window, sinks }) {
 }
 
 // `chat`: whether the prompt goes through the chat template by default; `chatModel`: whether the
-// model has one (false: the chat panel explains why it is off; undefined: unknown, the engine says).
+// model has one (false: the chat panel explains why it is off; undefined: a model of the user's,
+// for which the engine says once it has loaded).
 function loadModel({ source, label, chat, chatModel }) {
   if (app.broken) {
     showError(app.broken);
@@ -456,7 +457,7 @@ function onLoaded(msg) {
   const restored = Boolean(msg.restored);
   app.model = {
     label: loading.label ?? "model",
-    chat: loading.chatModel,
+    chat: loading.chatModel ?? msg.info.hasChatTemplate,
     config: msg.info.config ?? {},
     warmUpTokens: msg.info.warmUpTokens ?? 0,
     download: loading.download ?? false,
@@ -476,6 +477,9 @@ function onLoaded(msg) {
     // A new model, a new chart: its times are not comparable with another model's (and the
     // speedup would pair a cached run of one with an uncached run of the other).
     clearRuns();
+    // A model of the user's without a chat template takes plain text: the box, ticked for the
+    // model before, would make its first run fail.
+    if (!app.model.chat) $("chat").checked = false;
   }
   app.cache = msg.state;
   const bar = $("progress");

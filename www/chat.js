@@ -182,7 +182,7 @@ export function setChatModel(model) {
   const why = $("chat-unavailable");
   if (!model) why.textContent = "Load a model first.";
   else if (model.chat === false) {
-    why.textContent = `${model.label} has no chat template (a base model, or random weights): chat mode needs an instruct model such as SmolLM2-135M-Instruct.`;
+    why.textContent = `${model.label} has no chat template (a base model, random weights, or HF files given without their tokenizer_config.json): chat mode needs an instruct model such as SmolLM2-135M-Instruct.`;
   } else why.textContent = "";
   why.hidden = !why.textContent;
   renderTurns();

@@ -253,9 +253,10 @@ async function readFiles(files) {
   const config = byName((n) => n === "config.json");
   const weights = byName((n) => n.endsWith(".safetensors"));
   const tokenizer = byName((n) => n === "tokenizer.json");
+  const tokenizerConfig = byName((n) => n === "tokenizer_config.json"); // the chat template, if any
   if (!config || !weights || !tokenizer) {
     throw new Error(
-      `choose one .gguf file, or config.json + model.safetensors + tokenizer.json together (got: ${files
+      `choose one .gguf file, or config.json + model.safetensors + tokenizer.json together (and tokenizer_config.json for the chat template) (got: ${files
         .map((f) => f.name)
         .join(", ") || "no files"})`,
     );
@@ -265,6 +266,7 @@ async function readFiles(files) {
     config: await config.text(),
     weights: new Uint8Array(await weights.arrayBuffer()),
     tokenizer: await tokenizer.text(),
+    tokenizerConfig: tokenizerConfig ? await tokenizerConfig.text() : null,
   };
 }
 
@@ -305,7 +307,7 @@ async function load({ source, options }, { restored = false } = {}) {
     gen =
       files.kind === "gguf"
         ? Generator.fromGguf(files.bytes, opts)
-        : Generator.fromHfFiles(files.config, files.weights, files.tokenizer, opts);
+        : Generator.fromHfFiles(files.config, files.weights, files.tokenizer, { ...opts, tokenizerConfig: files.tokenizerConfig });
   } else {
     throw new Error(`unknown model source ${source.kind}`);
   }
@@ -314,7 +316,15 @@ async function load({ source, options }, { restored = false } = {}) {
   lastLoad = { source, options };
   post({
     type: "loaded",
-    info: { config: gen.config, backend: gen.backend, threads, threadsNote, loadMs, warmUpTokens },
+    info: {
+      config: gen.config,
+      hasChatTemplate: gen.hasChatTemplate,
+      backend: gen.backend,
+      threads,
+      threadsNote,
+      loadMs,
+      warmUpTokens,
+    },
     state: cacheState(),
     restored,
   });

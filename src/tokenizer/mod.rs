@@ -140,6 +140,16 @@ impl Tokenizer {
         Ok(Self::new(inner, None))
     }
 
+    /// A Hugging Face tokenizer: `tokenizer.json`, with the chat template of
+    /// `tokenizer_config.json` when the caller has that file.
+    pub fn from_hf(tokenizer_json: &str, tokenizer_config_json: Option<&str>) -> Result<Self> {
+        let mut tokenizer = Self::from_json(tokenizer_json)?;
+        if let Some(config) = tokenizer_config_json {
+            tokenizer.set_chat_template_from_config(config)?;
+        }
+        Ok(tokenizer)
+    }
+
     /// Takes the chat template from the text of a Hugging Face
     /// `tokenizer_config.json` (`chat_template`, a string or a list of named
     /// templates of which `default` is used; `bos_token`).

@@ -361,6 +361,15 @@ pub(super) fn flag(options: &JsValue, key: &str) -> Result<Option<bool>, Error> 
     boolean(&value, &format!("option `{key}`")).map(Some)
 }
 
+/// A string option, `None` when absent (`undefined` or `null`).
+pub(super) fn text(options: &JsValue, key: &str) -> Result<Option<String>, Error> {
+    let value = get(options, key);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    string(&value, &format!("option `{key}`")).map(Some)
+}
+
 /// `object[key]`, or `undefined` (also when reading it throws, as a getter may).
 fn get(object: &JsValue, key: &str) -> JsValue {
     if object.is_object() {

@@ -8,7 +8,8 @@ use wasm_bindgen::JsCast;
 
 use super::convert::{
     abort_signal, boolean, bytes, callback, chat_options, encode_special, event_to_js, flag,
-    integer, js_bytes, model_options, run_options, score_to_js, string, to_js, token_ids, whole,
+    integer, js_bytes, model_options, run_options, score_to_js, string, text, to_js, token_ids,
+    whole,
 };
 use super::crash::install_panic_hook;
 use super::fetch::{download, Download, ModelFiles};
@@ -19,6 +20,7 @@ use crate::error::Error;
 use crate::generate::{CacheOptions, Generator as Engine, TokenEvent};
 use crate::load::{self, Loaded};
 use crate::options::{ModelOptions, RemoteModel};
+use crate::tokenizer::Tokenizer;
 
 /// A decoder LLM with its tokenizer and KV cache. Every method throws an
 /// `Error` saying what is wrong, and a failed call leaves the generator as it
@@ -36,13 +38,14 @@ pub struct Generator {
 
 #[wasm_bindgen]
 impl Generator {
-    /// A model from Hugging Face files: `config.json` text, `model.safetensors` bytes, `tokenizer.json` text.
+    /// A model from Hugging Face files: `config.json` text, `model.safetensors` bytes,
+    /// `tokenizer.json` text, and in the options, for the chat template, `tokenizer_config.json`'s.
     #[wasm_bindgen(js_name = fromHfFiles)]
     pub fn from_hf_files(
         #[wasm_bindgen(unchecked_param_type = "string")] config_json: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Uint8Array")] weights: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] tokenizer_json: JsValue,
-        #[wasm_bindgen(unchecked_optional_param_type = "ModelOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "HfFilesOptions")] options: JsValue,
     ) -> Result<Generator, JsValue> {
         let config_json = string(
             &config_json,
@@ -52,10 +55,12 @@ impl Generator {
             &tokenizer_json,
             "fromHfFiles: tokenizerJson (the text of tokenizer.json)",
         )?;
-        let options = model_options("model", &options, &[])?;
+        let tokenizer_config = text(&options, "tokenizerConfig")?;
+        let options = model_options("model", &options, &["tokenizerConfig"])?;
         let weights = js_bytes(&weights, "fromHfFiles: weights (model.safetensors)")?;
+        let tokenizer = Tokenizer::from_hf(&tokenizer_json, tokenizer_config.as_deref())?;
         Self::build(&options, |device| {
-            load::from_hf_file(&config_json, Box::new(weights), &tokenizer_json, device)
+            load::from_hf_file(&config_json, Box::new(weights), tokenizer, device)
         })
     }
 
@@ -115,9 +120,12 @@ impl Generator {
                 config_json,
                 tokenizer_json,
                 weights,
-            } => Self::build(&model, |device| {
-                load::from_hf_file(&config_json, Box::new(weights), &tokenizer_json, device)
-            }),
+            } => {
+                let tokenizer = Tokenizer::from_json(&tokenizer_json)?;
+                Self::build(&model, |device| {
+                    load::from_hf_file(&config_json, Box::new(weights), tokenizer, device)
+                })
+            }
         }
     }
 
@@ -408,6 +416,14 @@ impl Generator {
     #[wasm_bindgen(getter)]
     pub fn position(&self) -> usize {
         self.inner.position()
+    }
+
+    /// Whether the model has a chat template (from its GGUF, or from the
+    /// `tokenizer_config.json` given to `fromHfFiles`), which `chat` and
+    /// `{ chat: true }` need.
+    #[wasm_bindgen(getter = hasChatTemplate)]
+    pub fn has_chat_template(&self) -> bool {
+        self.inner.tokenizer().chat_template().is_ok()
     }
 
     /// Entries held by each layer (a model's local layers keep their own

@@ -25,6 +25,16 @@ export interface LoadOptions extends ModelOptions {
   onStoreError?: ((url: string, error: Error) => void) | null;
 }
 
+/** Options of `Generator.fromHfFiles`: the model options, plus the chat template's file. */
+export interface HfFilesOptions extends ModelOptions {
+  /**
+   * The text of the model's `tokenizer_config.json`, whose `chat_template` lets `chat` and
+   * `{ chat: true }` wrap messages (ChatML, Gemma and Llama 3 templates are known); without it
+   * the model has no chat template.
+   */
+  tokenizerConfig?: string | null;
+}
+
 /** Options of `chat`: those of `generate` but `chat`, plus `reuse`. */
 export interface ChatOptions extends Omit<GenerateOptions, "chat"> {
   /**

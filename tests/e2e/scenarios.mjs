@@ -298,11 +298,23 @@ const errors = {
     await expectError(page, /Could not load notes\.gguf: .*GGUF/);
     await t.shot(page, "error-not-a-model");
 
-    // Local files: the three files of an HF folder.
+    // Local files: the three files of an HF folder. Without tokenizer_config.json the model has
+    // no chat template: the chat box, ticked before, is unticked (its first run would fail), and
+    // the chat panel says why. With it, the model has the file's template.
     const tinyGpt2 = join(REPO, "tests/fixtures/tiny-gpt2");
-    await page.setFiles("#model-files", ["config.json", "model.safetensors", "tokenizer.json"].map((f) => join(tinyGpt2, f)));
+    const hfFiles = ["config.json", "model.safetensors", "tokenizer.json"].map((f) => join(tinyGpt2, f));
+    await page.check(tid("chat"), true);
+    await page.setFiles("#model-files", hfFiles);
     await waitLoaded(page);
     assert.equal((await kv(page)).model.config.architecture, "gpt2");
+    assert.equal(await prop(page, tid("chat"), "checked"), false, "no chat template: the box is unticked");
+    assert.match(await page.text(tid("chat-unavailable")), /no chat template .*tokenizer_config\.json/);
+    const chatMl =
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n'}}{% endfor %}";
+    const tokenizerConfig = t.tempFile("tokenizer_config.json", JSON.stringify({ chat_template: chatMl }));
+    await page.setFiles("#model-files", [...hfFiles, tokenizerConfig]);
+    await waitLoaded(page);
+    assert.equal(await prop(page, tid("chat-unavailable"), "hidden"), true, "the chat template of tokenizer_config.json");
 
     // The page still works: load the tiny GGUF fixture by URL and generate.
     await page.fill("#model-url", "/fixtures/tiny-llama.gguf");
