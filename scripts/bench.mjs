@@ -119,13 +119,14 @@ const CACHES = ["off", "concat", "prealloc", "window"];
 
 // Without the cache every token re-runs the whole sequence, so those runs dominate the budget.
 // The targets need, per model, one full-length cache-off run in wasm: the faster backend there.
-// GPT-2's f32 weights go through burn's GEMM, ndarray's the faster in wasm; SmolLM2's quantized
-// layers go through the dequantized tiles (src/quant/tiled.rs) on either backend, and flex runs
-// the rest of its uncached pass faster. The other cache-off runs stop early; the table says so.
+// GPT-2's f32 weights go through burn's GEMM, flex's (SIMD128) the faster in wasm; SmolLM2's
+// quantized layers go through the dequantized tiles (src/quant/tiled.rs) on either backend, and
+// flex runs the rest of its uncached pass faster. The other cache-off runs stop early; the table
+// says so.
 const CUT = {
   "native-ndarray-gpt2-off": 64,
   "native-ndarray-smollm2-off": 64,
-  "wasm-flex-gpt2-off": 48,
+  "wasm-ndarray-gpt2-off": 48,
   "wasm-ndarray-smollm2-off": 64,
 };
 

@@ -300,6 +300,50 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+    /// A dense layer over several rows (a prompt) goes through burn's GEMM: in the
+    /// browser its SIMD128 kernels, which gemm runs only with its
+    /// `wasm-simd128-enable` feature (without them a prompt took longer than
+    /// decoding it token by token). Checked against the sums in f64.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn a_dense_layer_over_several_rows_matches_the_sums() {
+        #[cfg(target_arch = "wasm32")]
+        assert!(
+            gemm::get_wasm_simd128(),
+            "gemm's SIMD128 kernels are off (its feature `wasm-simd128-enable`)"
+        );
+        let ([n, d_in, d_out], device) = ([5, 96, 40], BackendKind::default().device());
+        let value = |i: usize, scale: f32| ((i * 7919 % 101) as f32 / 50.0 - 1.0) * scale;
+        let w: Vec<f32> = (0..d_out * d_in).map(|i| value(i, 0.1)).collect();
+        let bias: Vec<f32> = (0..d_out).map(|o| value(o + 3, 1.0)).collect();
+        let x: Vec<f32> = (0..n * d_in).map(|i| value(i + 11, 1.0)).collect();
+        let layer = Linear::from_out_in(
+            "w",
+            HostTensor::new(vec![d_out, d_in], w.clone()),
+            Some(HostTensor::new(vec![d_out], bias.clone())),
+            &device,
+        )
+        .unwrap();
+        let x_tensor = Tensor::from_data(TensorData::new(x.clone(), [n, d_in]), &device);
+        let y = floats(layer.forward(x_tensor));
+        for r in 0..n {
+            for o in 0..d_out {
+                let want: f64 = bias[o] as f64
+                    + (0..d_in)
+                        .map(|i| x[r * d_in + i] as f64 * w[o * d_in + i] as f64)
+                        .sum::<f64>();
+                let got = y[r * d_out + o] as f64;
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "[{r}, {o}]: {got} against {want}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn quantized_weights_of_the_wrong_shape_are_refused() {
         let src = OneMatrix(QuantMatrix::new(
