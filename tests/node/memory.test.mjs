@@ -1,5 +1,5 @@
 // A model as large as wasm memory allows: Qwen3-0.6B's shapes in bf16 (a 1.2 GB
-// model.safetensors, with random weights made here) take about 3 GB as f32 weights, which fit
+// model.safetensors, with random weights made here) take about 2.4 GB as f32 weights, which fit
 // in the 3.5 GiB budget because the file itself stays in JS memory, read a tensor at a time.
 // A second copy does not fit: it is refused with an Error saying so, and the first keeps
 // working; once the first is freed, its memory counts as free and the second loads.
