@@ -39,19 +39,30 @@ pub fn check(what: &str, bytes: Option<u64>) -> Result<()> {
 /// and reserved fallibly: memory that runs out is an error naming `what`
 /// (called only then), not an abort.
 pub fn vec_with_capacity<T>(what: impl Fn() -> String, len: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
     let bytes = (len as u64).checked_mul(size_of::<T>() as u64);
+    reserve(what, bytes, || v.try_reserve_exact(len))?;
+    Ok(v)
+}
+
+/// `bytes` checked against the budget, then taken by `try_reserve` (a
+/// collection's fallible reservation of them): memory that runs out is an
+/// error naming `what` (called only then), not an abort.
+pub fn reserve<E>(
+    what: impl Fn() -> String,
+    bytes: Option<u64>,
+    try_reserve: impl FnOnce() -> std::result::Result<(), E>,
+) -> Result<()> {
     if !fits(bytes) {
         return Err(refusal(&what(), bytes));
     }
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
+    try_reserve().map_err(|_| {
         Error::OutOfMemory(format!(
             "{} needs {}, which the memory cannot hold",
             what(),
             human(bytes.unwrap_or(u64::MAX))
         ))
-    })?;
-    Ok(v)
+    })
 }
 
 /// `len` copies of `value`, allocated as [`vec_with_capacity`] does.

@@ -138,23 +138,10 @@ impl<'a> Reader<'a> {
         let bytes = buckets
             .checked_next_power_of_two()
             .and_then(|b| b.checked_mul(size_of::<(K, V)>() as u64 + 1));
-        self.charge(bytes, count, items)?;
         let mut map = HashMap::new();
-        map.try_reserve(count)
-            .map_err(|_| self.no_memory(bytes, count, items))?;
+        let what = || format!("{} ({count} {items})", self.what);
+        budget::reserve(what, bytes, || map.try_reserve(count))?;
         Ok(map)
-    }
-
-    fn charge(&self, bytes: Option<u64>, count: usize, items: &str) -> Result<()> {
-        budget::check(&format!("{} ({count} {items})", self.what), bytes)
-    }
-
-    fn no_memory(&self, bytes: Option<u64>, count: usize, items: &str) -> Error {
-        Error::OutOfMemory(format!(
-            "{} ({count} {items}) needs {}, which the memory cannot hold",
-            self.what,
-            budget::human(bytes.unwrap_or(u64::MAX))
-        ))
     }
 
     fn value(&mut self, ty: u32, depth: usize) -> Result<MetaValue> {
