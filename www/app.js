@@ -485,7 +485,8 @@ function onLoaded(msg) {
   const bar = $("progress");
   bar.max = 1;
   bar.value = 1;
-  const warm = app.model.warmUpTokens ? `, engine warmed up on ${app.model.warmUpTokens} tokens` : "";
+  const n = app.model.warmUpTokens;
+  const warm = n ? `, engine warmed up on ${n} token${n === 1 ? "" : "s"}` : "";
   $("progress-text").textContent = restored
     ? `${loading.cancelled ? "download cancelled: " : ""}${app.model.label} loaded again (${seconds} s${warm})`
     : `${app.model.label} ready (${seconds} s${warm})`;

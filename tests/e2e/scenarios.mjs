@@ -142,7 +142,8 @@ const tinyLlama = {
     // The engine is warmed up before the model is announced, and the warm-up leaves nothing behind.
     const loaded = await kv(page);
     assert.ok(loaded.model.warmUpTokens > 0, "the engine ran warm-up tokens after the load");
-    assert.match(await page.text("#progress-text"), new RegExp(`warmed up on ${loaded.model.warmUpTokens} tokens`));
+    const n = loaded.model.warmUpTokens;
+    assert.match(await page.text("#progress-text"), new RegExp(`warmed up on ${n} token${n === 1 ? "" : "s"}\\b`));
     assert.equal(loaded.cache.position, 0, "the warm-up's tokens are not in the sequence");
     assert.equal(loaded.cache.cacheLen, 0, "nor in the cache");
     await setRun(page, { prompt: "Once upon a time", maxTokens: 24 });
