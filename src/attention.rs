@@ -199,11 +199,11 @@ fn scores(
         Encoded::F32(keys) => out.extend(
             keys[rows.start * dim..rows.end * dim]
                 .chunks_exact(dim)
-                .map(|key| dot(query, key) * scale),
+                .map(|key| elementwise::dot(query, key) * scale),
         ),
         stored => out.extend(rows.map(|r| {
             stored.decode_row(r, scratch);
-            dot(query, scratch) * scale
+            elementwise::dot(query, scratch) * scale
         })),
     }
 }
@@ -239,25 +239,6 @@ fn weighted_sum(
 /// `x ← exp(x - max x)`, returning the sum (the softmax's denominator).
 fn softmax_in_place(x: &mut [f32]) -> f32 {
     elementwise::exp_shifted(x, elementwise::max(x))
-}
-
-/// `a · b`, in eight running sums the compiler turns into SIMD lanes.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            sums[i] += x[i] * y[i];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
 }
 
 /// `row += weight · value`.

@@ -55,6 +55,25 @@ pub fn max_abs(xs: &[f32]) -> f32 {
         .fold(0.0, |m, x| if x > m { x } else { m })
 }
 
+/// `a · b`, in eight running sums the compiler turns into SIMD lanes.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            sums[i] += x[i] * y[i];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
 /// `Σ xs`, in eight running sums.
 pub fn sum(xs: &[f32]) -> f32 {
     lanes(xs, 0.0, |s, x| s + x).iter().sum()

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::budget;
 use crate::elementwise::{self, Gate};
 use crate::error::Result;
-use crate::quant::{self, QuantMatrix};
+use crate::quant::QuantMatrix;
 use crate::weights::{check_shape, tensor_as_f32, HostTensor, TensorSource};
 
 pub(crate) fn upload2(t: HostTensor, device: &Device) -> Tensor<2> {
@@ -143,9 +143,7 @@ impl Linear {
             Weight::Quant(m) => on_host(x, m.shape()[0], |x, n| m.matmul(x, n)),
             Weight::Rows(w) => {
                 let cols = x.dims()[1];
-                on_host(x, w.len() / cols, |x, n| {
-                    quant::matmul_f32_rows(w, cols, x, n)
-                })
+                on_host(x, w.len() / cols, |x, _| times_rows(w, cols, x))
             }
         };
         match &self.bias {
@@ -161,6 +159,20 @@ fn on_host(x: Tensor<2>, out: usize, matmul: impl FnOnce(&[f32], usize) -> Vec<f
     let device = x.device();
     let y = matmul(&floats(x), n);
     Tensor::from_data(TensorData::new(y, [n, out]), &device)
+}
+
+/// `x · wᵀ` for `x` and `w` row-major with rows of `cols`: each row of `w`
+/// read once, against every row of `x` (a prompt's few, the cache-off pass's
+/// dozens), which stay in cache.
+fn times_rows(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
+    let rows = w.len() / cols;
+    let mut out = vec![0.0f32; x.len() / cols * rows];
+    for (o, w) in w.chunks_exact(cols).enumerate() {
+        for (r, x) in x.chunks_exact(cols).enumerate() {
+            out[r * rows + o] = elementwise::dot(w, x);
+        }
+    }
+    out
 }
 
 /// A tensor's values, row-major. The model computes in `f32` throughout, and
@@ -281,14 +293,11 @@ impl Embedding {
         out
     }
 
-    /// The LM head that tied embeddings imply, sharing a quantized table; a dense
-    /// one is shared where [`TIED_HEAD_IN_PLACE`] says so and its row length is a
-    /// multiple of 4 (as [`quant::matmul_f32_rows`] needs), else transposed.
+    /// The LM head that tied embeddings imply, sharing a quantized table, and a
+    /// dense one where [`TIED_HEAD_IN_PLACE`] says so (else it is transposed).
     pub fn tied_head(&self, device: &Device) -> Result<Linear> {
         let weight = match &self.table {
-            Table::Dense(t) if TIED_HEAD_IN_PLACE && self.dim.is_multiple_of(4) => {
-                Weight::Rows(t.clone())
-            }
+            Table::Dense(t) if TIED_HEAD_IN_PLACE => Weight::Rows(t.clone()),
             Table::Dense(t) => {
                 let shape = [t.len() / self.dim, self.dim];
                 let what = || "the LM head (the token embeddings, tied) as f32".to_string();
@@ -331,8 +340,8 @@ mod tests {
     /// kernels, which gemm runs only with its `wasm-simd128-enable` feature:
     /// without them a prompt took longer than decoding it token by token), or,
     /// for a tied head held as the embedding's rows, through
-    /// [`quant::matmul_f32_rows`]. Both checked against the sums in f64, over
-    /// row counts that take each of the tiles' block heights.
+    /// [`times_rows`]. Both checked against the sums in f64, over several row
+    /// counts.
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn dense_layers_match_the_sums() {

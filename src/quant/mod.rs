@@ -30,8 +30,6 @@ pub mod blocks;
 mod kernel;
 mod tiled;
 
-pub(crate) use tiled::matmul_f32_rows;
-
 use blocks::GroupBlock;
 
 use crate::budget;

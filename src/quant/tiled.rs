@@ -9,16 +9,13 @@
 //! row the integer kernel reads less and wins; from [`FROM_ROWS`] rows on,
 //! this does. Both agree to `f32` rounding.
 //!
-//! [`matmul_f32_rows`] runs the same blocks over `f32` rows kept as they are
-//! (a tied embedding serving as the LM head, not copied for it).
-//!
 //! The dot products come in two forms: wasm SIMD128 (`f32x4`) when the build
 //! targets it, and a portable loop over 4-lane arrays elsewhere (natively,
 //! prompts from 16 rows on go to burn's GEMM instead, see
 //! `DENSE_FROM_ROWS` in `src/model/layers.rs`).
 
 use super::QuantMatrix;
-use crate::pool::{self, TileOut};
+use crate::pool;
 
 /// Activation rows from which [`QuantMatrix::matmul`] takes this path. On
 /// x86-64 the integer kernel fetches its weights ahead into cache and wins up
@@ -36,9 +33,6 @@ const R: usize = 4;
 /// lanes, plus the `R + O` vectors loaded per step, fit the 16 vector
 /// registers of x86-64 that a wasm engine maps SIMD128 to.
 const O: usize = 2;
-/// Weight rows of a block of one activation row, whose `O1` running sums are
-/// independent chains of additions.
-const O1: usize = 4;
 
 impl QuantMatrix {
     /// `x · selfᵀ` for `x` row-major `[n, cols]`, through dequantized tiles.
@@ -57,52 +51,20 @@ impl QuantMatrix {
                     for o in first..end {
                         self.row_into(o, tile);
                     }
-                    tile_times_rows(tile, first, x, n, cols, &mut out);
+                    for r in (0..n).step_by(R) {
+                        let rb = (n - r).min(R);
+                        let xs = &x[r * cols..(r + rb) * cols];
+                        let mut put = |i: usize, o: usize, y: f32| out.put(r + i, first + o, y);
+                        match rb {
+                            4 => blocks::<4>(xs, tile, cols, &mut put),
+                            3 => blocks::<3>(xs, tile, cols, &mut put),
+                            2 => blocks::<2>(xs, tile, cols, &mut put),
+                            _ => blocks::<1>(xs, tile, cols, &mut put),
+                        }
+                    }
                 }
             },
         )
-    }
-}
-
-/// `x · wᵀ` for `x` row-major `[n, cols]` and `w` row-major `[rows, cols]` in
-/// `f32`, `cols` a multiple of 4: the tiles are `w`'s own rows.
-pub(crate) fn matmul_f32_rows(w: &[f32], cols: usize, x: &[f32], n: usize) -> Vec<f32> {
-    assert!(cols.is_multiple_of(4) && w.len().is_multiple_of(cols) && x.len() == n * cols);
-    let rows = w.len() / cols;
-    pool::by_row_tiles(
-        (rows, cols, n),
-        TILE,
-        || (),
-        |_, range, mut out| {
-            for first in range.clone().step_by(TILE) {
-                let end = (first + TILE).min(range.end);
-                tile_times_rows(&w[first * cols..end * cols], first, x, n, cols, &mut out);
-            }
-        },
-    )
-}
-
-/// The outputs of the weight rows `tile` (the first of them row `first` of the
-/// matrix) for every activation row of `x`, [`R`] activation rows at a time.
-#[inline(always)]
-fn tile_times_rows(
-    tile: &[f32],
-    first: usize,
-    x: &[f32],
-    n: usize,
-    cols: usize,
-    out: &mut TileOut,
-) {
-    for r in (0..n).step_by(R) {
-        let rb = (n - r).min(R);
-        let xs = &x[r * cols..(r + rb) * cols];
-        let mut put = |i: usize, o: usize, y: f32| out.put(r + i, first + o, y);
-        match rb {
-            4 => blocks::<4, O>(xs, tile, cols, &mut put),
-            3 => blocks::<3, O>(xs, tile, cols, &mut put),
-            2 => blocks::<2, O>(xs, tile, cols, &mut put),
-            _ => blocks::<1, O1>(xs, tile, cols, &mut put),
-        }
     }
 }
 
@@ -110,7 +72,7 @@ fn tile_times_rows(
 /// `tile` (rows of `cols`, `cols` a multiple of 4), [`O`] weight rows at a
 /// time, handed to `put(activation row, weight row, value)`.
 #[inline(always)]
-fn blocks<const RB: usize, const OB: usize>(
+fn blocks<const RB: usize>(
     xs: &[f32],
     tile: &[f32],
     cols: usize,
@@ -120,10 +82,10 @@ fn blocks<const RB: usize, const OB: usize>(
     let rows = tile.len() / cols;
     let mut o = 0;
     while o < rows {
-        let ob = (rows - o).min(OB);
+        let ob = (rows - o).min(O);
         let ws = &tile[o * cols..(o + ob) * cols];
-        if ob == OB {
-            emit(o, Target::dots::<RB, OB>(xs, ws, cols), put);
+        if ob == O {
+            emit(o, Target::dots::<RB, O>(xs, ws, cols), put);
         } else {
             for j in 0..ob {
                 emit(
