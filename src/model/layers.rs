@@ -143,7 +143,7 @@ impl Linear {
             Weight::Quant(m) => on_host(x, m.shape()[0], |x, n| m.matmul(x, n)),
             Weight::Rows(w) => {
                 let cols = x.dims()[1];
-                on_host(x, w.len() / cols, |x, _| times_rows(w, cols, x))
+                on_host(x, w.len() / cols, |x, n| times_rows(w, x, [n, cols]))
             }
         };
         match &self.bias {
@@ -161,12 +161,12 @@ fn on_host(x: Tensor<2>, out: usize, matmul: impl FnOnce(&[f32], usize) -> Vec<f
     Tensor::from_data(TensorData::new(y, [n, out]), &device)
 }
 
-/// `x · wᵀ` for `x` and `w` row-major with rows of `cols`: each row of `w`
-/// read once, against every row of `x` (a prompt's few, the cache-off pass's
-/// dozens), which stay in cache.
-fn times_rows(w: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
+/// `x · wᵀ` for `x` row-major `[n, cols]` and `w` row-major with rows of
+/// `cols`: each row of `w` read once, against every row of `x` (a prompt's
+/// few, the cache-off pass's dozens), which stay in cache.
+fn times_rows(w: &[f32], x: &[f32], [n, cols]: [usize; 2]) -> Vec<f32> {
     let rows = w.len() / cols;
-    let mut out = vec![0.0f32; x.len() / cols * rows];
+    let mut out = vec![0.0f32; n * rows];
     for (o, w) in w.chunks_exact(cols).enumerate() {
         for (r, x) in x.chunks_exact(cols).enumerate() {
             out[r * rows + o] = elementwise::dot(w, x);
@@ -296,20 +296,18 @@ impl Embedding {
     /// The LM head that tied embeddings imply, sharing a quantized table, and a
     /// dense one where [`TIED_HEAD_IN_PLACE`] says so (else it is transposed).
     pub fn tied_head(&self, device: &Device) -> Result<Linear> {
-        let weight = match &self.table {
-            Table::Dense(t) if TIED_HEAD_IN_PLACE => Weight::Rows(t.clone()),
+        Ok(match &self.table {
+            Table::Dense(t) if TIED_HEAD_IN_PLACE => Linear {
+                weight: Weight::Rows(t.clone()),
+                bias: None,
+            },
             Table::Dense(t) => {
                 let shape = [t.len() / self.dim, self.dim];
                 let what = || "the LM head (the token embeddings, tied) as f32".to_string();
-                return Ok(Linear::from_in_out(
-                    transpose(t, shape, what)?,
-                    None,
-                    device,
-                ));
+                Linear::from_in_out(transpose(t, shape, what)?, None, device)
             }
-            Table::Quant(m) => Weight::Quant(m.clone()),
-        };
-        Ok(Linear { weight, bias: None })
+            Table::Quant(m) => Linear::quantized(m.clone()),
+        })
     }
 }
 
