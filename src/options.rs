@@ -307,7 +307,8 @@ pub fn check_keys<S: AsRef<str>>(what: &str, keys: &[S], allowed: &[&str]) -> Re
 }
 
 /// Where a model at a URL keeps its files: one `.gguf`, or a Hugging Face
-/// folder with `config.json`, `model.safetensors` and `tokenizer.json`.
+/// folder with `config.json`, `model.safetensors` and `tokenizer.json`, and
+/// perhaps `tokenizer_config.json` (the chat template).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteModel {
     Gguf(String),
@@ -315,6 +316,7 @@ pub enum RemoteModel {
         config: String,
         weights: String,
         tokenizer: String,
+        tokenizer_config: String,
     },
 }
 
@@ -337,6 +339,7 @@ impl RemoteModel {
             config: file("config.json"),
             weights: file("model.safetensors"),
             tokenizer: file("tokenizer.json"),
+            tokenizer_config: file("tokenizer_config.json"),
         })
     }
 }
@@ -556,6 +559,7 @@ mod tests {
             config: "/models/tiny/config.json".into(),
             weights: "/models/tiny/model.safetensors".into(),
             tokenizer: "/models/tiny/tokenizer.json".into(),
+            tokenizer_config: "/models/tiny/tokenizer_config.json".into(),
         };
         assert_eq!(RemoteModel::from_url("/models/tiny").unwrap(), folder);
         assert_eq!(RemoteModel::from_url("/models/tiny/").unwrap(), folder);

@@ -211,10 +211,7 @@ fn greedy_ids_match_the_reference_for_hf_fixtures() {
 fn hf_files_take_their_chat_template_from_tokenizer_config() {
     let plain = hf(&TINY_LLAMA, "{}").unwrap();
     assert!(!plain.has_chat_template());
-    let template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + \
-                    message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if \
-                    add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-    let config = serde_json::json!({ "chat_template": template }).to_string();
+    let config = chatml_tokenizer_config();
     let load = |config: &JsValue| {
         Generator::from_hf_files(
             TINY_LLAMA.config.into(),
@@ -224,15 +221,28 @@ fn hf_files_take_their_chat_template_from_tokenizer_config() {
         )
     };
     let mut g = load(&config.as_str().into()).unwrap();
+    assert_chatml(&mut g);
+    throws(load(&3.into()), "option `tokenizerConfig`");
+    throws(load(&"{".into()), "tokenizer_config.json is not valid JSON");
+}
+
+/// A `tokenizer_config.json` whose chat template is ChatML's.
+fn chatml_tokenizer_config() -> String {
+    let template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + \
+                    message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if \
+                    add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    serde_json::json!({ "chat_template": template }).to_string()
+}
+
+/// `g` has [`chatml_tokenizer_config`]'s template: a chat prompt is wrapped in it.
+fn assert_chatml(g: &mut Generator) {
     assert!(g.has_chat_template());
     let wrapped = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
     let want = g
         .encode(wrapped.into(), js(r#"{"special": true}"#))
         .unwrap();
-    let out = generate(&mut g, "Hi", js(r#"{"chat": true, "maxTokens": 1}"#));
+    let out = generate(g, "Hi", js(r#"{"chat": true, "maxTokens": 1}"#));
     assert_eq!(out.prompt_ids, want);
-    throws(load(&3.into()), "option `tokenizerConfig`");
-    throws(load(&"{".into()), "tokenizer_config.json is not valid JSON");
 }
 
 /// `encode(text, { special: true })` gives the ids a prompt starts with (no
@@ -1173,7 +1183,9 @@ async fn load_fetches_a_folder_with_progress_and_caches_it() {
         .await
         .map_err(|e| message(&e))
         .unwrap();
-    assert_eq!(server.requests.get(), 3);
+    // The three files, and tokenizer_config.json, which this folder does not have (a 404).
+    assert_eq!(server.requests.get(), 4);
+    assert!(!g.has_chat_template());
     let exp = expected(TINY_GPT2.expected);
     assert_eq!(g.cache_strategy(), "prealloc");
     assert_reference(&mut g, &exp, "loaded from a folder URL");
@@ -1185,18 +1197,19 @@ async fn load_fetches_a_folder_with_progress_and_caches_it() {
     );
     assert_eq!(progress.last().copied(), Some((size, Some(size))));
 
-    // The second time the files come from the browser's Cache API, when this page has one.
+    // The second time the files come from the browser's Cache API, when this page has one
+    // (the file the folder does not have is asked for again).
     let has_caches =
         Reflect::get(&js_sys::global(), &"caches".into()).is_ok_and(|c| !c.is_undefined());
     let mut again = Generator::load(base.into(), JsValue::UNDEFINED)
         .await
         .unwrap();
-    assert_eq!(server.requests.get(), if has_caches { 3 } else { 6 });
+    assert_eq!(server.requests.get(), if has_caches { 5 } else { 8 });
     assert_reference(&mut again, &exp, "loaded again");
     Generator::load(base.into(), js(r#"{"browserCache": false}"#))
         .await
         .unwrap();
-    assert_eq!(server.requests.get(), if has_caches { 6 } else { 9 });
+    assert_eq!(server.requests.get(), if has_caches { 9 } else { 12 });
 
     // Errors name the URL or the option, before downloading anything where they can.
     throws(
@@ -1236,6 +1249,62 @@ async fn load_fetches_a_folder_with_progress_and_caches_it() {
     );
 
     clear_browser_cache().await;
+}
+
+/// A folder's `tokenizer_config.json`, where it has one, gives the chat template
+/// (as `fromHfFiles`' option and the CLI's folder do), and counts in the progress.
+#[wasm_bindgen_test]
+async fn load_takes_a_folders_chat_template() {
+    let base = "https://models.test/tiny-llama-chat";
+    let config: &'static str = chatml_tokenizer_config().leak(); // the fake server's files are 'static
+    let server = FakeServer::install(HashMap::from([
+        (format!("{base}/config.json"), TINY_LLAMA.config.as_bytes()),
+        (format!("{base}/model.safetensors"), TINY_LLAMA.weights),
+        (
+            format!("{base}/tokenizer.json"),
+            TINY_LLAMA.tokenizer.as_bytes(),
+        ),
+        (format!("{base}/tokenizer_config.json"), config.as_bytes()),
+        (
+            format!("{base}-bad/config.json"),
+            TINY_LLAMA.config.as_bytes(),
+        ),
+        (format!("{base}-bad/model.safetensors"), TINY_LLAMA.weights),
+        (
+            format!("{base}-bad/tokenizer.json"),
+            TINY_LLAMA.tokenizer.as_bytes(),
+        ),
+        (format!("{base}-bad/tokenizer_config.json"), b"{".as_slice()),
+    ]));
+    let total = Rc::new(RefCell::new(None));
+    let seen = total.clone();
+    let on_progress = Closure::<dyn FnMut(f64, JsValue)>::new(move |_: f64, t: JsValue| {
+        *seen.borrow_mut() = t.as_f64();
+    });
+    let options = with(
+        js(r#"{"browserCache": false}"#),
+        "onProgress",
+        on_progress.as_ref(),
+    );
+    let mut g = Generator::load(base.into(), options)
+        .await
+        .map_err(|e| message(&e))
+        .unwrap();
+    assert_eq!(server.requests.get(), 4);
+    let size = TINY_LLAMA.config.len()
+        + TINY_LLAMA.weights.len()
+        + TINY_LLAMA.tokenizer.len()
+        + config.len();
+    assert_eq!(*total.borrow(), Some(size as f64));
+    assert_chatml(&mut g);
+    throws(
+        Generator::load(
+            format!("{base}-bad").into(),
+            js(r#"{"browserCache": false}"#),
+        )
+        .await,
+        "tokenizer_config.json is not valid JSON",
+    );
 }
 
 /// A `.gguf` URL is one file. Waits on the GGUF reader; passes once it lands.

@@ -34,6 +34,14 @@ async fn generates_the_reference_ids_in_a_worker() {
             "config.json" => CONFIG.as_bytes(),
             "tokenizer.json" => TOKENIZER.as_bytes(),
             "model.safetensors" => WEIGHTS,
+            "tokenizer_config.json" => {
+                let init = web_sys::ResponseInit::new();
+                init.set_status(404);
+                let response: JsValue = web_sys::Response::new_with_opt_str_and_init(None, &init)
+                    .unwrap()
+                    .into();
+                return Promise::resolve(&response);
+            }
             other => panic!("unexpected request for {other}"),
         };
         let response: JsValue =

@@ -24,14 +24,24 @@ pub const BROWSER_CACHE_NAME: &str = "kvcache-wasm-models-v1";
 
 /// A model's files, downloaded. The weights (a GGUF file, or a folder's
 /// `model.safetensors`) stay in JS memory, read a tensor at a time; a
-/// folder's `config.json` and `tokenizer.json` are copied into wasm memory.
+/// folder's `config.json`, `tokenizer.json` and `tokenizer_config.json` (the
+/// chat template, where the folder has one) are copied into wasm memory.
 pub(super) enum ModelFiles {
     Gguf(JsBytes),
     HfFolder {
         config_json: String,
         tokenizer_json: String,
+        tokenizer_config_json: Option<String>,
         weights: JsBytes,
     },
+}
+
+/// Whether a model needs a file, or takes it where the server has it (a 404
+/// then means there is none).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Required,
+    IfPresent,
 }
 
 /// How to download, from `Generator.load`'s options.
@@ -50,23 +60,34 @@ pub(super) struct Download {
 pub(super) async fn download(source: &RemoteModel, how: &Download) -> Result<ModelFiles, JsValue> {
     match source {
         RemoteModel::Gguf(file) => {
-            let mut bodies = fetch_all(std::slice::from_ref(file), how).await?;
-            Ok(ModelFiles::Gguf(bodies.remove(0)))
+            let [file] = fetch_all([(file.as_str(), Need::Required)], how).await?;
+            Ok(ModelFiles::Gguf(file.expect("a required file")))
         }
         RemoteModel::HfFolder {
             config,
             weights,
             tokenizer,
+            tokenizer_config,
         } => {
-            let urls = [config.clone(), tokenizer.clone(), weights.clone()];
-            let [config_json, tokenizer_json, weights]: [JsBytes; 3] = fetch_all(&urls, how)
-                .await?
-                .try_into()
-                .expect("one body per URL");
+            let files = [
+                (config.as_str(), Need::Required),
+                (tokenizer.as_str(), Need::Required),
+                (tokenizer_config.as_str(), Need::IfPresent),
+                (weights.as_str(), Need::Required),
+            ];
+            let [config_json, tokenizer_json, tokenizer_config_json, weights] =
+                fetch_all(files, how).await?;
+            let text = |bytes: Option<JsBytes>, url: &str| -> Result<String, Error> {
+                utf8(bytes.expect("a required file").copied(url)?, url)
+            };
             Ok(ModelFiles::HfFolder {
-                config_json: utf8(config_json.copied(config)?, config)?,
-                tokenizer_json: utf8(tokenizer_json.copied(tokenizer)?, tokenizer)?,
-                weights,
+                config_json: text(config_json, config)?,
+                tokenizer_json: text(tokenizer_json, tokenizer)?,
+                tokenizer_config_json: match tokenizer_config_json {
+                    Some(bytes) => Some(text(Some(bytes), tokenizer_config)?),
+                    None => None,
+                },
+                weights: weights.expect("a required file"),
             })
         }
     }
@@ -100,9 +121,13 @@ fn check_signal(signal: Option<&AbortSignal>, url: &str) -> Result<(), JsValue> 
     }
 }
 
-/// Downloads every URL in turn, reporting progress over all of them, through
-/// the browser cache when there is one. A failure names the URL.
-async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<JsBytes>, JsValue> {
+/// Downloads every file in turn, reporting progress over all of them, through
+/// the browser cache when there is one: each file's body, `None` for a file
+/// [`Need::IfPresent`] that the server does not have. A failure names the URL.
+async fn fetch_all<const N: usize>(
+    files: [(&str, Need); N],
+    how: &Download,
+) -> Result<[Option<JsBytes>; N], JsValue> {
     let signal = how.signal.as_ref();
     let cache = if how.browser_cache {
         open_cache().await
@@ -110,7 +135,7 @@ async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<JsBytes>, JsVa
         None
     };
     let mut responses = Vec::new();
-    for url in urls {
+    for (url, need) in files {
         let cached = match &cache {
             Some(cache) => cached(cache, url).await,
             None => None,
@@ -118,19 +143,23 @@ async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<JsBytes>, JsVa
         let from_cache = cached.is_some();
         check_signal(signal, url)?;
         let response = match cached {
-            Some(response) => response,
-            None => fetch(url, signal).await?,
+            Some(response) => Some(response),
+            None => fetch(url, need, signal).await?,
         };
         responses.push((url, response, from_cache));
     }
     let lengths: Option<Vec<f64>> = responses
         .iter()
-        .map(|(_, r, _)| content_length(r))
+        .filter_map(|(_, r, _)| r.as_ref())
+        .map(content_length)
         .collect();
     let total = lengths.map(|l| l.iter().sum::<f64>());
     let mut loaded = 0.0;
-    let mut bodies = Vec::new();
-    for (url, response, from_cache) in responses {
+    let mut bodies = std::array::from_fn(|_| None);
+    for (body, (url, response, from_cache)) in bodies.iter_mut().zip(responses) {
+        let Some(response) = response else {
+            continue;
+        };
         let bytes = read_body(url, &response, signal, &mut |chunk| {
             loaded += chunk as f64;
             match &how.on_progress {
@@ -152,12 +181,18 @@ async fn fetch_all(urls: &[String], how: &Download) -> Result<Vec<JsBytes>, JsVa
                 }
             }
         }
-        bodies.push(bytes);
+        *body = Some(bytes);
     }
     Ok(bodies)
 }
 
-async fn fetch(url: &str, signal: Option<&AbortSignal>) -> Result<Response, JsValue> {
+/// The response for `url`; `None` for a file [`Need::IfPresent`] that the
+/// server answers with 404 Not Found.
+async fn fetch(
+    url: &str,
+    need: Need,
+    signal: Option<&AbortSignal>,
+) -> Result<Option<Response>, JsValue> {
     let global = js_sys::global();
     let fail = |why: String| -> JsValue {
         // A path, or a `file:` URL where fetch has none (Node): say what takes a file.
@@ -189,6 +224,9 @@ async fn fetch(url: &str, signal: Option<&AbortSignal>) -> Result<Response, JsVa
                 .unwrap_or_else(|| fail(message(&e)))
         })?
         .unchecked_into();
+    if need == Need::IfPresent && response.status() == 404 {
+        return Ok(None);
+    }
     if !response.ok() {
         return Err(fail(format!(
             "HTTP {} {}",
@@ -196,7 +234,7 @@ async fn fetch(url: &str, signal: Option<&AbortSignal>) -> Result<Response, JsVa
             response.status_text()
         )));
     }
-    Ok(response)
+    Ok(Some(response))
 }
 
 fn content_length(response: &Response) -> Option<f64> {

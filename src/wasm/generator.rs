@@ -88,7 +88,8 @@ impl Generator {
     }
 
     /// Downloads a model: a URL ending in `.gguf`, or a folder URL holding
-    /// `config.json`, `model.safetensors` and `tokenizer.json`. Streams with
+    /// `config.json`, `model.safetensors` and `tokenizer.json` (and, for the
+    /// chat template, `tokenizer_config.json` where it has one). Streams with
     /// progress and keeps the files in the browser Cache API when there is one;
     /// `signal` cancels the download (rejecting with an `AbortError`).
     pub async fn load(
@@ -119,9 +120,11 @@ impl Generator {
             ModelFiles::HfFolder {
                 config_json,
                 tokenizer_json,
+                tokenizer_config_json,
                 weights,
             } => {
-                let tokenizer = Tokenizer::from_json(&tokenizer_json)?;
+                let tokenizer =
+                    Tokenizer::from_hf(&tokenizer_json, tokenizer_config_json.as_deref())?;
                 Self::build(&model, |device| {
                     load::from_hf_file(&config_json, Box::new(weights), tokenizer, device)
                 })
