@@ -77,17 +77,15 @@ pub(super) async fn download(source: &RemoteModel, how: &Download) -> Result<Mod
             ];
             let [config_json, tokenizer_json, tokenizer_config_json, weights] =
                 fetch_all(files, how).await?;
-            let text = |bytes: Option<JsBytes>, url: &str| -> Result<String, Error> {
-                utf8(bytes.expect("a required file").copied(url)?, url)
-            };
+            let required = |bytes: Option<JsBytes>| bytes.expect("a required file");
+            let text = |bytes: JsBytes, url: &str| utf8(bytes.copied(url)?, url);
             Ok(ModelFiles::HfFolder {
-                config_json: text(config_json, config)?,
-                tokenizer_json: text(tokenizer_json, tokenizer)?,
-                tokenizer_config_json: match tokenizer_config_json {
-                    Some(bytes) => Some(text(Some(bytes), tokenizer_config)?),
-                    None => None,
-                },
-                weights: weights.expect("a required file"),
+                config_json: text(required(config_json), config)?,
+                tokenizer_json: text(required(tokenizer_json), tokenizer)?,
+                tokenizer_config_json: tokenizer_config_json
+                    .map(|bytes| text(bytes, tokenizer_config))
+                    .transpose()?,
+                weights: required(weights),
             })
         }
     }
