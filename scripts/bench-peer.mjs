@@ -6,7 +6,9 @@
 // cache prealloc, flex backend; in wasm on `threads` threads, 1 where the field is absent, 2 on the
 // multi-threaded build) and `wllama` (the same decode in the browser, per GGUF and thread
 // count: the tokens' arrival times on the page and llama.cpp's own per-token times). wllama with one
-// thread on the Q4_1 file is the main run `wllama-smollm2` in `results.runs`.
+// thread on the Q4_1 file is the main run `wllama-smollm2` in `results.runs`. Each peer run is made
+// once a round (`round`, from 1; bench.mjs's PEER_ROUNDS), and each figure here is its median over
+// the rounds whose run was made.
 
 import { fmt, ON_PAGE, ratioTarget, verdict } from "./bench-targets.mjs";
 
@@ -18,6 +20,24 @@ const pageTps = (arrivalMs) => (arrivalMs?.length > 1 ? ((arrivalMs.length - 1) 
 
 const threadsOf = (p) => p.threads ?? 1;
 
+/** The median of the numbers among `xs` (null when there are none). */
+function median(xs) {
+  const v = xs.filter((x) => x != null && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+/**
+ * One peer run's rounds (`entries`, each a run or `{ absent }`): `{ absent: why }` when none was
+ * made, else `{ absent: null, rounds, figure(of) }`, `figure` the median of `of(run)` over them.
+ */
+function rounds(entries) {
+  const made = entries.filter((e) => !e.absent);
+  if (!made.length) return { absent: entries[0]?.absent ?? "not run", rounds: 0, figure: () => null };
+  return { absent: null, rounds: made.length, figure: (of) => median(made.map(of)) };
+}
+
 /**
  * The peers' and our figures, by GGUF (`q4_1`, `q8_0`) and env, ours in wasm and wllama's by
  * thread count; `oursTwoThreads`: whether ours ran (or was meant to run) on two threads.
@@ -25,41 +45,53 @@ const threadsOf = (p) => p.threads ?? 1;
 export function peerFigures(results) {
   const peer = results.peer;
   if (!peer) return null;
-  const llama = (file) => peer.llamaCpp?.find((p) => p.file === file) ?? null;
+  const llama = (file) => rounds(peer.llamaCpp?.filter((p) => p.file === file) ?? []);
   const ours = (env, file, threads = 1) => {
-    const o = peer.ours?.find((p) => p.env === env && p.file === file && threadsOf(p) === threads);
+    const o = rounds(peer.ours?.filter((p) => p.env === env && p.file === file && threadsOf(p) === threads) ?? []);
     return {
-      absent: o ? (o.absent ?? null) : "not run",
-      decode: decodeTps(o?.decodeStepMs),
-      pageDecode: pageTps(o?.decodeArrivalMs),
-      prefill: prefillTps(o?.prefill),
-      prefillTokens: o?.prefill?.tokens ?? null,
+      absent: o.absent,
+      rounds: o.rounds,
+      decode: o.figure((r) => decodeTps(r.decodeStepMs)),
+      pageDecode: o.figure((r) => pageTps(r.decodeArrivalMs)),
+      prefill: o.figure((r) => prefillTps(r.prefill)),
+      prefillTokens: o.figure((r) => r.prefill?.tokens),
     };
   };
   // { pageDecode, decode } (page and llama.cpp's own timer), or { absent: why }.
   const wllama = (file, threads) => {
-    const w =
+    const w = rounds(
       threads === 1 && file === "q4_1"
-        ? results.runs?.find((r) => r.id === "wllama-smollm2")
-        : peer.wllama?.find((p) => p.file === file && p.threads === threads);
-    if (!w) return { absent: "not run" };
+        ? (results.runs?.filter((r) => r.id === "wllama-smollm2") ?? [])
+        : (peer.wllama?.filter((p) => p.file === file && p.threads === threads) ?? []),
+    );
     if (w.absent) return { absent: w.absent };
-    return { pageDecode: pageTps(w.arrivalMs), decode: decodeTps(w.stepMs) };
+    return { rounds: w.rounds, pageDecode: w.figure((r) => pageTps(r.arrivalMs)), decode: w.figure((r) => decodeTps(r.stepMs)) };
   };
   const row = (file) => {
     const l = llama(file);
     return {
       file,
-      absent: l?.absent ?? (l ? null : "not run"),
-      llama: l && !l.absent ? { decode: decodeTps(l.decode.stepMs), prefill: prefillTps(l.prefill), prefillTokens: l.prefill?.tokens } : null,
+      absent: l.absent,
+      llama: l.absent
+        ? null
+        : { rounds: l.rounds, decode: l.figure((r) => decodeTps(r.decode.stepMs)), prefill: l.figure((r) => prefillTps(r.prefill)), prefillTokens: l.figure((r) => r.prefill?.tokens) },
       wasm: ours("wasm", file),
       wasm2: ours("wasm", file, 2),
       native: ours("native", file),
       wllama: { 1: wllama(file, 1), 2: wllama(file, 2) },
     };
   };
-  return { rows: ["q4_1", "q8_0"].map(row), oursTwoThreads: peer.ours?.some((p) => p.env === "wasm" && threadsOf(p) === 2) ?? false };
+  const made = [...(peer.llamaCpp ?? []), ...(peer.ours ?? []), ...(peer.wllama ?? [])];
+  return {
+    rows: ["q4_1", "q8_0"].map(row),
+    oursTwoThreads: peer.ours?.some((p) => p.env === "wasm" && threadsOf(p) === 2) ?? false,
+    rounds: Math.max(1, ...made.map((p) => p.round ?? 1)),
+  };
 }
+
+/** What the sections say of the rounds, when there were several. */
+const roundsText = (f) =>
+  f.rounds > 1 ? ` Each figure is the median of ${f.rounds} rounds (each round makes every peer run once, every other round in reverse order).` : "";
 
 // ------------------------------------------------------------------ against native llama.cpp
 
@@ -164,7 +196,9 @@ export function wllamaSection(results) {
       "Ours: the wasm decode runs of the section above (flex, prealloc, one thread). Decode tok/s by the tokens' arrival on the page's main thread, timed the same way for both engines; in brackets, each engine's own per-token timer." +
       (two
         ? " Ours on two threads: the same runs on our multi-threaded build (`peer-smollm2-<file>-wasm-2threads`: `worker.js?threads=2`, a rayon pool of 2 on shared memory; the run fails unless the worker reports 2 threads). Each \"ours ÷\" compares the same number of threads."
-        : ""),
+        : "") +
+      roundsText(f) +
+      (f.rounds > 1 ? " wllama with one thread on Q4_1 is the main run, made once." : ""),
   );
   out.push("");
   if (two) {
@@ -204,7 +238,8 @@ export function peerSection(results) {
     "llama-cpp-python 0.3.36 built with `-DGGML_NATIVE=ON`, ggml's AMX matmul left out (`n_threads = n_threads_batch = 1`), timed around its own `eval` calls with a numpy argmax (scripts/llama-peer.py); " +
       'decode: "Once upon a time" then 128 greedy tokens; prefill: bench/prefill.txt in one call, after a warm-up call. ' +
       "Q8_0 is derived from the Q4_1 file by scripts/make-q8_0.py (gguf-py). Ours: the same decode (flex, prealloc) and the same text's prefill with one token generated, after a warm-up run, by the CLI and in the page's worker." +
-      (two ? " *wasm, 2 threads*: the same wasm runs on our multi-threaded build with a pool of two threads (no ratio: llama.cpp runs on one here)." : ""),
+      (two ? " *wasm, 2 threads*: the same wasm runs on our multi-threaded build with a pool of two threads (no ratio: llama.cpp runs on one here)." : "") +
+      roundsText(f),
   );
   out.push("");
   const ratio = (a, b) => (a != null && b != null ? `${(a / b).toFixed(2)}×` : "—");

@@ -205,6 +205,16 @@ function peerScenarios() {
 const inBrowser = (p) => p.kind === "wasm" || p.kind === "wllama";
 const PEER_DECODE = { prompt: "Once upon a time", tokens: QUICK ? 16 : 128 };
 
+// The peer runs are ratios of engines run minutes apart, on a VM whose speed drifts by more than
+// the margins of some targets (ours on Q8_0 at 35.6 and 41.1 tok/s in one evening, the same build),
+// so they run in rounds: each round runs every peer run once, every other round in reverse order,
+// and bench-peer.mjs takes each figure's median over the rounds.
+const PEER_ROUNDS = QUICK ? 1 : 2;
+
+/** `list` once a round, every other round backwards, each run tagged with its `round` (from 1). */
+const inRounds = (list) =>
+  Array.from({ length: PEER_ROUNDS }, (_, k) => (k % 2 ? [...list].reverse() : list).map((p) => ({ ...p, round: k + 1 }))).flat();
+
 // The page's Compare at its defaults (runCompare). The page is not told anything: the run fails
 // unless its defaults are still these, so that the target's name stays true of what was measured.
 // Quick mode leaves it out, since 16 tokens would not be the page's defaults.
@@ -734,7 +744,7 @@ async function main() {
   const needNative = [...runs, ...strategies].some((r) => r.env === "native") || peers.some((p) => p.kind === "native");
   const needBrowser = [...runs, ...strategies].some((r) => r.env !== "native") || peers.some(inBrowser) || compares.length > 0;
   say(
-    `${runs.length} runs, ${strategies.length} strategy comparisons, ${peers.length} runs on SmolLM2's peer files and ${compares.length} of the page's Compare` +
+    `${runs.length} runs, ${strategies.length} strategy comparisons, ${peers.length} runs on SmolLM2's peer files (${PEER_ROUNDS} round${PEER_ROUNDS === 1 ? "" : "s"}) and ${compares.length} of the page's Compare` +
       `${QUICK ? " (quick: 16 tokens each, the page's Compare left out)" : ""}; results go to ${OUT}`,
   );
   // The page runs on the multi-threaded build where it is cross-origin isolated, as here.
@@ -768,7 +778,7 @@ async function main() {
     results.runs.push({ ...r, ...res });
   };
   let i = 0;
-  const total = runs.length + strategies.length + peers.length + compares.length;
+  const total = runs.length + strategies.length + peers.length * PEER_ROUNDS + compares.length;
   const label = (r) => `[${++i}/${total}] ${r.id} (${r.maxTokens} tokens${r.cut ? `, cut from ${r.fullTokens}` : ""})`;
   const strategyLabel = (st) => `[${++i}/${total}] ${st.id} (cache cost over ${COST_TOKENS} steps${st.interleave ? `; concat and prealloc interleaved, ${INTERLEAVE_ROUNDS} rounds` : ""})`;
   const compared = (st, res) => {
@@ -807,21 +817,23 @@ async function main() {
   const peerFailed = (p, err) => {
     const message = String(err.message ?? err).split("\n")[0];
     say(`  failed: ${message}`);
-    if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, absent: "its run failed" });
-    if (p.kind === "wllama") results.peer.wllama.push({ file: p.file, threads: p.threads, absent: `its run failed: ${message}` });
-    if (p.kind === "wasm") results.peer.ours.push({ env: "wasm", file: p.file, threads: p.threads, absent: `its run failed: ${message}` });
+    const round = p.round;
+    if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, round, absent: "its run failed" });
+    if (p.kind === "wllama") results.peer.wllama.push({ file: p.file, threads: p.threads, round, absent: `its run failed: ${message}` });
+    if (p.kind === "wasm") results.peer.ours.push({ env: "wasm", file: p.file, threads: p.threads, round, absent: `its run failed: ${message}` });
   };
-  for (const p of peers.filter((x) => !inBrowser(x))) {
-    say(`[${++i}/${total}] ${p.id}`);
+  const peerLabel = (p) => `[${++i}/${total}] ${p.id}${PEER_ROUNDS > 1 ? ` (round ${p.round} of ${PEER_ROUNDS})` : ""}`;
+  for (const p of inRounds(peers.filter((x) => !inBrowser(x)))) {
+    say(peerLabel(p));
     if (peerAbsent && (p.kind === "llamacpp" || p.file === "q8_0")) {
       say(`  absent: ${peerAbsent}`);
-      if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, absent: peerAbsent });
+      if (p.kind === "llamacpp") results.peer.llamaCpp.push({ file: p.file, round: p.round, absent: peerAbsent });
       continue;
     }
     try {
       const res = p.kind === "llamacpp" ? await runLlamaPeer(p) : await runOursPeer(p);
       peerDone(p, res);
-      (p.kind === "llamacpp" ? results.peer.llamaCpp : results.peer.ours).push(res);
+      (p.kind === "llamacpp" ? results.peer.llamaCpp : results.peer.ours).push({ ...res, round: p.round });
     } catch (err) {
       peerFailed(p, err);
     }
@@ -852,12 +864,12 @@ async function main() {
         compared(st, await strategiesWasm(browser, st));
         if (browser.problems.length) say(`  browser console: ${browser.problems.splice(0).join(" | ")}`);
       }
-      for (const p of peers.filter(inBrowser)) {
-        say(`[${++i}/${total}] ${p.id}`);
+      for (const p of inRounds(peers.filter(inBrowser))) {
+        say(peerLabel(p));
         if (!existsSync(join(REPO, p.path))) {
           say(`  absent: no ${p.path}`);
-          if (p.kind === "wllama") results.peer.wllama.push({ file: p.file, threads: p.threads, absent: `no ${p.path}` });
-          if (p.kind === "wasm") results.peer.ours.push({ env: "wasm", file: p.file, threads: p.threads, absent: `no ${p.path}` });
+          if (p.kind === "wllama") results.peer.wllama.push({ file: p.file, threads: p.threads, round: p.round, absent: `no ${p.path}` });
+          if (p.kind === "wasm") results.peer.ours.push({ env: "wasm", file: p.file, threads: p.threads, round: p.round, absent: `no ${p.path}` });
           continue;
         }
         browser.setPrefix(`${p.id}: `);
@@ -865,11 +877,11 @@ async function main() {
           if (p.kind === "wllama") {
             const res = await runWllama(browser, { url: `/${p.path}`, prompt: PEER_DECODE.prompt, maxTokens: PEER_DECODE.tokens, threads: p.threads });
             wllamaDone(res);
-            results.peer.wllama.push({ file: p.file, ...res });
+            results.peer.wllama.push({ file: p.file, ...res, round: p.round });
           } else {
             const res = await runOursPeer(p, browser);
             peerDone(p, res);
-            results.peer.ours.push(res);
+            results.peer.ours.push({ ...res, round: p.round });
           }
         } catch (err) {
           peerFailed(p, err);

@@ -1,11 +1,13 @@
-// The bench report's row for the page's Compare (scripts/bench-report.mjs, compareTarget) on
-// made-up results shaped as scripts/bench.mjs writes them (`results.compare`).
+// The bench report's row for the page's Compare (scripts/bench-report.mjs, compareTarget), and the
+// peer runs' rounds (scripts/bench-peer.mjs), on made-up results shaped as scripts/bench.mjs writes
+// them (`results.compare`, `results.peer`).
 //
 //   node --test tests/node/bench-report.test.mjs
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
+import { peerFigures, wllamaSection, wllamaTargets } from "../../scripts/bench-peer.mjs";
 import { COMPARE_ID, compareTarget, markdown, readmeBlock, targets } from "../../scripts/bench-report.mjs";
 
 const NAME = "Compare at the page's defaults (SmolLM2, chat template, 128 tokens) under a minute";
@@ -102,4 +104,46 @@ test("without the run, the row says why and is neither met nor missed", () => {
   delete older.compare;
   assert.equal(why(older), "not measured (no `compare-smollm2-page` run in these results)");
   assert.ok(readmeBlock(older, targets(older)).includes(`| ${NAME} | not measured | — |`));
+});
+
+/** Token arrival times (ms) of 11 tokens at `tps` tokens a second after the first. */
+const arrivals = (tps) => Array.from({ length: 11 }, (_, k) => 500 + (k * 1000) / tps);
+
+/** A peer run of one round, decoding at `tps` (page and engine alike). */
+function wasmRun(file, round, tps) {
+  return { env: "wasm", file, threads: 1, round, decodeStepMs: [900, ...Array(10).fill(1000 / tps)], decodeArrivalMs: arrivals(tps), prefill: { tokens: 391, ms: 2000 / round } };
+}
+const wllamaRun = (file, round, tps) => ({ file, threads: 1, round, arrivalMs: arrivals(tps), stepMs: [900, ...Array(10).fill(1000 / tps)] });
+
+test("peer runs in rounds: each figure the median over the rounds made, the target read from those", () => {
+  const r = results(null);
+  r.peer = {
+    llamaCpp: [],
+    ours: [wasmRun("q8_0", 1, 36), wasmRun("q8_0", 2, 40), wasmRun("q4_1", 1, 45), { env: "wasm", file: "q4_1", threads: 1, round: 2, absent: "its run failed: boom" }],
+    wllama: [wllamaRun("q8_0", 2, 10), wllamaRun("q8_0", 1, 12)],
+  };
+  const f = peerFigures(r);
+  assert.equal(f.rounds, 2);
+  const row = (file) => f.rows.find((x) => x.file === file);
+  assert.ok(Math.abs(row("q8_0").wasm.pageDecode - 38) < 1e-9, "the median of 36 and 40");
+  assert.ok(Math.abs(row("q8_0").wasm.decode - 38) < 1e-9);
+  assert.ok(Math.abs(row("q8_0").wasm.prefill - (391 / 2 + 391) / 2) < 1e-9, "prefill: the median of each round's tokens/s");
+  assert.ok(Math.abs(row("q8_0").wllama[1].pageDecode - 11) < 1e-9);
+  // A round whose run failed leaves the other round's figure; no run at all says why.
+  assert.equal(row("q4_1").wasm.rounds, 1);
+  assert.ok(Math.abs(row("q4_1").wasm.pageDecode - 45) < 1e-9);
+  r.peer.ours = r.peer.ours.filter((o) => o.file !== "q4_1" || o.absent);
+  assert.equal(peerFigures(r).rows.find((x) => x.file === "q4_1").wasm.absent, "its run failed: boom");
+  // The Q8_0 target against wllama compares the medians: 38 / 11.
+  const q8 = wllamaTargets(r)[0];
+  assert.match(q8.name, /Q8_0 decode in wasm ≥ 3\.5 × wllama on Q8_0/);
+  assert.ok(Math.abs(q8.value - 38 / 11) < 1e-9);
+  assert.equal(q8.met, false);
+  assert.match(wllamaSection(r), /Each figure is the median of 2 rounds/);
+  // Results from before the rounds (no `round`) read as one round, and the sections say nothing of rounds.
+  r.peer.ours = [wasmRun("q8_0", 1, 36)].map(({ round, ...e }) => e);
+  r.peer.wllama = [wllamaRun("q8_0", 1, 12)].map(({ round, ...e }) => e);
+  assert.equal(peerFigures(r).rounds, 1);
+  assert.ok(Math.abs(wllamaTargets(r)[0].value - 3) < 1e-9);
+  assert.doesNotMatch(wllamaSection(r), /rounds/);
 });
