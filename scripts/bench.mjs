@@ -205,10 +205,10 @@ function peerScenarios() {
 const inBrowser = (p) => p.kind === "wasm" || p.kind === "wllama";
 const PEER_DECODE = { prompt: "Once upon a time", tokens: QUICK ? 16 : 128 };
 
-// The peer runs are ratios of engines run minutes apart, on a VM whose speed drifts by more than
-// the margins of some targets (ours on Q8_0 at 35.6 and 41.1 tok/s in one evening, the same build),
-// so they run in rounds: each round runs every peer run once, every other round in reverse order,
-// and bench-peer.mjs takes each figure's median over the rounds.
+// The peer runs are ratios of engines run minutes apart, on a machine whose speed can drift within
+// minutes by more than the margins of some targets (docs/benchmarks.md), so they run in rounds:
+// each round runs every peer run once, every other round in reverse order, and bench-peer.mjs
+// takes each figure's median over the rounds.
 const PEER_ROUNDS = QUICK ? 1 : 2;
 
 /** `list` once a round, every other round backwards, each run tagged with its `round` (from 1). */
