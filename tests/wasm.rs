@@ -1154,18 +1154,24 @@ async fn clear_browser_cache() {
     }
 }
 
+/// A Hugging Face folder of `fixture` at `base`, for [`FakeServer::install`]: its
+/// three files, without `tokenizer_config.json`.
+fn folder(base: &str, fixture: &Fixture) -> HashMap<String, &'static [u8]> {
+    HashMap::from([
+        (format!("{base}/config.json"), fixture.config.as_bytes()),
+        (format!("{base}/model.safetensors"), fixture.weights),
+        (
+            format!("{base}/tokenizer.json"),
+            fixture.tokenizer.as_bytes(),
+        ),
+    ])
+}
+
 #[wasm_bindgen_test]
 async fn load_fetches_a_folder_with_progress_and_caches_it() {
     clear_browser_cache().await;
     let base = "https://models.test/tiny-gpt2";
-    let server = FakeServer::install(HashMap::from([
-        (format!("{base}/config.json"), TINY_GPT2.config.as_bytes()),
-        (format!("{base}/model.safetensors"), TINY_GPT2.weights),
-        (
-            format!("{base}/tokenizer.json"),
-            TINY_GPT2.tokenizer.as_bytes(),
-        ),
-    ]));
+    let server = FakeServer::install(folder(base, &TINY_GPT2));
     let size =
         (TINY_GPT2.config.len() + TINY_GPT2.weights.len() + TINY_GPT2.tokenizer.len()) as f64;
     let progress = Rc::new(RefCell::new(Vec::<(f64, Option<f64>)>::new()));
@@ -1257,25 +1263,11 @@ async fn load_fetches_a_folder_with_progress_and_caches_it() {
 async fn load_takes_a_folders_chat_template() {
     let base = "https://models.test/tiny-llama-chat";
     let config: &'static str = chatml_tokenizer_config().leak(); // the fake server's files are 'static
-    let server = FakeServer::install(HashMap::from([
-        (format!("{base}/config.json"), TINY_LLAMA.config.as_bytes()),
-        (format!("{base}/model.safetensors"), TINY_LLAMA.weights),
-        (
-            format!("{base}/tokenizer.json"),
-            TINY_LLAMA.tokenizer.as_bytes(),
-        ),
-        (format!("{base}/tokenizer_config.json"), config.as_bytes()),
-        (
-            format!("{base}-bad/config.json"),
-            TINY_LLAMA.config.as_bytes(),
-        ),
-        (format!("{base}-bad/model.safetensors"), TINY_LLAMA.weights),
-        (
-            format!("{base}-bad/tokenizer.json"),
-            TINY_LLAMA.tokenizer.as_bytes(),
-        ),
-        (format!("{base}-bad/tokenizer_config.json"), b"{".as_slice()),
-    ]));
+    let mut files = folder(base, &TINY_LLAMA);
+    files.insert(format!("{base}/tokenizer_config.json"), config.as_bytes());
+    files.extend(folder(&format!("{base}-bad"), &TINY_LLAMA));
+    files.insert(format!("{base}-bad/tokenizer_config.json"), b"{");
+    let server = FakeServer::install(files);
     let total = Rc::new(RefCell::new(None));
     let seen = total.clone();
     let on_progress = Closure::<dyn FnMut(f64, JsValue)>::new(move |_: f64, t: JsValue| {
